@@ -1,0 +1,100 @@
+//! The command line, turned into typed values so later code never checks them again.
+//!
+//! Deliberately not here: any I/O but reading the open-files limit for the default of
+//! `--max-clients`, or any knowledge of mio.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+
+/// chatd: a TCP chat server. Clients connect with netcat (`nc HOST PORT`); every connect, message
+/// and disconnect is reported on stdout, and the operator answers any client from stdin
+/// (type /help there).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatd", version, max_term_width = 100)]
+pub struct Config {
+    /// Address to listen on, IP:PORT; repeat for more (e.g. also [::]:12000). Port 0 picks a free
+    /// port; each real address is printed as `listening on ADDR`.
+    #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Line sent to each client when it connects.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_GREETING)]
+    pub greeting: String,
+
+    /// Most clients at once; one more gets `server full` and is closed. Default: the open-files
+    /// limit minus a reserve, printed at start.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_clients: Option<u64>,
+
+    /// Also append every report to this file.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Least severe reports to show: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+
+    /// Bytes without a newline become a message after this many milliseconds without more bytes.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub line_timeout: u64,
+
+    /// Longest message kept; the rest of a longer line is dropped and counted as `[+N bytes]`.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line: u64,
+
+    /// Most bytes queued for a client that does not read; past it the client is dropped `slow`.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queue: u64,
+
+    /// Listen backlog: connections the kernel holds until they are accepted.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub backlog: u32,
+}
+
+impl Config {
+    pub fn line_timeout(&self) -> Duration {
+        Duration::from_millis(self.line_timeout)
+    }
+
+    pub fn max_line(&self) -> usize {
+        usize::try_from(self.max_line).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_queue(&self) -> usize {
+        usize::try_from(self.max_queue).unwrap_or(usize::MAX)
+    }
+
+    /// `--max-clients`, or the open-files limit less what the server needs for itself.
+    pub fn max_clients(&self) -> usize {
+        let limit = match self.max_clients {
+            Some(n) => n,
+            None => open_files_limit().saturating_sub(RESERVED_FILES).max(1),
+        };
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    }
+}
+
+/// The soft RLIMIT_NOFILE, or a conservative guess if it cannot be read.
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
+}
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
+const DEFAULT_GREETING: &str =
+    "welcome to chatd: type a line to talk to the operator, exit to leave";
+/// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
+/// file, and room to accept and refuse one more client politely.
+const RESERVED_FILES: u64 = 32;

@@ -1,0 +1,254 @@
+//! The operator's console: the stdin thread, and the parser for what the operator types.
+//!
+//! The thread only reads: each line goes into a channel and wakes the loop through its `Waker`, and
+//! at end of file (or a read error) it says so once and ends, dropping its sender. It never prints;
+//! stdout belongs to the loop thread. `parse` is pure: a line in, a [`Command`] or a
+//! [`ParseError`] out.
+//!
+//! Deliberately not here: sockets, the clients, or what a command does (that is `server.rs`).
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread;
+
+use mio::Waker;
+
+use crate::connection::ConnId;
+
+/// What the stdin thread hands to the loop.
+#[derive(Debug)]
+pub enum ConsoleInput {
+    /// One line, without its line ending (invalid UTF-8 replaced).
+    Line(String),
+    /// stdin is finished: `None` at end of file, or the error that ended it.
+    Closed(Option<io::Error>),
+}
+
+/// Starts the thread that reads stdin line by line and hands each line to the loop.
+pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            let mut stdin = stdin.lock();
+            let mut line = Vec::new();
+            let end = loop {
+                line.clear();
+                // The cap keeps one endless line from growing without bound; the rest of such a line
+                // arrives as further lines.
+                match (&mut stdin)
+                    .take(MAX_CONSOLE_LINE)
+                    .read_until(b'\n', &mut line)
+                {
+                    Ok(0) => break None,
+                    Ok(_) => {
+                        let text =
+                            String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+                        let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
+                        if tx.send(ConsoleInput::Line(text)).is_err() {
+                            return; // The loop has finished.
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Some(e),
+                }
+                let _ = waker.wake();
+            };
+            let _ = tx.send(ConsoleInput::Closed(end));
+            let _ = waker.wake();
+        })?;
+    Ok(())
+}
+
+/// One thing the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/to <id> <text>` or `@<id> <text>`: one line to one client.
+    To { id: ConnId, text: String },
+    /// `/all <text>`: one line to every client.
+    All(String),
+    /// Any line not starting with `/` or `@`: to the client that spoke last.
+    Reply(String),
+    /// `/list`: who is connected.
+    List,
+    /// `/kick <id>`: disconnect a client.
+    Kick(ConnId),
+    /// `/quit`: graceful shutdown.
+    Quit,
+    /// `/help`: the commands.
+    Help,
+}
+
+/// Why a console line was not a command; each prints as one line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    UnknownCommand(String),
+    /// The command needs a client id, and what followed was not one.
+    BadId {
+        usage: &'static str,
+    },
+    /// The command needs text after the id.
+    NoText {
+        usage: &'static str,
+    },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::UnknownCommand(name) => write!(f, "unknown command {name} (try /help)"),
+            ParseError::BadId { usage } | ParseError::NoText { usage } => {
+                write!(f, "usage: {usage}")
+            }
+        }
+    }
+}
+
+/// Reads one console line. Returns `None` for a blank line, which does nothing.
+pub fn parse(line: &str) -> Option<Result<Command, ParseError>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    if let Some(escaped) = line.strip_prefix("//") {
+        return Some(Ok(Command::Reply(format!("/{escaped}"))));
+    }
+    if let Some(rest) = line.strip_prefix('@') {
+        return Some(to(rest, "@<id> <text>"));
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return Some(Ok(Command::Reply(line.to_owned())));
+    };
+    let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some(match name {
+        "to" => to(args, "/to <id> <text>"),
+        "all" => match args.trim_start() {
+            "" => Err(ParseError::NoText {
+                usage: "/all <text>",
+            }),
+            text => Ok(Command::All(text.to_owned())),
+        },
+        "kick" => match (id(args), args.trim().contains(' ')) {
+            (Some(id), false) => Ok(Command::Kick(id)),
+            _ => Err(ParseError::BadId {
+                usage: "/kick <id>",
+            }),
+        },
+        "list" => Ok(Command::List),
+        "quit" => Ok(Command::Quit),
+        "help" => Ok(Command::Help),
+        _ => Err(ParseError::UnknownCommand(format!("/{name}"))),
+    })
+}
+
+fn to(args: &str, usage: &'static str) -> Result<Command, ParseError> {
+    let args = args.trim_start();
+    let (id_text, text) = args.split_once(' ').unwrap_or((args, ""));
+    let id = id(id_text).ok_or(ParseError::BadId { usage })?;
+    match text.trim_start() {
+        "" => Err(ParseError::NoText { usage }),
+        text => Ok(Command::To {
+            id,
+            text: text.to_owned(),
+        }),
+    }
+}
+
+/// A client id as the operator types it: `7` or `#7`.
+fn id(text: &str) -> Option<ConnId> {
+    let text = text.trim();
+    text.strip_prefix('#')
+        .unwrap_or(text)
+        .parse()
+        .ok()
+        .map(ConnId)
+}
+
+/// The longest console line read in one piece.
+const MAX_CONSOLE_LINE: u64 = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        match parse(line) {
+            Some(Ok(command)) => command,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> ParseError {
+        match parse(line) {
+            Some(Err(error)) => error,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_command() {
+        let to = |id, text: &str| Command::To {
+            id: ConnId(id),
+            text: text.into(),
+        };
+        assert_eq!(ok("/to 7 hello there"), to(7, "hello there"));
+        assert_eq!(ok("/to #7 hi"), to(7, "hi"));
+        assert_eq!(ok("@12 hi  you"), to(12, "hi  you"));
+        assert_eq!(
+            ok("/all hello everyone"),
+            Command::All("hello everyone".into())
+        );
+        assert_eq!(ok("just a reply"), Command::Reply("just a reply".into()));
+        assert_eq!(ok("//etc/passwd"), Command::Reply("/etc/passwd".into()));
+        assert_eq!(ok("/list"), Command::List);
+        assert_eq!(ok("/kick 3"), Command::Kick(ConnId(3)));
+        assert_eq!(ok("/kick #3"), Command::Kick(ConnId(3)));
+        assert_eq!(ok("/quit"), Command::Quit);
+        assert_eq!(ok("/help"), Command::Help);
+    }
+
+    #[test]
+    fn blank_lines_do_nothing() {
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("   \t"), None);
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        assert_eq!(
+            err("/frobnicate"),
+            ParseError::UnknownCommand("/frobnicate".into())
+        );
+        assert!(matches!(err("/to x hi"), ParseError::BadId { .. }));
+        assert!(matches!(err("/to 7"), ParseError::NoText { .. }));
+        assert!(matches!(err("@7"), ParseError::NoText { .. }));
+        assert!(matches!(err("@ hi"), ParseError::BadId { .. }));
+        assert!(matches!(
+            err("/to 99999999999999999999999 hi"),
+            ParseError::BadId { .. }
+        ));
+        assert!(matches!(err("/kick"), ParseError::BadId { .. }));
+        assert!(matches!(err("/kick 1 2"), ParseError::BadId { .. }));
+        assert!(matches!(err("/all"), ParseError::NoText { .. }));
+        assert!(matches!(err("/"), ParseError::UnknownCommand(_)));
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        for line in [
+            "@",
+            "/",
+            "//",
+            "/to",
+            "/to ",
+            "@-1 x",
+            "/kick -1",
+            "/to 1\u{0} x",
+            "/ü",
+            "@٣ x",
+        ] {
+            let _ = parse(line);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! chatd: a TCP chat server on one thread and one `mio::Poll` loop.
+//!
+//! Clients connect with netcat or any line-based client; every connect, message and disconnect is
+//! reported as one whole line, and the operator answers any client, or all, from stdin.
+//!
+//! # Layout
+//! - `config`: the command line → [`Config`].
+//! - `server`: the loop: tokens, dispatch, accept, pending reads, timers, `before_sleep`, shutdown.
+//! - `connection`: one peer: socket, id, framing state, output queue, state.
+//! - `framing`: bytes → lines (pure).
+//! - `console`: the stdin thread, and `parse` for what the operator types (pure).
+//! - `report`: every line the operator reads, escaping, logger setup.
+//! - `timers`: the deadline queue that sets the poll timeout.
+
+pub mod config;
+pub mod connection;
+pub mod console;
+pub mod framing;
+pub mod report;
+pub mod server;
+pub mod timers;
+
+pub use config::Config;
+pub use server::{Exit, Server};

@@ -1,0 +1,32 @@
+//! The doorway: parse the command line, start logging, bind, run, and turn an error into one line
+//! and an exit code.
+
+use std::process::ExitCode;
+
+use chatd::{Config, Exit, Server, report};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = report::init_logging(config.log_level, config.log_file.as_deref()) {
+        eprintln!("chatd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let code = match Server::bind(&config).map_err(|e| e.to_string()) {
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(server) => match server.run() {
+            Ok(Exit::Graceful) => ExitCode::SUCCESS,
+            // As a shell reports a process ended by SIGINT.
+            Ok(Exit::Forced) => ExitCode::from(130),
+            Err(e) => {
+                log::error!("event loop failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    };
+    report::flush();
+    code
+}

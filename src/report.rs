@@ -1,0 +1,328 @@
+//! Everything the operator reads: logger setup, the report lines and the console's replies.
+//!
+//! Every line goes through `log` so that reports and console replies come out whole and in one
+//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped here, before it
+//! reaches the logger, so no client can put a control character on the operator's screen.
+//!
+//! Deliberately not here: deciding who gets what or when a client is closed (that is `server.rs`).
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, IsTerminal};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use log::{LevelFilter, info, warn};
+use simplelog::{
+    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+};
+
+use crate::connection::{ConnId, Reason};
+use crate::console::ParseError;
+
+/// Starts the logger: stdout (coloured and flushed per line on a terminal, otherwise buffered and
+/// flushed by the loop once per turn) and, if given, `log_file` opened for appending.
+pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<()> {
+    let mut builder = ConfigBuilder::new();
+    // Local time is read once here, while the process has one thread (the `time` crate refuses
+    // later); if it cannot be had, reports carry UTC.
+    let _ = builder.set_time_offset_to_local();
+    let config = builder.build();
+
+    let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
+    if io::stdout().is_terminal() {
+        loggers.push(TermLogger::new(
+            level,
+            config.clone(),
+            TerminalMode::Stdout,
+            ColorChoice::Auto,
+        ));
+    } else {
+        let stdout = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout());
+        loggers.push(WriteLogger::new(level, config.clone(), stdout));
+    }
+    if let Some(path) = log_file {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open log file {}: {e}", path.display()),
+                )
+            })?;
+        loggers.push(WriteLogger::new(
+            level,
+            config,
+            BufWriter::with_capacity(OUTPUT_BUFFER, file),
+        ));
+    }
+    CombinedLogger::init(loggers).map_err(io::Error::other)
+}
+
+/// Writes out whatever reports are buffered. The loop calls it once per turn and on every exit.
+pub fn flush() {
+    log::logger().flush();
+}
+
+/// A client's address as the operator reads it: an IPv4 client that reached an IPv6 listener is
+/// shown as plain IPv4, not `[::ffff:a.b.c.d]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => write!(f, "{v4}:{}", v6.port()),
+                None => write!(f, "{v6}"),
+            },
+            SocketAddr::V4(v4) => write!(f, "{v4}"),
+        }
+    }
+}
+
+pub fn listening(addr: SocketAddr) {
+    info!("listening on {addr}");
+}
+
+pub fn max_clients(max: usize) {
+    info!("accepting at most {max} clients");
+}
+
+pub fn connect(peer: Peer, id: ConnId, online: usize) {
+    info!("connect {peer} {id} ({online} online)");
+}
+
+/// One message from a client; `dropped` bytes past `--max-line` are counted, not shown.
+pub fn message(peer: Peer, id: ConnId, text: &[u8], dropped: usize) {
+    let text = escape(text);
+    if dropped == 0 {
+        info!("message {peer} {id}: {text}");
+    } else {
+        info!("message {peer} {id}: {text}... [+{dropped} bytes]");
+    }
+}
+
+pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {
+    info!("disconnect {peer} {id} {reason} ({online} online)");
+}
+
+pub fn refused(peer: Peer, why: &str) {
+    info!("refused {peer} ({why})");
+}
+
+pub fn accept_failed(error: &io::Error) {
+    warn!("accept failed: {error}; accepting again shortly");
+}
+
+pub fn accepting_again() {
+    info!("accepting again");
+}
+
+pub fn console_closed(error: Option<&io::Error>) {
+    match error {
+        None => info!(
+            "console closed (stdin at end of file); still serving, stop with SIGINT or SIGTERM"
+        ),
+        Some(e) => warn!("console closed (stdin: {e}); still serving, stop with SIGINT or SIGTERM"),
+    }
+}
+
+pub fn console_sent(id: ConnId, peer: Peer) {
+    info!("sent to {id} {peer}");
+}
+
+pub fn console_replied(id: ConnId, peer: Peer) {
+    info!("replied to {id} {peer} (last to speak)");
+}
+
+pub fn console_sent_all(count: usize) {
+    info!("sent to all ({count} clients)");
+}
+
+pub fn console_error(error: &ParseError) {
+    warn!("console: {error}");
+}
+
+pub fn console_no_client(id: ConnId) {
+    warn!("console: no client {id} is connected (try /list)");
+}
+
+pub fn console_nobody_spoke() {
+    warn!("console: no client has spoken yet; use /to <id> <text> or /all <text>");
+}
+
+pub fn console_list_header(online: usize) {
+    info!("{online} online");
+}
+
+pub fn console_list_entry(id: ConnId, peer: Peer, age: Duration, lines_in: u64, lines_out: u64) {
+    info!(
+        "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
+        Age(age)
+    );
+}
+
+pub fn console_help() {
+    for line in HELP {
+        info!("{line}");
+    }
+}
+
+pub fn shutting_down(cause: &str) {
+    info!("shutting down ({cause})");
+}
+
+pub fn shutdown_forced() {
+    warn!("second interrupt: exiting now");
+}
+
+pub fn stopped() {
+    info!("stopped");
+}
+
+/// Makes client bytes safe for a terminal and a log line. Valid UTF-8 is kept as it is, except that
+/// control characters other than tab (C0, DEL, C1), the bidi embeddings, overrides and isolates
+/// (U+202A-U+202E, U+2066-U+2069) and the Unicode line and paragraph separators become `\xNN` or
+/// `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
+/// sequence, so a client can neither move the cursor nor forge a report line.
+pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.chars().any(is_unsafe)
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if !is_unsafe(c) {
+                out.push(c);
+            } else if (c as u32) < 0x100 {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// A connection's age as `1h02m03s`, `2m03s` or `3s`.
+struct Age(Duration);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        match (h, m) {
+            (0, 0) => write!(f, "{s}s"),
+            (0, _) => write!(f, "{m}m{s:02}s"),
+            _ => write!(f, "{h}h{m:02}m{s:02}s"),
+        }
+    }
+}
+
+/// The console's `/help`; README.md lists the same commands.
+const HELP: &[&str] = &[
+    "commands:",
+    "  /to <id> <text>   send <text> to client #<id> (also: @<id> <text>)",
+    "  /all <text>       send <text> to every client",
+    "  <text>            reply to the client that spoke last (//text sends a line that starts with /)",
+    "  /list             list clients: id, address, time connected, messages in and out",
+    "  /kick <id>        disconnect client #<id>",
+    "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
+    "  /help             this list",
+];
+
+/// Capacity of the stdout and log-file buffers, flushed once per loop turn.
+const OUTPUT_BUFFER: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_plain_and_unicode_text_borrowed() {
+        for text in [
+            "hello, world",
+            "tab\there",
+            "你好，世界",
+            "emoji 🎉 and accents: café",
+            "",
+        ] {
+            assert!(matches!(escape(text.as_bytes()), Cow::Borrowed(t) if t == text));
+        }
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(escape(b"\x1b[2J\x1b[H"), "\\x1b[2J\\x1b[H");
+        assert_eq!(escape(b"a\rb\nc\0d\x7f"), "a\\x0db\\x0ac\\x00d\\x7f");
+        assert_eq!(escape("c1:\u{85}\u{9b}".as_bytes()), "c1:\\x85\\x9b");
+    }
+
+    #[test]
+    fn escapes_bidi_controls_and_line_separators() {
+        assert_eq!(escape("abc\u{202e}def".as_bytes()), "abc\\u{202e}def");
+        assert_eq!(
+            escape("\u{2066}x\u{2069}".as_bytes()),
+            "\\u{2066}x\\u{2069}"
+        );
+        assert_eq!(escape("a\u{2028}b".as_bytes()), "a\\u{2028}b");
+    }
+
+    #[test]
+    fn escapes_invalid_utf8_bytes() {
+        assert_eq!(escape(b"ok\xff\xfe"), "ok\\xff\\xfe");
+        // Overlong encoding of '/' and a lone continuation byte.
+        assert_eq!(escape(b"\xc0\xaf\x80"), "\\xc0\\xaf\\x80");
+        // A truncated multi-byte sequence next to a valid one.
+        assert_eq!(
+            escape(
+                "é".as_bytes()
+                    .split_last()
+                    .map(|(_, head)| head)
+                    .unwrap_or_default()
+            ),
+            "\\xc3"
+        );
+    }
+
+    #[test]
+    fn escaped_text_has_no_control_characters_for_any_byte() {
+        for b in 0..=255u8 {
+            let bytes = [b'x', b, b'y'];
+            let text = escape(&bytes);
+            assert!(!text.chars().any(is_unsafe), "byte {b:#04x} gave {text:?}");
+        }
+    }
+
+    #[test]
+    fn shows_mapped_ipv4_peers_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Peer(mapped).to_string(), "127.0.0.1:4000");
+        let v6: SocketAddr = "[::1]:4000".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Peer(v6).to_string(), "[::1]:4000");
+    }
+
+    #[test]
+    fn formats_ages() {
+        assert_eq!(Age(Duration::from_secs(5)).to_string(), "5s");
+        assert_eq!(Age(Duration::from_secs(125)).to_string(), "2m05s");
+        assert_eq!(Age(Duration::from_secs(3725)).to_string(), "1h02m05s");
+    }
+}

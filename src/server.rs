@@ -1,0 +1,703 @@
+//! The event loop: one thread, one `mio::Poll`, the listeners, every client, the console and the
+//! signals, and the decisions about what each event, line and command causes.
+//!
+//! A turn is: poll, dispatch each event by token, resume clients that stopped at their read budget,
+//! fire due timers, then `before_sleep` (flush output, reap closing clients, flush the reports).
+//! Clients leave the slab only in `before_sleep`, so no slot is reused while a batch of events may
+//! still name it; anything kept across turns pairs the slab key with the client's `ConnId`.
+//!
+//! Deliberately not here: byte parsing (`framing.rs`), escaping and report text (`report.rs`), or
+//! anything that blocks.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::connection::{ConnId, Connection, ReadStatus, Reason, State};
+use crate::console::{self, Command, ConsoleInput};
+use crate::framing::Line;
+use crate::report::{self, Peer};
+use crate::timers::{Timer, TimerKind, Timers};
+
+/// A listener that could not be set up: prints as `cannot listen on ADDR: REASON`.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every client was told, flushed (or given up on after the grace period) and reported.
+    Graceful,
+    /// A second SIGINT during the shutdown: out at once.
+    Forced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Shutting down: no listeners; clients flush their last line until they are gone or until
+    /// `deadline`, when whatever is left is closed.
+    Draining {
+        deadline: Instant,
+    },
+    Forced,
+}
+
+pub struct Server {
+    poll: Poll,
+    /// Listener `i` is registered as `Token(LISTENER_BASE + i)`; emptied at shutdown.
+    listeners: Vec<TcpListener>,
+    /// Every client; slab key `k` is registered as `Token(CLIENT_BASE + k)`.
+    clients: Slab<Connection>,
+    /// The id the next client gets; ids are never reused.
+    next_id: u64,
+    waker: Arc<Waker>,
+    /// Lines from the stdin thread; `None` once the console has closed, so it is never polled again.
+    console: Option<Receiver<ConsoleInput>>,
+    signals: Signals,
+    timers: Timers,
+    /// Clients that stopped at their read budget: read again next turn without waiting for an event
+    /// (readiness is edge-triggered, so none would come).
+    pending: Vec<(usize, ConnId)>,
+    /// Clients with output to flush or that are closing: seen to in `before_sleep`.
+    dirty: Vec<(usize, ConnId)>,
+    /// The one read buffer, shared by all clients.
+    read_buf: Box<[u8]>,
+    /// The client whose message was reported last: the target of a bare console line.
+    last_speaker: Option<ConnId>,
+    phase: Phase,
+    /// Set while `accept` is failing (out of descriptors): when to try again.
+    accept_retry: Option<Instant>,
+    greeting: Vec<u8>,
+    max_clients: usize,
+    max_line: usize,
+    max_queue: usize,
+    line_timeout: Duration,
+}
+
+impl Server {
+    /// Binds every `--listen` address and sets up the poll, the waker and the signals. Reports one
+    /// `listening on` line per listener with its real address.
+    pub fn bind(config: &Config) -> Result<Server, BindError> {
+        let first = config
+            .listen
+            .first()
+            .copied()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let setup_error = |source| BindError {
+            addr: first,
+            source,
+        };
+        let poll = Poll::new().map_err(setup_error)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(setup_error)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(setup_error)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(setup_error)?;
+
+        if config.listen.len() > MAX_LISTENERS {
+            let too_many =
+                io::Error::new(io::ErrorKind::InvalidInput, "too many --listen addresses");
+            return Err(setup_error(too_many));
+        }
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for (i, &addr) in config.listen.iter().enumerate() {
+            // An IPv6 wildcard listener also takes IPv4 (dual stack) unless an IPv4 listener on the
+            // same port is asked for too, which it would otherwise collide with.
+            let only_v6 = addr.is_ipv6()
+                && addr.port() != 0
+                && config
+                    .listen
+                    .iter()
+                    .any(|other| other.is_ipv4() && other.port() == addr.port());
+            let mut listener = listen(addr, config.backlog, only_v6)
+                .map_err(|source| BindError { addr, source })?;
+            poll.registry()
+                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(|source| BindError { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| BindError { addr, source })?;
+            report::listening(local);
+            listeners.push(listener);
+        }
+        let max_clients = config.max_clients();
+        report::max_clients(max_clients);
+
+        Ok(Server {
+            poll,
+            listeners,
+            clients: Slab::new(),
+            next_id: 1,
+            waker: Arc::new(waker),
+            console: None,
+            signals,
+            timers: Timers::default(),
+            pending: Vec::new(),
+            dirty: Vec::new(),
+            read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            last_speaker: None,
+            phase: Phase::Running,
+            accept_retry: None,
+            greeting: config.greeting.clone().into_bytes(),
+            max_clients,
+            max_line: config.max_line(),
+            max_queue: config.max_queue(),
+            line_timeout: config.line_timeout(),
+        })
+    }
+
+    /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
+    pub fn run(mut self) -> io::Result<Exit> {
+        let (tx, rx) = mpsc::channel();
+        console::spawn(tx, Arc::clone(&self.waker))?;
+        self.console = Some(rx);
+        report::flush(); // The `listening on` lines, before the first wait.
+
+        let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        loop {
+            if let Some(exit) = self.finished() {
+                return Ok(exit);
+            }
+            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+                // A signal landing during the wait interrupts it; the signal itself arrives as an
+                // event on the next turn.
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            self.resume_pending();
+            self.fire_timers();
+            self.before_sleep();
+        }
+    }
+
+    fn finished(&self) -> Option<Exit> {
+        match self.phase {
+            Phase::Running => None,
+            Phase::Draining { .. } if self.clients.is_empty() => {
+                report::stopped();
+                Some(Exit::Graceful)
+            }
+            Phase::Draining { .. } => None,
+            Phase::Forced => Some(Exit::Forced),
+        }
+    }
+
+    /// Zero while clients wait to be read again, else until the next timer (or forever).
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let shutdown = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        };
+        let next = [self.timers.next_deadline(), shutdown, self.accept_retry]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    fn dispatch(&mut self, event: &Event) {
+        match event.token() {
+            WAKER => self.drain_console(),
+            SIGNALS => self.drain_signals(),
+            Token(t) if t >= CLIENT_BASE => {
+                let key = t - CLIENT_BASE;
+                if event.is_writable() || event.is_write_closed() {
+                    self.on_writable(key);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(key);
+                }
+            }
+            Token(t) => self.accept(t - LISTENER_BASE),
+        }
+    }
+
+    /// Accepts until the listener would block. When accept fails for want of descriptors, no new
+    /// readiness edge would come for the connections already queued, so a timer retries instead.
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return; // Closed at shutdown; a late event.
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    if self.accept_retry.take().is_some() {
+                        report::accepting_again();
+                    }
+                    self.admit(stream, Peer(addr));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    if self.accept_retry.is_none() {
+                        report::accept_failed(&e);
+                    }
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: Peer) {
+        if self.clients.len() >= self.max_clients {
+            let _ = stream.write(b"server full\n");
+            let _ = stream.shutdown(Shutdown::Write);
+            report::refused(peer, "server full");
+            return;
+        }
+        // Chat lines are small and interactive: send them now, not after the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, client_token(key), Interest::READABLE)
+        {
+            report::refused(peer, &e.to_string());
+            return;
+        }
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let mut conn = Connection::new(stream, id, peer, self.max_line, self.max_queue);
+        // A greeting longer than --max-queue is not sent; the client is still served.
+        let _ = conn.queue_line(&self.greeting);
+        mark_dirty(&mut self.dirty, key, &mut conn);
+        entry.insert(conn);
+        report::connect(peer, id, self.clients.len());
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        let Some(conn) = self.clients.get_mut(key) else {
+            return; // Sporadic events for a client reaped earlier: ignore them.
+        };
+        if conn.state != State::Open {
+            return;
+        }
+        let (peer, id) = (conn.peer, conn.id);
+        let last_speaker = &mut self.last_speaker;
+        let mut exit = false;
+        let status = conn.read(&mut self.read_buf, READ_BUDGET, |line| {
+            // Whatever follows `exit` is not heard: the client has left.
+            if !exit {
+                exit = on_line(peer, id, line, last_speaker);
+            }
+        });
+        if exit {
+            leave(conn);
+        }
+        match status {
+            ReadStatus::Drained => {}
+            ReadStatus::BudgetSpent => {
+                if !conn.flags.pending {
+                    conn.flags.pending = true;
+                    self.pending.push((key, id));
+                }
+            }
+            ReadStatus::Eof => {
+                // The unfinished line is a message now: the lab's client sends a bare `exit` and
+                // closes at once.
+                let mut exit = false;
+                conn.take_partial(|line| exit = on_line(peer, id, line, &mut self.last_speaker));
+                if exit {
+                    leave(conn);
+                }
+                conn.close(Reason::Closed);
+            }
+            ReadStatus::Failed(_) => conn.abort(Reason::Reset),
+        }
+        if conn.state != State::Open {
+            mark_dirty(&mut self.dirty, key, conn);
+        } else if conn.has_partial() {
+            let now = Instant::now();
+            conn.last_input = now;
+            if !conn.flags.line_timer {
+                conn.flags.line_timer = true;
+                let at = now + self.line_timeout;
+                self.timers.arm(Timer {
+                    at,
+                    key,
+                    id,
+                    kind: TimerKind::Line,
+                });
+            }
+        }
+    }
+
+    fn on_writable(&mut self, key: usize) {
+        if let Some(conn) = self.clients.get_mut(key) {
+            if conn.flush().is_err() {
+                conn.abort(Reason::Reset);
+            }
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+    }
+
+    fn resume_pending(&mut self) {
+        for (key, id) in mem::take(&mut self.pending) {
+            if let Some(conn) = slot(&mut self.clients, key, id) {
+                conn.flags.pending = false;
+                self.on_readable(key);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(timer) = self.timers.pop_due(now) {
+            let line_timeout = self.line_timeout;
+            let Some(conn) = slot(&mut self.clients, timer.key, timer.id) else {
+                continue; // The client is gone: the timer went with it.
+            };
+            match timer.kind {
+                TimerKind::Line => {
+                    conn.flags.line_timer = false;
+                    if conn.state != State::Open || !conn.has_partial() {
+                        continue;
+                    }
+                    // Bytes came in since the timer was armed: wait out the rest.
+                    let due = conn.last_input + line_timeout;
+                    if due > now {
+                        conn.flags.line_timer = true;
+                        self.timers.arm(Timer { at: due, ..timer });
+                        continue;
+                    }
+                    let (peer, id) = (conn.peer, conn.id);
+                    let mut exit = false;
+                    conn.take_partial(|line| {
+                        exit = on_line(peer, id, line, &mut self.last_speaker)
+                    });
+                    if exit {
+                        leave(conn);
+                        mark_dirty(&mut self.dirty, timer.key, conn);
+                    }
+                }
+                TimerKind::Linger => {
+                    // It had its grace period to take its last lines and did not.
+                    conn.abort(Reason::Reset);
+                    mark_dirty(&mut self.dirty, timer.key, conn);
+                }
+            }
+        }
+        if let Phase::Draining { deadline } = self.phase
+            && now >= deadline
+        {
+            for (key, conn) in &mut self.clients {
+                conn.abort(Reason::Shutdown);
+                mark_dirty(&mut self.dirty, key, conn);
+            }
+        }
+        if self.accept_retry.is_some_and(|at| now >= at) {
+            for index in 0..self.listeners.len() {
+                self.accept(index);
+            }
+        }
+    }
+
+    /// The end of a turn: write what is queued, ask for WRITABLE only for what is left, reap the
+    /// clients that are closing and done, and put this turn's reports on screen and disk.
+    fn before_sleep(&mut self) {
+        let mut dirty = mem::take(&mut self.dirty);
+        for (key, id) in dirty.drain(..) {
+            let Some(conn) = slot(&mut self.clients, key, id) else {
+                continue;
+            };
+            conn.flags.dirty = false;
+            if conn.flush().is_err() {
+                conn.abort(Reason::Reset);
+            }
+            if conn.state != State::Open && conn.is_flushed() {
+                self.reap(key);
+                continue;
+            }
+            if conn.state != State::Open && !conn.flags.linger_timer {
+                conn.flags.linger_timer = true;
+                let at = Instant::now() + GRACE;
+                self.timers.arm(Timer {
+                    at,
+                    key,
+                    id,
+                    kind: TimerKind::Linger,
+                });
+            }
+            let interest = conn.interest();
+            if interest != conn.registered {
+                conn.registered = interest;
+                if self
+                    .poll
+                    .registry()
+                    .reregister(conn.stream(), client_token(key), interest)
+                    .is_err()
+                {
+                    conn.abort(Reason::Reset);
+                    self.reap(key);
+                }
+            }
+        }
+        // Keep the list's memory for the next turn.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        report::flush();
+    }
+
+    /// Removes a closing client: its unfinished line is reported, then its disconnect.
+    fn reap(&mut self, key: usize) {
+        let last_speaker = &mut self.last_speaker;
+        if let Some(conn) = self.clients.get_mut(key) {
+            let (peer, id) = (conn.peer, conn.id);
+            conn.take_partial(|line| {
+                on_line(peer, id, line, last_speaker);
+            });
+        }
+        let Some(mut conn) = self.clients.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(conn.stream());
+        let reason = conn.reason().unwrap_or(Reason::Closed);
+        report::disconnect(conn.peer, conn.id, reason, self.clients.len());
+        conn.finish(&mut self.read_buf);
+    }
+
+    fn drain_console(&mut self) {
+        // Wakes coalesce: one event may stand for many lines, so read until the channel is empty.
+        while let Some(rx) = &self.console {
+            match rx.try_recv() {
+                Ok(ConsoleInput::Line(line)) => match console::parse(&line) {
+                    Some(Ok(command)) => self.execute(command),
+                    Some(Err(error)) => report::console_error(&error),
+                    None => {}
+                },
+                Ok(ConsoleInput::Closed(error)) => {
+                    report::console_closed(error.as_ref());
+                    self.console = None;
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    report::console_closed(None);
+                    self.console = None;
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::To { id, text } => match self.find(id) {
+                Some(key) => {
+                    if let Some(peer) = self.send(key, &text) {
+                        report::console_sent(id, peer);
+                    }
+                }
+                None => report::console_no_client(id),
+            },
+            Command::Reply(text) => match self.last_speaker {
+                None => report::console_nobody_spoke(),
+                Some(id) => match self.find(id) {
+                    Some(key) => {
+                        if let Some(peer) = self.send(key, &text) {
+                            report::console_replied(id, peer);
+                        }
+                    }
+                    None => report::console_no_client(id),
+                },
+            },
+            Command::All(text) => {
+                let keys: Vec<usize> = self.open_clients().map(|(key, _)| key).collect();
+                for &key in &keys {
+                    self.send(key, &text);
+                }
+                report::console_sent_all(keys.len());
+            }
+            Command::List => {
+                let now = Instant::now();
+                report::console_list_header(self.open_clients().count());
+                for (_, conn) in self.open_clients() {
+                    let age = now.saturating_duration_since(conn.connected_at);
+                    report::console_list_entry(
+                        conn.id,
+                        conn.peer,
+                        age,
+                        conn.lines_in,
+                        conn.lines_out,
+                    );
+                }
+            }
+            Command::Kick(id) => match self.find(id) {
+                Some(key) => {
+                    if let Some(conn) = self.clients.get_mut(key) {
+                        let _ = conn.queue_line(KICKED);
+                        conn.close(Reason::Kicked);
+                        mark_dirty(&mut self.dirty, key, conn);
+                    }
+                }
+                None => report::console_no_client(id),
+            },
+            Command::Quit => self.begin_shutdown("/quit"),
+            Command::Help => report::console_help(),
+        }
+    }
+
+    /// Queues one operator line for client `key`; a client whose queue overflows is dropped `slow`.
+    /// Returns the client's address if the line was queued.
+    fn send(&mut self, key: usize, text: &str) -> Option<Peer> {
+        let conn = self.clients.get_mut(key)?;
+        let queued = conn.queue_line(text.as_bytes()).is_ok();
+        if !queued {
+            conn.abort(Reason::Slow);
+        }
+        mark_dirty(&mut self.dirty, key, conn);
+        queued.then_some(conn.peer)
+    }
+
+    fn drain_signals(&mut self) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for signal in signals {
+            match (signal, self.phase) {
+                (SIGINT, Phase::Draining { .. }) => {
+                    report::shutdown_forced();
+                    self.phase = Phase::Forced;
+                }
+                (SIGINT, _) => self.begin_shutdown("SIGINT"),
+                (SIGTERM, _) => self.begin_shutdown("SIGTERM"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops accepting, tells every client, and gives their queues `GRACE` to drain. Every trigger
+    /// (`/quit`, SIGINT, SIGTERM) comes here, and only the first one counts.
+    fn begin_shutdown(&mut self, cause: &str) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        report::shutting_down(cause);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for (key, conn) in &mut self.clients {
+            let _ = conn.queue_line(SHUTTING_DOWN);
+            conn.close(Reason::Shutdown);
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+        self.phase = Phase::Draining {
+            deadline: Instant::now() + GRACE,
+        };
+    }
+
+    /// The slot of the open client with this id. A scan, which is fine at typing speed.
+    fn find(&self, id: ConnId) -> Option<usize> {
+        self.open_clients()
+            .find(|(_, conn)| conn.id == id)
+            .map(|(key, _)| key)
+    }
+
+    fn open_clients(&self) -> impl Iterator<Item = (usize, &Connection)> {
+        self.clients
+            .iter()
+            .filter(|(_, conn)| conn.state == State::Open)
+    }
+}
+
+/// The one place that decides what a client's message causes: it is reported, its sender becomes
+/// the target of the operator's bare replies, and `exit` ends the session. Returns whether it was
+/// `exit`.
+fn on_line(peer: Peer, id: ConnId, line: Line<'_>, last_speaker: &mut Option<ConnId>) -> bool {
+    report::message(peer, id, line.text, line.dropped);
+    *last_speaker = Some(id);
+    line.text == b"exit" && line.dropped == 0
+}
+
+/// The client said `exit`: a goodbye line, then the session closes once it is flushed.
+fn leave(conn: &mut Connection) {
+    let _ = conn.queue_line(GOODBYE);
+    conn.close(Reason::Exit);
+}
+
+/// The client in slot `key`, if it is still the one with this `id` (slots are reused, ids never).
+fn slot(clients: &mut Slab<Connection>, key: usize, id: ConnId) -> Option<&mut Connection> {
+    clients.get_mut(key).filter(|conn| conn.id == id)
+}
+
+/// Puts a client on the list `before_sleep` sees to, once.
+fn mark_dirty(dirty: &mut Vec<(usize, ConnId)>, key: usize, conn: &mut Connection) {
+    if !conn.flags.dirty {
+        conn.flags.dirty = true;
+        dirty.push((key, conn.id));
+    }
+}
+
+/// A non-blocking listener with our backlog (mio's own `bind` listens with 128, which a burst of
+/// connects overflows) and SO_REUSEADDR, so a restart need not wait out TIME_WAIT.
+fn listen(addr: SocketAddr, backlog: u32, only_v6: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(only_v6)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn client_token(key: usize) -> Token {
+    Token(CLIENT_BASE + key)
+}
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const LISTENER_BASE: usize = 2;
+const CLIENT_BASE: usize = 1024;
+const MAX_LISTENERS: usize = CLIENT_BASE - LISTENER_BASE;
+
+/// Bytes read from one client per turn before the others get their go.
+const READ_BUDGET: usize = 256 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
+const EVENTS_PER_TURN: usize = 1024;
+/// How long a closing client's output may take to drain, at shutdown and otherwise.
+const GRACE: Duration = Duration::from_secs(2);
+/// How soon to try `accept` again after it failed (typically out of descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+const GOODBYE: &[u8] = b"goodbye";
+const KICKED: &[u8] = b"you were disconnected by the operator";
+const SHUTTING_DOWN: &[u8] = b"server shutting down";
