@@ -1,0 +1,302 @@
+//! The test harness: the real `chatd` binary as a child process, and plain TCP clients.
+//!
+//! `Chatd::spawn` starts the binary on `127.0.0.1:0`, reads the real address from its
+//! `listening on` line, and feeds its stdout to a channel from a reader thread, so a test waits for
+//! the report it expects with a deadline instead of sleeping. The child is killed on drop.
+//!
+//! Deliberately not here: sleeps used as waits, fixed ports, or `#[test]`s.
+
+#![allow(dead_code)] // Each test binary uses its own part of the harness.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for anything before it fails: generous, since CI machines are busy.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `chatd`.
+pub struct Chatd {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line read so far, for failure messages.
+    seen: Vec<String>,
+    /// The real address of each listener, in `--listen` order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Chatd {
+    /// Starts `chatd` listening on `127.0.0.1:0` with `args` added, its console on a pipe.
+    #[track_caller]
+    pub fn spawn(args: &[&str]) -> Chatd {
+        Chatd::spawn_with(&with_listen(args), Stdio::piped())
+    }
+
+    /// Starts `chatd` with exactly `args` and the given stdin, and waits for every listener.
+    #[track_caller]
+    pub fn spawn_with(args: &[&str], stdin: Stdio) -> Chatd {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn chatd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\n')
+                    .to_owned();
+                if tx.send(text).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut chatd = Chatd {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            addrs: Vec::new(),
+        };
+        let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
+        for _ in 0..listeners {
+            let line = chatd.expect_report("listening on ");
+            let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok());
+            chatd
+                .addrs
+                .push(addr.unwrap_or_else(|| panic!("no address in {line:?}")));
+        }
+        chatd
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it; lines before it are passed over.
+    #[track_caller]
+    pub fn expect_report(&mut self, needle: &str) -> String {
+        self.expect_report_within(needle, WAIT)
+    }
+
+    #[track_caller]
+    pub fn expect_report_within(&mut self, needle: &str, wait: Duration) -> String {
+        self.expect(|line| line.contains(needle), needle, wait)
+    }
+
+    /// Waits for a report line whose body (the text after the logger's `HH:MM:SS [LEVEL] `) is
+    /// exactly `body`.
+    #[track_caller]
+    pub fn expect_body(&mut self, body: &str) -> String {
+        self.expect(|line| report_body(line) == body, body, WAIT)
+    }
+
+    /// Waits for the first line that satisfies `matches`, and returns it.
+    #[track_caller]
+    pub fn expect(&mut self, matches: impl Fn(&str) -> bool, what: &str, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no report matching {what:?} within {wait:?}; seen:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "chatd's stdout closed before {what:?}; seen:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Every line from now until (and with) the first one containing `needle`.
+    #[track_caller]
+    pub fn collect_until(&mut self, needle: &str) -> Vec<String> {
+        let start = self.seen.len();
+        self.expect_report(needle);
+        self.seen[start..].to_vec()
+    }
+
+    /// Types one line at the operator's console.
+    #[track_caller]
+    pub fn send_console(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("the console is open");
+        writeln!(stdin, "{line}").expect("write to chatd's stdin");
+        stdin.flush().expect("flush chatd's stdin");
+    }
+
+    /// Closes the console's stdin (end of file).
+    pub fn close_console(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the child.
+    #[track_caller]
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill only sends a signal to our own child, which we have not yet reaped.
+        assert_eq!(
+            unsafe { libc::kill(self.pid(), signal) },
+            0,
+            "kill({signal})"
+        );
+    }
+
+    /// Waits for the child to exit, reading the rest of its stdout.
+    #[track_caller]
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        // stdout closes when the process exits; then its status is there to collect.
+        while let Ok(line) = self.lines.recv_timeout(WAIT) {
+            self.seen.push(line);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chatd did not exit; seen:\n{}",
+                self.seen.join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The child's CPU time so far (user + system), from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
+
+impl Drop for Chatd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `args` with `--listen 127.0.0.1:0` in front, unless they name a listener themselves.
+pub fn with_listen<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = Vec::new();
+    if !args.contains(&"--listen") {
+        all.extend(["--listen", "127.0.0.1:0"]);
+    }
+    all.extend_from_slice(args);
+    all
+}
+
+/// A report line without the logger's prefix `HH:MM:SS [LEVEL] `.
+pub fn report_body(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, body)| body)
+}
+
+/// A plain TCP client with read timeouts, like a person at netcat.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects and reads the greeting.
+    #[track_caller]
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut client = Client::connect_quiet(addr);
+        let greeting = client.read_line();
+        assert!(greeting.contains("welcome"), "greeting was {greeting:?}");
+        client
+    }
+
+    /// Connects without reading anything.
+    #[track_caller]
+    pub fn connect_quiet(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to chatd");
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("set read timeout");
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// How the server sees this client: `IP:PORT`.
+    pub fn peer(&self) -> String {
+        self.stream().local_addr().expect("local addr").to_string()
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    #[track_caller]
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .expect("send to chatd");
+    }
+
+    #[track_caller]
+    pub fn send_line(&mut self, text: &str) {
+        self.send(format!("{text}\n").as_bytes());
+    }
+
+    /// Reads one line (without `\n`), failing the test if none comes in time.
+    #[track_caller]
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("connection closed while waiting for a line"),
+            Ok(_) => line.trim_end_matches('\n').to_owned(),
+            Err(e) => panic!("no line from chatd: {e}"),
+        }
+    }
+
+    /// Reads until the server closes the connection; returns what came before the close.
+    #[track_caller]
+    pub fn read_to_end(&mut self) -> String {
+        let mut rest = String::new();
+        self.reader
+            .read_to_string(&mut rest)
+            .expect("read until chatd closes");
+        rest
+    }
+}
