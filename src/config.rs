@@ -14,7 +14,7 @@ use log::LevelFilter;
 /// and disconnect is reported on stdout, and the operator answers any client from stdin
 /// (type /help there).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "chatd", version, max_term_width = 100)]
+#[command(name = "chatd", version, after_help = AFTER_HELP)]
 pub struct Config {
     /// Address to listen on, IP:PORT; repeat for more (e.g. also [::]:12000). Port 0 picks a free
     /// port; each real address is printed as `listening on ADDR`.
@@ -91,6 +91,19 @@ fn open_files_limit() -> u64 {
         1024
     }
 }
+
+/// The console and the reports, for `--help`; README.md says the same at more length.
+const AFTER_HELP: &str = "\
+Console (type on stdin):
+  /to <id> <text>, @<id> <text>   send a line to one client
+  /all <text>                     send a line to every client
+  <text>                          reply to the client that spoke last (//text sends /text)
+  /list, /kick <id>, /quit, /help
+Reports (stdout, and --log-file):
+  connect <peer> #<id> (<n> online)
+  message <peer> #<id>: <text>
+  disconnect <peer> #<id> <exit|closed|reset|kicked|shutdown|slow> (<n> online)
+SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once.";
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
 const DEFAULT_GREETING: &str =

@@ -28,6 +28,11 @@ pub enum ConsoleInput {
 
 /// Starts the thread that reads stdin line by line and hands each line to the loop.
 pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
+    // A background job (`chatd &`) that reads its terminal gets SIGTTIN, which stops the whole
+    // process, loop included. With SIGTTIN ignored the read fails with EIO instead, and only the
+    // console closes.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGTTIN, libc::SIG_IGN) };
     thread::Builder::new()
         .name("console".into())
         .spawn(move || {
