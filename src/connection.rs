@@ -193,6 +193,11 @@ impl Connection {
         });
     }
 
+    /// Forgets the unfinished line: the client has left, and what it sent after leaving is not heard.
+    pub fn discard_partial(&mut self) {
+        self.decoder.discard_partial();
+    }
+
     /// Queues `text` and a newline. Nothing is queued for a closing client.
     pub fn queue_line(&mut self, text: &[u8]) -> Result<(), Overflow> {
         if self.state != State::Open {

@@ -654,8 +654,10 @@ fn on_line(peer: Peer, id: ConnId, line: Line<'_>, last_speaker: &mut Option<Con
     line.text == b"exit" && line.dropped == 0
 }
 
-/// The client said `exit`: a goodbye line, then the session closes once it is flushed.
+/// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever it
+/// sent after `exit` is not heard.
 fn leave(conn: &mut Connection) {
+    conn.discard_partial();
     let _ = conn.queue_line(GOODBYE);
     conn.close(Reason::Exit);
 }

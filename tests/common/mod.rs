@@ -282,7 +282,12 @@ impl Client {
     /// Connects without reading anything.
     #[track_caller]
     pub fn connect_quiet(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to chatd");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to chatd"))
+    }
+
+    /// A client on a stream connected by other means.
+    #[track_caller]
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(WAIT))
             .expect("set read timeout");
