@@ -149,6 +149,13 @@ impl Chatd {
         }
     }
 
+    /// The next stdout line, if one comes within `wait`.
+    pub fn next_report(&mut self, wait: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Every line from now until (and with) the first one containing `needle`.
     #[track_caller]
     pub fn collect_until(&mut self, needle: &str) -> Vec<String> {
