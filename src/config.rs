@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queue: u64,
 
+    /// Disconnect a client that has sent nothing for this many seconds (reason `timeout`).
+    /// Default: never.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+
     /// Listen backlog: connections the kernel holds until they are accepted.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,
@@ -58,6 +63,10 @@ pub struct Config {
 impl Config {
     pub fn line_timeout(&self) -> Duration {
         Duration::from_millis(self.line_timeout)
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout.map(Duration::from_secs)
     }
 
     pub fn max_line(&self) -> usize {
@@ -102,7 +111,8 @@ Console (type on stdin):
 Reports (stdout, and --log-file):
   connect <peer> #<id> (<n> online)
   message <peer> #<id>: <text>
-  disconnect <peer> #<id> <exit|closed|reset|kicked|shutdown|slow> (<n> online)
+  disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
+    shutdown, slow or timeout
 SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once.";
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:12000";

@@ -40,6 +40,8 @@ pub enum Reason {
     Shutdown,
     /// The client did not read, and its output queue passed `--max-queue`.
     Slow,
+    /// The client sent nothing for `--idle-timeout`.
+    Timeout,
 }
 
 impl fmt::Display for Reason {
@@ -51,6 +53,7 @@ impl fmt::Display for Reason {
             Reason::Kicked => "kicked",
             Reason::Shutdown => "shutdown",
             Reason::Slow => "slow",
+            Reason::Timeout => "timeout",
         })
     }
 }
@@ -84,7 +87,7 @@ pub struct Connection {
     pub peer: Peer,
     pub state: State,
     pub connected_at: Instant,
-    /// When the last bytes arrived: the line timeout counts from here.
+    /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     pub last_input: Instant,
     pub lines_in: u64,
     pub lines_out: u64,
@@ -161,6 +164,7 @@ impl Connection {
                 Ok(0) => return ReadStatus::Eof,
                 Ok(n) => {
                     total += n;
+                    self.last_input = Instant::now();
                     let lines_in = &mut self.lines_in;
                     self.decoder.feed(&buf[..n], |line| {
                         *lines_in += 1;
@@ -187,6 +191,11 @@ impl Connection {
             *lines_in += 1;
             on_line(line);
         });
+    }
+
+    /// Forgets the unfinished line: the client has left, and what it sent after leaving is not heard.
+    pub fn discard_partial(&mut self) {
+        self.decoder.discard_partial();
     }
 
     /// Queues `text` and a newline. Nothing is queued for a closing client.

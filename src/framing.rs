@@ -89,6 +89,11 @@ impl LineDecoder {
         }
     }
 
+    /// Forgets the unfinished line.
+    pub fn discard_partial(&mut self) {
+        self.reset();
+    }
+
     /// Whether bytes of an unfinished line are waiting for their newline.
     pub fn has_partial(&self) -> bool {
         !self.is_empty()

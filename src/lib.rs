@@ -10,12 +10,14 @@
 //! - `framing`: bytes → lines (pure).
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, escaping, logger setup.
+//! - `logfile`: the `--log-file` writer, which survives the file going away.
 //! - `timers`: the deadline queue that sets the poll timeout.
 
 pub mod config;
 pub mod connection;
 pub mod console;
 pub mod framing;
+pub mod logfile;
 pub mod report;
 pub mod server;
 pub mod timers;

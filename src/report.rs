@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +20,7 @@ use simplelog::{
 
 use crate::connection::{ConnId, Reason};
 use crate::console::ParseError;
+use crate::logfile::{self, LogFile};
 
 /// Starts the logger: stdout (coloured and flushed per line on a terminal, otherwise buffered and
 /// flushed by the loop once per turn) and, if given, `log_file` opened for appending.
@@ -44,16 +44,12 @@ pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<(
         loggers.push(WriteLogger::new(level, config.clone(), stdout));
     }
     if let Some(path) = log_file {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open log file {}: {e}", path.display()),
-                )
-            })?;
+        let file = LogFile::open(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open log file {}: {e}", path.display()),
+            )
+        })?;
         loggers.push(WriteLogger::new(
             level,
             config,
@@ -66,6 +62,10 @@ pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<(
 /// Writes out whatever reports are buffered. The loop calls it once per turn and on every exit.
 pub fn flush() {
     log::logger().flush();
+    if let Some(trouble) = logfile::take_trouble() {
+        warn!("{trouble}");
+        log::logger().flush();
+    }
 }
 
 /// A client's address as the operator reads it: an IPv4 client that reached an IPv6 listener is

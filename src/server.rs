@@ -30,7 +30,7 @@ use crate::connection::{ConnId, Connection, ReadStatus, Reason, State};
 use crate::console::{self, Command, ConsoleInput};
 use crate::framing::Line;
 use crate::report::{self, Peer};
-use crate::timers::{Timer, TimerKind, Timers};
+use crate::timers::{Due, Timers};
 
 /// A listener that could not be set up: prints as `cannot listen on ADDR: REASON`.
 #[derive(Debug)]
@@ -60,10 +60,8 @@ pub enum Exit {
 enum Phase {
     Running,
     /// Shutting down: no listeners; clients flush their last line until they are gone or until
-    /// `deadline`, when whatever is left is closed.
-    Draining {
-        deadline: Instant,
-    },
+    /// the `Due::Shutdown` timer closes whatever is left.
+    Draining,
     Forced,
 }
 
@@ -90,13 +88,14 @@ pub struct Server {
     /// The client whose message was reported last: the target of a bare console line.
     last_speaker: Option<ConnId>,
     phase: Phase,
-    /// Set while `accept` is failing (out of descriptors): when to try again.
-    accept_retry: Option<Instant>,
+    /// Set while `accept` is failing (out of descriptors) and a `Due::AcceptRetry` is armed.
+    accept_paused: bool,
     greeting: Vec<u8>,
     max_clients: usize,
     max_line: usize,
     max_queue: usize,
     line_timeout: Duration,
+    idle_timeout: Option<Duration>,
 }
 
 impl Server {
@@ -162,12 +161,13 @@ impl Server {
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
             last_speaker: None,
             phase: Phase::Running,
-            accept_retry: None,
+            accept_paused: false,
             greeting: config.greeting.clone().into_bytes(),
             max_clients,
             max_line: config.max_line(),
             max_queue: config.max_queue(),
             line_timeout: config.line_timeout(),
+            idle_timeout: config.idle_timeout(),
         })
     }
 
@@ -203,11 +203,11 @@ impl Server {
     fn finished(&self) -> Option<Exit> {
         match self.phase {
             Phase::Running => None,
-            Phase::Draining { .. } if self.clients.is_empty() => {
+            Phase::Draining if self.clients.is_empty() => {
                 report::stopped();
                 Some(Exit::Graceful)
             }
-            Phase::Draining { .. } => None,
+            Phase::Draining => None,
             Phase::Forced => Some(Exit::Forced),
         }
     }
@@ -217,14 +217,7 @@ impl Server {
         if !self.pending.is_empty() {
             return Some(Duration::ZERO);
         }
-        let shutdown = match self.phase {
-            Phase::Draining { deadline } => Some(deadline),
-            _ => None,
-        };
-        let next = [self.timers.next_deadline(), shutdown, self.accept_retry]
-            .into_iter()
-            .flatten()
-            .min()?;
+        let next = self.timers.next_deadline()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
@@ -254,7 +247,7 @@ impl Server {
             };
             match listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.accept_retry.take().is_some() {
+                    if mem::take(&mut self.accept_paused) {
                         report::accepting_again();
                     }
                     self.admit(stream, Peer(addr));
@@ -266,10 +259,14 @@ impl Server {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    if self.accept_retry.is_none() {
+                    // Typically EMFILE or ENFILE. Warn once per episode; retry on the timer only,
+                    // since no new readiness edge comes for connections already queued.
+                    if !self.accept_paused {
+                        self.accept_paused = true;
                         report::accept_failed(&e);
+                        self.timers
+                            .arm(Instant::now() + ACCEPT_RETRY, Due::AcceptRetry);
                     }
-                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -301,6 +298,9 @@ impl Server {
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = conn.queue_line(&self.greeting);
         mark_dirty(&mut self.dirty, key, &mut conn);
+        if let Some(idle) = self.idle_timeout {
+            self.timers.arm(conn.last_input + idle, Due::Idle(key, id));
+        }
         entry.insert(conn);
         report::connect(peer, id, self.clients.len());
     }
@@ -346,19 +346,10 @@ impl Server {
         }
         if conn.state != State::Open {
             mark_dirty(&mut self.dirty, key, conn);
-        } else if conn.has_partial() {
-            let now = Instant::now();
-            conn.last_input = now;
-            if !conn.flags.line_timer {
-                conn.flags.line_timer = true;
-                let at = now + self.line_timeout;
-                self.timers.arm(Timer {
-                    at,
-                    key,
-                    id,
-                    kind: TimerKind::Line,
-                });
-            }
+        } else if conn.has_partial() && !conn.flags.line_timer {
+            conn.flags.line_timer = true;
+            let at = conn.last_input + self.line_timeout;
+            self.timers.arm(at, Due::Line(key, id));
         }
     }
 
@@ -382,54 +373,77 @@ impl Server {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(timer) = self.timers.pop_due(now) {
-            let line_timeout = self.line_timeout;
-            let Some(conn) = slot(&mut self.clients, timer.key, timer.id) else {
-                continue; // The client is gone: the timer went with it.
-            };
-            match timer.kind {
-                TimerKind::Line => {
-                    conn.flags.line_timer = false;
-                    if conn.state != State::Open || !conn.has_partial() {
-                        continue;
-                    }
-                    // Bytes came in since the timer was armed: wait out the rest.
-                    let due = conn.last_input + line_timeout;
-                    if due > now {
-                        conn.flags.line_timer = true;
-                        self.timers.arm(Timer { at: due, ..timer });
-                        continue;
-                    }
-                    let (peer, id) = (conn.peer, conn.id);
-                    let mut exit = false;
-                    conn.take_partial(|line| {
-                        exit = on_line(peer, id, line, &mut self.last_speaker)
-                    });
-                    if exit {
-                        leave(conn);
-                        mark_dirty(&mut self.dirty, timer.key, conn);
+        while let Some(due) = self.timers.pop_due(now) {
+            match due {
+                Due::Line(key, id) => self.on_line_timer(key, id, now),
+                Due::Idle(key, id) => self.on_idle_timer(key, id, now),
+                Due::Linger(key, id) => {
+                    if let Some(conn) = slot(&mut self.clients, key, id) {
+                        // It had its grace period to take its last lines and did not.
+                        conn.abort(Reason::Reset);
+                        mark_dirty(&mut self.dirty, key, conn);
                     }
                 }
-                TimerKind::Linger => {
-                    // It had its grace period to take its last lines and did not.
-                    conn.abort(Reason::Reset);
-                    mark_dirty(&mut self.dirty, timer.key, conn);
+                Due::Shutdown => {
+                    for (key, conn) in &mut self.clients {
+                        conn.abort(Reason::Shutdown);
+                        mark_dirty(&mut self.dirty, key, conn);
+                    }
+                }
+                Due::AcceptRetry => {
+                    for index in 0..self.listeners.len() {
+                        self.accept(index);
+                    }
+                    // Still failing: `accept` kept the flag set; try again later.
+                    if self.accept_paused && !self.listeners.is_empty() {
+                        self.timers.arm(now + ACCEPT_RETRY, Due::AcceptRetry);
+                    }
                 }
             }
         }
-        if let Phase::Draining { deadline } = self.phase
-            && now >= deadline
-        {
-            for (key, conn) in &mut self.clients {
-                conn.abort(Reason::Shutdown);
-                mark_dirty(&mut self.dirty, key, conn);
-            }
+    }
+
+    /// An unfinished line becomes a message once no bytes have come for `--line-timeout`.
+    fn on_line_timer(&mut self, key: usize, id: ConnId, now: Instant) {
+        let Some(conn) = slot(&mut self.clients, key, id) else {
+            return; // The client is gone: the timer went with it.
+        };
+        conn.flags.line_timer = false;
+        if conn.state != State::Open || !conn.has_partial() {
+            return;
         }
-        if self.accept_retry.is_some_and(|at| now >= at) {
-            for index in 0..self.listeners.len() {
-                self.accept(index);
-            }
+        // Bytes came in since the timer was armed: wait out the rest.
+        let due = conn.last_input + self.line_timeout;
+        if due > now {
+            conn.flags.line_timer = true;
+            self.timers.arm(due, Due::Line(key, id));
+            return;
         }
+        let peer = conn.peer;
+        let mut exit = false;
+        conn.take_partial(|line| exit = on_line(peer, id, line, &mut self.last_speaker));
+        if exit {
+            leave(conn);
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+    }
+
+    /// A client that has sent nothing for `--idle-timeout` is told and closed.
+    fn on_idle_timer(&mut self, key: usize, id: ConnId, now: Instant) {
+        let (Some(idle), Some(conn)) = (self.idle_timeout, slot(&mut self.clients, key, id)) else {
+            return;
+        };
+        if conn.state != State::Open {
+            return;
+        }
+        let due = conn.last_input + idle;
+        if due > now {
+            self.timers.arm(due, Due::Idle(key, id));
+            return;
+        }
+        let _ = conn.queue_line(IDLE);
+        conn.close(Reason::Timeout);
+        mark_dirty(&mut self.dirty, key, conn);
     }
 
     /// The end of a turn: write what is queued, ask for WRITABLE only for what is left, reap the
@@ -450,13 +464,8 @@ impl Server {
             }
             if conn.state != State::Open && !conn.flags.linger_timer {
                 conn.flags.linger_timer = true;
-                let at = Instant::now() + GRACE;
-                self.timers.arm(Timer {
-                    at,
-                    key,
-                    id,
-                    kind: TimerKind::Linger,
-                });
+                self.timers
+                    .arm(Instant::now() + GRACE, Due::Linger(key, id));
             }
             let interest = conn.interest();
             if interest != conn.registered {
@@ -592,7 +601,7 @@ impl Server {
         let signals: Vec<i32> = self.signals.pending().collect();
         for signal in signals {
             match (signal, self.phase) {
-                (SIGINT, Phase::Draining { .. }) => {
+                (SIGINT, Phase::Draining) => {
                     report::shutdown_forced();
                     self.phase = Phase::Forced;
                 }
@@ -618,9 +627,8 @@ impl Server {
             conn.close(Reason::Shutdown);
             mark_dirty(&mut self.dirty, key, conn);
         }
-        self.phase = Phase::Draining {
-            deadline: Instant::now() + GRACE,
-        };
+        self.phase = Phase::Draining;
+        self.timers.arm(Instant::now() + GRACE, Due::Shutdown);
     }
 
     /// The slot of the open client with this id. A scan, which is fine at typing speed.
@@ -646,8 +654,10 @@ fn on_line(peer: Peer, id: ConnId, line: Line<'_>, last_speaker: &mut Option<Con
     line.text == b"exit" && line.dropped == 0
 }
 
-/// The client said `exit`: a goodbye line, then the session closes once it is flushed.
+/// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever it
+/// sent after `exit` is not heard.
 fn leave(conn: &mut Connection) {
+    conn.discard_partial();
     let _ = conn.queue_line(GOODBYE);
     conn.close(Reason::Exit);
 }
@@ -701,3 +711,4 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const GOODBYE: &[u8] = b"goodbye";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";
+const IDLE: &[u8] = b"disconnected: idle for too long";

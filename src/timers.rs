@@ -1,4 +1,4 @@
-//! A deadline queue: the loop's poll timeout and the per-client timers that have expired.
+//! A deadline queue: every timer the loop has, which also sets the poll timeout.
 //!
 //! Entries are never removed early: a timer that is no longer wanted is skipped when it fires,
 //! because its client is gone (the `ConnId` no longer matches its slot) or no longer needs it.
@@ -14,41 +14,38 @@ use crate::connection::ConnId;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerKind {
-    /// An unfinished line may be due as a message.
-    Line,
-    /// A closing client's output may have had long enough to drain.
-    Linger,
-}
-
-/// One armed timer for the client in slab slot `key` with id `id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timer {
-    pub at: Instant,
-    pub key: usize,
-    pub id: ConnId,
-    pub kind: TimerKind,
+pub enum Due {
+    /// The client in slot `key` with this id may have an unfinished line due as a message.
+    Line(usize, ConnId),
+    /// The client may have been silent for `--idle-timeout`.
+    Idle(usize, ConnId),
+    /// The closing client's last lines have had their grace period.
+    Linger(usize, ConnId),
+    /// The shutdown's grace period is over.
+    Shutdown,
+    /// Time to try `accept` again after it failed.
+    AcceptRetry,
 }
 
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
+    heap: BinaryHeap<Reverse<(Instant, Due)>>,
 }
 
 impl Timers {
-    pub fn arm(&mut self, timer: Timer) {
-        self.heap.push(Reverse(timer));
+    pub fn arm(&mut self, at: Instant, due: Due) {
+        self.heap.push(Reverse((at, due)));
     }
 
     /// The earliest deadline, if any timer is armed.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(timer)| timer.at)
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.heap.peek() {
-            Some(Reverse(timer)) if timer.at <= now => self.heap.pop().map(|Reverse(timer)| timer),
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, due))| due),
             _ => None,
         }
     }
@@ -63,29 +60,15 @@ mod tests {
     #[test]
     fn fires_in_deadline_order_and_only_when_due() {
         let now = Instant::now();
-        let timer = |ms, key| Timer {
-            at: now + Duration::from_millis(ms),
-            key,
-            id: ConnId(key as u64),
-            kind: TimerKind::Line,
-        };
+        let ms = |ms| now + Duration::from_millis(ms);
         let mut timers = Timers::default();
-        timers.arm(timer(30, 3));
-        timers.arm(timer(10, 1));
-        timers.arm(timer(20, 2));
-        assert_eq!(
-            timers.next_deadline(),
-            Some(now + Duration::from_millis(10))
-        );
+        timers.arm(ms(30), Due::Shutdown);
+        timers.arm(ms(10), Due::Line(1, ConnId(1)));
+        timers.arm(ms(20), Due::Idle(2, ConnId(2)));
+        assert_eq!(timers.next_deadline(), Some(ms(10)));
         assert_eq!(timers.pop_due(now), None);
-        let due: Vec<usize> =
-            std::iter::from_fn(|| timers.pop_due(now + Duration::from_millis(25)))
-                .map(|t| t.key)
-                .collect();
-        assert_eq!(due, [1, 2]);
-        assert_eq!(
-            timers.next_deadline(),
-            Some(now + Duration::from_millis(30))
-        );
+        let due: Vec<Due> = std::iter::from_fn(|| timers.pop_due(ms(25))).collect();
+        assert_eq!(due, [Due::Line(1, ConnId(1)), Due::Idle(2, ConnId(2))]);
+        assert_eq!(timers.next_deadline(), Some(ms(30)));
     }
 }

@@ -27,7 +27,10 @@ fn log_file_gets_every_report_appended() {
     let text = fs::read_to_string(&path).expect("read the log file");
     assert!(text.starts_with("an earlier run\n"), "log file: {text}");
     assert!(text.contains("listening on "), "log file: {text}");
-    assert!(text.contains(&format!("connect {} #1 (1 online)", client.peer())), "log file: {text}");
+    assert!(
+        text.contains(&format!("connect {} #1 (1 online)", client.peer())),
+        "log file: {text}"
+    );
     let _ = fs::remove_file(&path);
 }
 
@@ -35,14 +38,22 @@ fn log_file_gets_every_report_appended() {
 #[test]
 fn unopenable_log_file_is_one_clear_line() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--listen", "127.0.0.1:0", "--log-file", "/nonexistent-dir/chatd.log"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-file",
+            "/nonexistent-dir/chatd.log",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run chatd");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
-    assert!(stderr.contains("cannot open log file /nonexistent-dir/chatd.log"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cannot open log file /nonexistent-dir/chatd.log"),
+        "stderr: {stderr}"
+    );
 }
 
 /// Into a pipe, reports carry no colour codes or any other control character.
@@ -55,7 +66,10 @@ fn piped_reports_have_no_colour_codes() {
     chatd.send_console("/nonsense");
     lines.extend(chatd.collect_until("console: unknown command"));
     for line in &lines {
-        assert!(!line.chars().any(|c| c.is_control()), "control character in {line:?}");
+        assert!(
+            !line.chars().any(|c| c.is_control()),
+            "control character in {line:?}"
+        );
         assert!(line.contains("] "), "no logger prefix in {line:?}");
     }
 }
@@ -103,7 +117,11 @@ fn wait_for_file_line(path: &Path, line: &str) {
         if text.lines().any(|l| l == line) {
             return;
         }
-        assert!(Instant::now() < deadline, "{line:?} never reached {}; it holds:\n{text}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{line:?} never reached {}; it holds:\n{text}",
+            path.display()
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }

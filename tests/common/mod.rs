@@ -39,9 +39,22 @@ impl Chatd {
     /// Starts `chatd` with exactly `args` and the given stdin, and waits for every listener.
     #[track_caller]
     pub fn spawn_with(args: &[&str], stdin: Stdio) -> Chatd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
-            .args(args)
-            .stdin(stdin)
+        let mut command = Chatd::command(args);
+        command.stdin(stdin);
+        Chatd::spawn_command(command, args)
+    }
+
+    /// The command that runs `chatd` with `args`, for a test that needs to set more on it.
+    pub fn command(args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command.args(args).stdin(Stdio::piped());
+        command
+    }
+
+    /// Starts `command` (made by [`Chatd::command`] with `args`) and waits for every listener.
+    #[track_caller]
+    pub fn spawn_command(mut command: Command, args: &[&str]) -> Chatd {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -136,12 +149,27 @@ impl Chatd {
         }
     }
 
+    /// The next stdout line, if one comes within `wait`.
+    pub fn next_report(&mut self, wait: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Every line from now until (and with) the first one containing `needle`.
     #[track_caller]
     pub fn collect_until(&mut self, needle: &str) -> Vec<String> {
         let start = self.seen.len();
         self.expect_report(needle);
         self.seen[start..].to_vec()
+    }
+
+    /// How many stdout lines read so far contain `needle`.
+    pub fn seen_count(&self, needle: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Types one line at the operator's console.
@@ -187,6 +215,19 @@ impl Chatd {
             );
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The child's resident memory now, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("VmRSS in /proc status");
+        kib * 1024
     }
 
     /// The child's CPU time so far (user + system), from /proc.
@@ -248,7 +289,12 @@ impl Client {
     /// Connects without reading anything.
     #[track_caller]
     pub fn connect_quiet(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to chatd");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to chatd"))
+    }
+
+    /// A client on a stream connected by other means.
+    #[track_caller]
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(WAIT))
             .expect("set read timeout");

@@ -1,0 +1,113 @@
+//! The `--log-file` writer: appends, and keeps the server going when the file goes away.
+//!
+//! simplelog drops write errors on the floor, so this writer notes them for the loop, which warns
+//! the operator once on stdout (the one place the warning can still be read). At most once a second
+//! it also checks that its path still leads to the open file: when the file was removed or rotated
+//! away it opens the path anew, and when that fails too (the directory is gone) it says so.
+//!
+//! Deliberately not here: logging itself. Writing a report from inside the logger would deadlock
+//! on the logger's own lock, hence the note for the loop.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// When the path was last checked against the open file.
+    checked: Instant,
+}
+
+impl LogFile {
+    pub fn open(path: &Path) -> io::Result<LogFile> {
+        let file = append(path)?;
+        Ok(LogFile {
+            path: path.to_owned(),
+            file,
+            checked: Instant::now(),
+        })
+    }
+
+    /// Opens the path anew if it no longer leads to the file we write.
+    fn follow_path(&mut self) {
+        let same = match (fs::metadata(&self.path), self.file.metadata()) {
+            (Ok(on_path), Ok(open)) => on_path.dev() == open.dev() && on_path.ino() == open.ino(),
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        let path = self.path.display();
+        match append(&self.path) {
+            Ok(file) => {
+                self.file = file;
+                note(format!(
+                    "log file {path} was removed or replaced; writing to a new one"
+                ));
+            }
+            Err(e) => note(format!(
+                "log file {path} is gone ({e}); reports go on on stdout only"
+            )),
+        }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.checked.elapsed() >= RECHECK {
+            self.checked = Instant::now();
+            self.follow_path();
+        }
+        self.file.write(buf).inspect_err(|e| {
+            note(format!(
+                "cannot write log file {}: {e}; reports go on on stdout",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The newest trouble with the log file that the operator has not been told of yet, if any.
+pub fn take_trouble() -> Option<String> {
+    let mut trouble = TROUBLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    trouble.pending.take()
+}
+
+/// Notes trouble for the loop to report, unless it is what was noted last: a file that keeps
+/// failing is reported once, not once a turn.
+fn note(message: String) {
+    let mut trouble = TROUBLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if trouble.last != message {
+        trouble.last.clone_from(&message);
+        trouble.pending = Some(message);
+    }
+}
+
+struct Trouble {
+    pending: Option<String>,
+    last: String,
+}
+
+static TROUBLE: Mutex<Trouble> = Mutex::new(Trouble {
+    pending: None,
+    last: String::new(),
+});
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// How often the path is checked against the open file, at most.
+const RECHECK: Duration = Duration::from_secs(1);

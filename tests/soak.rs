@@ -1,0 +1,382 @@
+//! The proof: nothing lost, nothing invented. 1000 clients come and go at random, send numbered
+//! messages at random rates and leave in every way there is, while others connect; afterwards the
+//! report shows, for each client, one connect, then every message it finished sending exactly once
+//! and in order, then one disconnect with the right reason, and the online counts add up.
+//!
+//! Bounded: 1000 clients, each living at most a few seconds, started over about ten seconds; the
+//! whole test stops at `DEADLINE`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+use common::{Chatd, report_body};
+
+const CLIENTS: usize = 1000;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Every way a client can leave, and the reason the server must report for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Exit,
+    Close,
+    HalfClose,
+    /// Writes a burst and drops the socket at once: what a killed process does.
+    DropMidBurst,
+    Reset,
+    Kicked,
+    Timeout,
+    Slow,
+}
+
+impl Ending {
+    fn pick(roll: u64) -> Ending {
+        match roll % 40 {
+            0 => Ending::Slow,
+            1..=3 => Ending::Timeout,
+            4..=8 => Ending::Kicked,
+            9..=13 => Ending::Reset,
+            14..=18 => Ending::DropMidBurst,
+            19..=25 => Ending::HalfClose,
+            26..=32 => Ending::Close,
+            _ => Ending::Exit,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Ending::Exit => "exit",
+            Ending::Close | Ending::HalfClose | Ending::DropMidBurst => "closed",
+            Ending::Reset => "reset",
+            Ending::Kicked => "kicked",
+            Ending::Timeout => "timeout",
+            Ending::Slow => "slow",
+        }
+    }
+}
+
+/// What one client did, as it saw it.
+#[derive(Debug)]
+struct Record {
+    peer: String,
+    sent: Vec<String>,
+    ending: Ending,
+}
+
+/// The soak run: see the file's doc.
+#[test]
+fn soak_nothing_lost_nothing_invented() {
+    let mut chatd = Chatd::spawn(&[
+        "--idle-timeout",
+        "2",
+        "--max-queue",
+        "65536",
+        "--line-timeout",
+        "60000",
+    ]);
+    let addr = chatd.addr();
+    let started = Instant::now();
+    let finished = Arc::new(AtomicUsize::new(0));
+    // Set by the report reader when a client's disconnect is seen, for clients that wait for it.
+    let gone: Arc<Vec<AtomicBool>> =
+        Arc::new((0..CLIENTS).map(|_| AtomicBool::new(false)).collect());
+
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            let (finished, gone) = (Arc::clone(&finished), Arc::clone(&gone));
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let record = run_client(addr, k, &gone[k]);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    record
+                })
+                .expect("spawn a client thread")
+        })
+        .collect();
+
+    // Read reports as they come, acting as the operator for clients that ask to be kicked or
+    // flooded, until every client has finished and been reported gone.
+    let mut lines = Vec::new();
+    let mut disconnects = 0;
+    let mut id_of = HashMap::new();
+    while finished.load(Ordering::SeqCst) < CLIENTS || disconnects < CLIENTS {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "soak did not finish: {disconnects} disconnects"
+        );
+        let Some(line) = chatd.next_report(Duration::from_millis(200)) else {
+            continue;
+        };
+        let body = report_body(&line).to_owned();
+        if let Some((id, text)) = message_of(&body) {
+            if let Some(k) = text
+                .strip_prefix('c')
+                .and_then(|t| t.split(' ').next())
+                .and_then(|k| k.parse::<usize>().ok())
+            {
+                id_of.entry(k).or_insert(id);
+            }
+            if text.ends_with(" kick me") {
+                chatd.send_console(&format!("/kick {id}"));
+            } else if text.ends_with(" flood me") {
+                let flood = "f".repeat(60_000);
+                for _ in 0..100 {
+                    chatd.send_console(&format!("/to {id} {flood}"));
+                }
+            }
+        } else if let Some(id) = disconnect_of(&body) {
+            disconnects += 1;
+            if let Some((&k, _)) = id_of.iter().find(|(_, i)| **i == id) {
+                gone[k].store(true, Ordering::SeqCst);
+            }
+        }
+        lines.push(body);
+    }
+    let records: Vec<Record> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect();
+    chatd.send_console("/quit");
+    assert_eq!(chatd.wait_exit().code(), Some(0));
+
+    check(&lines, &records, &id_of);
+}
+
+/// Checks the whole report against what the clients did.
+fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
+    let mut online = 0usize;
+    let mut connects: HashMap<u64, String> = HashMap::new();
+    let mut messages: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut reasons: HashMap<u64, String> = HashMap::new();
+    for body in lines {
+        if let Some(rest) = body.strip_prefix("connect ") {
+            let (peer, id, count) = parse_event(rest);
+            online += 1;
+            assert_eq!(count, online, "online count in {body:?}");
+            assert!(
+                connects.insert(id, peer).is_none(),
+                "second connect for #{id}"
+            );
+        } else if let Some((id, text)) = message_of(body) {
+            assert!(
+                connects.contains_key(&id),
+                "message before connect: {body:?}"
+            );
+            assert!(
+                !reasons.contains_key(&id),
+                "message after disconnect: {body:?}"
+            );
+            messages.entry(id).or_default().push(text.to_owned());
+        } else if let Some(rest) = body.strip_prefix("disconnect ") {
+            let (peer_and_id, count) = rest.rsplit_once(" (").expect("online count");
+            let mut words = peer_and_id.split(' ');
+            let (_, id, reason) = (words.next(), words.next(), words.next());
+            let id: u64 = id
+                .and_then(|i| i.strip_prefix('#'))
+                .and_then(|i| i.parse().ok())
+                .expect("id");
+            online -= 1;
+            let count: usize = count
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("count");
+            assert_eq!(count, online, "online count in {body:?}");
+            assert!(
+                reasons
+                    .insert(id, reason.unwrap_or("").to_owned())
+                    .is_none(),
+                "second disconnect for #{id}"
+            );
+        }
+    }
+    assert_eq!(connects.len(), CLIENTS, "connects");
+    assert_eq!(reasons.len(), CLIENTS, "disconnects");
+    assert_eq!(online, 0);
+
+    for (k, record) in records.iter().enumerate() {
+        let id = *id_of
+            .get(&k)
+            .unwrap_or_else(|| panic!("client {k} ({record:?}) was never heard"));
+        assert_eq!(connects[&id], record.peer, "client {k}'s address");
+        let heard = messages.remove(&id).unwrap_or_default();
+        if record.ending == Ending::Reset {
+            // A reset may destroy lines still in the server's receive queue: a prefix, in order.
+            assert!(
+                record.sent.starts_with(&heard),
+                "client {k} reset: heard {heard:?} of {:?}",
+                record.sent
+            );
+        } else {
+            assert_eq!(
+                heard, record.sent,
+                "client {k}'s messages ({:?})",
+                record.ending
+            );
+        }
+        assert_eq!(
+            reasons[&id],
+            record.ending.reason(),
+            "client {k}'s disconnect reason"
+        );
+    }
+    assert!(
+        messages.is_empty(),
+        "messages from unknown clients: {messages:?}"
+    );
+}
+
+/// One client's life: connect, say hello, send numbered messages at a random pace, then leave the
+/// way its number says.
+fn run_client(addr: SocketAddr, k: usize, gone: &AtomicBool) -> Record {
+    let mut rng = Rng(k as u64 + 1);
+    thread::sleep(Duration::from_millis(rng.below(10_000))); // Staggered arrivals.
+    let ending = Ending::pick(rng.next());
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    if ending == Ending::Slow {
+        // A small window, set before the handshake, so the flood backs up into the server.
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    }
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let peer = stream.local_addr().expect("local address").to_string();
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("greeting");
+    let mut writer = stream;
+    let mut sent = Vec::new();
+    let mut say = |writer: &mut TcpStream, text: String| {
+        writer
+            .write_all(format!("{text}\n").as_bytes())
+            .expect("send");
+        sent.push(text);
+    };
+
+    say(&mut writer, format!("c{k} hello"));
+    let count = rng.below(30);
+    let pause = 5 + rng.below(150);
+    for j in 0..count {
+        say(
+            &mut writer,
+            format!("c{k} m{j} {}", "x".repeat(rng.below(80) as usize)),
+        );
+        thread::sleep(Duration::from_millis(rng.below(pause)));
+    }
+    match ending {
+        Ending::Exit => {
+            say(&mut writer, "exit".to_owned());
+            assert!(
+                read_rest(&mut reader).ends_with("goodbye\n"),
+                "client {k}: no goodbye"
+            );
+        }
+        Ending::Close => drop(writer),
+        Ending::HalfClose => {
+            writer.shutdown(Shutdown::Write).expect("half-close");
+            read_rest(&mut reader);
+        }
+        Ending::DropMidBurst => {
+            for j in 0..20 {
+                say(&mut writer, format!("c{k} burst {j}"));
+            }
+            drop(writer);
+        }
+        Ending::Reset => {
+            // Give the last line time to be read; a reset may destroy what is still unread.
+            thread::sleep(Duration::from_millis(200));
+            SockRef::from(&writer)
+                .set_linger(Some(Duration::ZERO))
+                .expect("SO_LINGER 0");
+            drop(writer);
+        }
+        Ending::Kicked => {
+            say(&mut writer, format!("c{k} kick me"));
+            read_rest(&mut reader);
+        }
+        Ending::Timeout => {
+            let rest = read_rest(&mut reader);
+            assert!(
+                rest.ends_with("disconnected: idle for too long\n"),
+                "client {k}: got {rest:?}"
+            );
+        }
+        Ending::Slow => {
+            say(&mut writer, format!("c{k} flood me"));
+            // Never read; wait (bounded) until the server has dropped us.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !gone.load(Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    Record { peer, sent, ending }
+}
+
+fn read_rest(reader: &mut BufReader<TcpStream>) -> String {
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+/// `(id, text)` of a `message PEER #ID: TEXT` body.
+fn message_of(body: &str) -> Option<(u64, &str)> {
+    let rest = body.strip_prefix("message ")?;
+    let (head, text) = rest.split_once(": ")?;
+    let id = head.split(' ').nth(1)?.strip_prefix('#')?.parse().ok()?;
+    Some((id, text))
+}
+
+/// The id of a `disconnect PEER #ID REASON (N online)` body.
+fn disconnect_of(body: &str) -> Option<u64> {
+    body.strip_prefix("disconnect ")?
+        .split(' ')
+        .nth(1)?
+        .strip_prefix('#')?
+        .parse()
+        .ok()
+}
+
+/// `(peer, id, online)` of the part of a connect body after `connect `.
+fn parse_event(rest: &str) -> (String, u64, usize) {
+    let mut words = rest.split(' ');
+    let peer = words.next().unwrap_or("").to_owned();
+    let id = words
+        .next()
+        .and_then(|i| i.strip_prefix('#'))
+        .and_then(|i| i.parse().ok())
+        .expect("id");
+    let online = words
+        .next()
+        .and_then(|n| n.strip_prefix('('))
+        .and_then(|n| n.parse().ok())
+        .expect("online");
+    (peer, id, online)
+}
+
+/// xorshift64*: a small reproducible generator, one per client.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
