@@ -22,6 +22,8 @@ use crate::connection::ConnId;
 pub enum ConsoleInput {
     /// One line, without its line ending (invalid UTF-8 replaced).
     Line(String),
+    /// A line longer than `MAX_CONSOLE_LINE`, thrown away.
+    TooLong,
     /// stdin is finished: `None` at end of file, or the error that ended it.
     Closed(Option<io::Error>),
 }
@@ -40,24 +42,13 @@ pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
             let mut stdin = stdin.lock();
             let mut line = Vec::new();
             let end = loop {
-                line.clear();
-                // The cap keeps one endless line from growing without bound; the rest of such a line
-                // arrives as further lines.
-                match (&mut stdin)
-                    .take(MAX_CONSOLE_LINE)
-                    .read_until(b'\n', &mut line)
-                {
-                    Ok(0) => break None,
-                    Ok(_) => {
-                        let text =
-                            String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
-                        let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
-                        if tx.send(ConsoleInput::Line(text)).is_err() {
-                            return; // The loop has finished.
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                let input = match read_line(&mut stdin, &mut line) {
+                    Ok(Some(input)) => input,
+                    Ok(None) => break None,
                     Err(e) => break Some(e),
+                };
+                if tx.send(input).is_err() {
+                    return; // The loop has finished.
                 }
                 let _ = waker.wake();
             };
@@ -65,6 +56,47 @@ pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
             let _ = waker.wake();
         })?;
     Ok(())
+}
+
+/// Reads one line of at most `MAX_CONSOLE_LINE` bytes, or `None` at end of file. A longer line is
+/// read to its end and thrown away whole: cut in pieces, its tail would become a command of its own
+/// (a reply to whoever spoke last).
+fn read_line(stdin: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<ConsoleInput>> {
+    line.clear();
+    let n = stdin.take(MAX_CONSOLE_LINE).read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') && n as u64 == MAX_CONSOLE_LINE {
+        skip_line(stdin)?;
+        return Ok(Some(ConsoleInput::TooLong));
+    }
+    let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+    Ok(Some(ConsoleInput::Line(
+        text.strip_suffix('\r').unwrap_or(&text).to_owned(),
+    )))
+}
+
+/// Reads and drops the rest of the current line.
+fn skip_line(stdin: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let chunk = match stdin.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                stdin.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let len = chunk.len();
+                stdin.consume(len);
+            }
+        }
+    }
 }
 
 /// One thing the operator asked for.
@@ -170,8 +202,8 @@ fn id(text: &str) -> Option<ConnId> {
         .map(ConnId)
 }
 
-/// The longest console line read in one piece.
-const MAX_CONSOLE_LINE: u64 = 64 * 1024;
+/// The longest console line taken, in bytes with its newline.
+pub const MAX_CONSOLE_LINE: u64 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -237,6 +269,21 @@ mod tests {
         assert!(matches!(err("/kick 1 2"), ParseError::BadId { .. }));
         assert!(matches!(err("/all"), ParseError::NoText { .. }));
         assert!(matches!(err("/"), ParseError::UnknownCommand(_)));
+    }
+
+    #[test]
+    fn reads_lines_and_drops_overlong_ones_whole() {
+        let long = "x".repeat(MAX_CONSOLE_LINE as usize + 10);
+        let input = format!("/to 1 hi\r\n{long}tail\nafter\nno newline");
+        let mut stdin = io::BufReader::with_capacity(1000, input.as_bytes());
+        let mut line = Vec::new();
+        let mut next = || match read_line(&mut stdin, &mut line) {
+            Ok(Some(ConsoleInput::Line(text))) => Some(text),
+            Ok(Some(ConsoleInput::TooLong)) => Some("<too long>".to_owned()),
+            Ok(Some(ConsoleInput::Closed(_))) | Ok(None) | Err(_) => None,
+        };
+        let lines: Vec<String> = std::iter::from_fn(&mut next).collect();
+        assert_eq!(lines, ["/to 1 hi", "<too long>", "after", "no newline"]);
     }
 
     #[test]

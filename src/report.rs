@@ -148,6 +148,10 @@ pub fn console_error(error: &ParseError) {
     warn!("console: {error}");
 }
 
+pub fn console_too_long(limit: u64) {
+    warn!("console: line longer than {limit} bytes ignored");
+}
+
 pub fn console_no_client(id: ConnId) {
     warn!("console: no client {id} is connected (try /list)");
 }

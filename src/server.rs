@@ -515,6 +515,7 @@ impl Server {
                     Some(Err(error)) => report::console_error(&error),
                     None => {}
                 },
+                Ok(ConsoleInput::TooLong) => report::console_too_long(console::MAX_CONSOLE_LINE),
                 Ok(ConsoleInput::Closed(error)) => {
                     report::console_closed(error.as_ref());
                     self.console = None;
@@ -551,10 +552,11 @@ impl Server {
             },
             Command::All(text) => {
                 let keys: Vec<usize> = self.open_clients().map(|(key, _)| key).collect();
-                for &key in &keys {
-                    self.send(key, &text);
-                }
-                report::console_sent_all(keys.len());
+                let sent = keys
+                    .into_iter()
+                    .filter(|&key| self.send(key, &text).is_some())
+                    .count();
+                report::console_sent_all(sent);
             }
             Command::List => {
                 let now = Instant::now();
