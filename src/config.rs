@@ -39,7 +39,7 @@ pub struct Config {
     pub log_level: LevelFilter,
 
     /// Bytes without a newline become a message after this many milliseconds without more bytes.
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS * 1000))]
     pub line_timeout: u64,
 
     /// Longest message kept; the rest of a longer line is dropped and counted as `[+N bytes]`.
@@ -52,7 +52,7 @@ pub struct Config {
 
     /// Disconnect a client that has sent nothing for this many seconds (reason `timeout`).
     /// Default: never.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub idle_timeout: Option<u64>,
 
     /// Listen backlog: connections the kernel holds until they are accepted.
@@ -115,6 +115,8 @@ Reports (stdout, and --log-file):
     shutdown, slow or timeout
 SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once.";
 
+/// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
+const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
 const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";

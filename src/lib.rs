@@ -13,6 +13,18 @@
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
 //! - `timers`: the deadline queue that sets the poll timeout.
 
+// Nothing a client, the console or the environment sends may panic the server.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod config;
 pub mod connection;
 pub mod console;
