@@ -7,13 +7,14 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::framing::{Line, LineDecoder};
-use crate::report::Peer;
+use crate::report::{self, Peer};
 
 /// A client's number for the server's whole life: slab keys and tokens come back, ids never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,6 +86,8 @@ pub struct Connection {
     stream: TcpStream,
     pub id: ConnId,
     pub peer: Peer,
+    /// `PEER #ID`, as its message reports name it; shared with the callers that report them.
+    pub label: Rc<str>,
     pub state: State,
     pub connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
@@ -129,6 +132,7 @@ impl Connection {
             stream,
             id,
             peer,
+            label: report::label(peer, id).into(),
             state: State::Open,
             connected_at: now,
             last_input: now,

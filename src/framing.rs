@@ -123,7 +123,7 @@ impl LineDecoder {
 }
 
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

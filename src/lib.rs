@@ -10,6 +10,7 @@
 //! - `framing`: bytes → lines (pure).
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, escaping, logger setup.
+//! - `logger`: the headless logger: each report formatted once, written once per turn.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
 //! - `timers`: the deadline queue that sets the poll timeout.
 
@@ -30,6 +31,7 @@ pub mod connection;
 pub mod console;
 pub mod framing;
 pub mod logfile;
+pub mod logger;
 pub mod report;
 pub mod server;
 pub mod timers;

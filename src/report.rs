@@ -7,54 +7,52 @@
 //! Deliberately not here: deciding who gets what or when a client is closed (that is `server.rs`).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::{self, BufWriter, IsTerminal};
+use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use log::{LevelFilter, info, warn};
 use simplelog::{
-    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode,
 };
 
 use crate::connection::{ConnId, Reason};
 use crate::console::ParseError;
 use crate::logfile::{self, LogFile};
+use crate::logger::TurnLogger;
 
-/// Starts the logger: stdout (coloured and flushed per line on a terminal, otherwise buffered and
-/// flushed by the loop once per turn) and, if given, `log_file` opened for appending.
+/// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
+/// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn). With
+/// `log_file`, that file is appended to by a `TurnLogger` too.
 pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<()> {
-    let mut builder = ConfigBuilder::new();
-    // Local time is read once here, while the process has one thread (the `time` crate refuses
-    // later); if it cannot be had, reports carry UTC.
-    let _ = builder.set_time_offset_to_local();
-    let config = builder.build();
-
-    let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
-    if io::stdout().is_terminal() {
-        loggers.push(TermLogger::new(
-            level,
-            config.clone(),
-            TerminalMode::Stdout,
-            ColorChoice::Auto,
-        ));
-    } else {
-        let stdout = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout());
-        loggers.push(WriteLogger::new(level, config.clone(), stdout));
-    }
-    if let Some(path) = log_file {
-        let file = LogFile::open(path).map_err(|e| {
+    let file = match log_file {
+        Some(path) => Some(LogFile::open(path).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot open log file {}: {e}", path.display()),
             )
-        })?;
-        loggers.push(WriteLogger::new(
+        })?),
+        None => None,
+    };
+    let terminal = io::stdout().is_terminal();
+    let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
+    if terminal {
+        let mut config = ConfigBuilder::new();
+        // Local time is read once here, while the process has one thread (the `time` crate
+        // refuses later); if it cannot be had, reports carry UTC.
+        let _ = config.set_time_offset_to_local();
+        loggers.push(TermLogger::new(
             level,
-            config,
-            BufWriter::with_capacity(OUTPUT_BUFFER, file),
+            config.build(),
+            TerminalMode::Stdout,
+            ColorChoice::Auto,
         ));
+    }
+    if !terminal || file.is_some() {
+        loggers.push(Box::new(TurnLogger::new(level, !terminal, file)));
     }
     CombinedLogger::init(loggers).map_err(io::Error::other)
 }
@@ -97,14 +95,30 @@ pub fn connect(peer: Peer, id: ConnId, online: usize) {
     info!("connect {peer} {id} ({online} online)");
 }
 
-/// One message from a client; `dropped` bytes past `--max-line` are counted, not shown.
-pub fn message(peer: Peer, id: ConnId, text: &[u8], dropped: usize) {
-    let text = escape(text);
-    if dropped == 0 {
-        info!("message {peer} {id}: {text}");
-    } else {
-        info!("message {peer} {id}: {text}... [+{dropped} bytes]");
-    }
+/// How a client is named in its message reports, `PEER #ID`: formatted once, when it connects.
+pub fn label(peer: Peer, id: ConnId) -> String {
+    format!("{peer} {id}")
+}
+
+/// One message from the client labelled `label`; `dropped` bytes past `--max-line` are counted,
+/// not shown. This is the hot path: the line is built in a reused buffer, without `format!`.
+pub fn message(label: &str, text: &[u8], dropped: usize) {
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        line.push_str("message ");
+        line.push_str(label);
+        line.push_str(": ");
+        escape_into(line, text);
+        if dropped > 0 {
+            let _ = write!(line, "... [+{dropped} bytes]");
+        }
+        info!("{line}");
+    });
+}
+
+thread_local! {
+    /// The buffer `message` builds its line in, kept between calls.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {
@@ -195,12 +209,20 @@ pub fn stopped() {
 /// `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
 /// sequence, so a client can neither move the cursor nor forge a report line.
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && !text.chars().any(is_unsafe)
-    {
+    if let Some(text) = plain(bytes) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(bytes.len() + 16);
+    escape_into(&mut out, bytes);
+    Cow::Owned(out)
+}
+
+/// Appends `bytes`, escaped as [`escape`] says, to `out`.
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    if let Some(text) = plain(bytes) {
+        out.push_str(text);
+        return;
+    }
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             if !is_unsafe(c) {
@@ -215,7 +237,19 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
             let _ = write!(out, "\\x{byte:02x}");
         }
     }
-    Cow::Owned(out)
+}
+
+/// `bytes` as text if they need no escaping: printable ASCII and tabs (the common case, checked
+/// without branching per byte), or valid UTF-8 without a character to escape.
+fn plain(bytes: &[u8]) -> Option<&str> {
+    let ascii_unsafe = bytes.iter().fold(false, |bad, &b| {
+        bad | ((b < 0x20 && b != b'\t') | (b >= 0x7f))
+    });
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !ascii_unsafe || !text.chars().any(is_unsafe) {
+        return Some(text);
+    }
+    None
 }
 
 fn is_unsafe(c: char) -> bool {
@@ -250,8 +284,6 @@ const HELP: &[&str] = &[
     "  /help             this list",
 ];
 
-/// Capacity of the stdout and log-file buffers, flushed once per loop turn.
-const OUTPUT_BUFFER: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

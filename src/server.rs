@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -312,13 +313,13 @@ impl Server {
         if conn.state != State::Open {
             return;
         }
-        let (peer, id) = (conn.peer, conn.id);
+        let (label, id) = (Rc::clone(&conn.label), conn.id);
         let last_speaker = &mut self.last_speaker;
         let mut exit = false;
         let status = conn.read(&mut self.read_buf, READ_BUDGET, |line| {
             // Whatever follows `exit` is not heard: the client has left.
             if !exit {
-                exit = on_line(peer, id, line, last_speaker);
+                exit = on_line(&label, id, line, last_speaker);
             }
         });
         if exit {
@@ -336,7 +337,7 @@ impl Server {
                 // The unfinished line is a message now: the lab's client sends a bare `exit` and
                 // closes at once.
                 let mut exit = false;
-                conn.take_partial(|line| exit = on_line(peer, id, line, &mut self.last_speaker));
+                conn.take_partial(|line| exit = on_line(&label, id, line, &mut self.last_speaker));
                 if exit {
                     leave(conn);
                 }
@@ -419,9 +420,9 @@ impl Server {
             self.timers.arm(due, Due::Line(key, id));
             return;
         }
-        let peer = conn.peer;
+        let label = Rc::clone(&conn.label);
         let mut exit = false;
-        conn.take_partial(|line| exit = on_line(peer, id, line, &mut self.last_speaker));
+        conn.take_partial(|line| exit = on_line(&label, id, line, &mut self.last_speaker));
         if exit {
             leave(conn);
             mark_dirty(&mut self.dirty, key, conn);
@@ -492,9 +493,9 @@ impl Server {
     fn reap(&mut self, key: usize) {
         let last_speaker = &mut self.last_speaker;
         if let Some(conn) = self.clients.get_mut(key) {
-            let (peer, id) = (conn.peer, conn.id);
+            let (label, id) = (Rc::clone(&conn.label), conn.id);
             conn.take_partial(|line| {
-                on_line(peer, id, line, last_speaker);
+                on_line(&label, id, line, last_speaker);
             });
         }
         let Some(mut conn) = self.clients.try_remove(key) else {
@@ -650,8 +651,8 @@ impl Server {
 /// The one place that decides what a client's message causes: it is reported, its sender becomes
 /// the target of the operator's bare replies, and `exit` ends the session. Returns whether it was
 /// `exit`.
-fn on_line(peer: Peer, id: ConnId, line: Line<'_>, last_speaker: &mut Option<ConnId>) -> bool {
-    report::message(peer, id, line.text, line.dropped);
+fn on_line(label: &str, id: ConnId, line: Line<'_>, last_speaker: &mut Option<ConnId>) -> bool {
+    report::message(label, line.text, line.dropped);
     *last_speaker = Some(id);
     line.text == b"exit" && line.dropped == 0
 }
