@@ -240,16 +240,33 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
 }
 
 /// `bytes` as text if they need no escaping: printable ASCII and tabs (the common case, checked
-/// without branching per byte), or valid UTF-8 without a character to escape.
+/// eight bytes at a time), or valid UTF-8 without a character to escape.
 fn plain(bytes: &[u8]) -> Option<&str> {
-    let ascii_unsafe = bytes.iter().fold(false, |bad, &b| {
-        bad | ((b < 0x20 && b != b'\t') | (b >= 0x7f))
-    });
-    let text = std::str::from_utf8(bytes).ok()?;
-    if !ascii_unsafe || !text.chars().any(is_unsafe) {
-        return Some(text);
+    if is_printable_ascii(bytes) {
+        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
-    None
+    let text = std::str::from_utf8(bytes).ok()?;
+    (!text.chars().any(is_unsafe)).then_some(text)
+}
+
+/// Whether every byte is in `0x20..=0x7e` or a tab. A word at a time: the classic bit tricks flag
+/// a word holding a byte below 0x20 or above 0x7e, and only such a word is looked at byte by byte
+/// (it may just hold a tab).
+fn is_printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let printable = |b: &u8| (0x20..0x7f).contains(b) || *b == b'\t';
+    let (words, rest) = bytes.as_chunks::<8>();
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let above_tilde = (w.wrapping_add(ONES) | w) & HIGH;
+        if below_space | above_tilde != 0 && !word.iter().all(printable) {
+            return false;
+        }
+    }
+    rest.iter().all(printable)
 }
 
 fn is_unsafe(c: char) -> bool {
@@ -334,6 +351,18 @@ mod tests {
             ),
             "\\xc3"
         );
+    }
+
+    #[test]
+    fn printable_ascii_check_matches_the_plain_definition() {
+        let printable = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t';
+        for b in 0..=255u8 {
+            for at in 0..17 {
+                let mut bytes = vec![b'a'; 17];
+                bytes[at] = b;
+                assert_eq!(is_printable_ascii(&bytes), printable(b), "byte {b:#04x} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,514 @@
+//! The servers under load: the real `chatd` binary as a child process, the bare sink (a minimal mio
+//! server on a thread of the harness, the ceiling), and `ncat` as a child process. Each is started
+//! fresh for one row and stopped when dropped, so no child outlives its row or the harness.
+//!
+//! Deliberately not here: the clients, or what a scenario counts as done; this file only says how
+//! far a server has got (lines taken, clients accepted) and what it cost (CPU, memory).
+
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::sys;
+
+/// Which server a row measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Chatd,
+    Sink,
+    Ncat,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Chatd => "chatd",
+            Kind::Sink => "sink",
+            Kind::Ncat => "ncat",
+        }
+    }
+}
+
+/// How ncat is run: `-l -k` writes what every client sends to a file (ingest, hold); `--broker`
+/// relays between clients and is the closest ncat has to a chat server (churn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcatMode {
+    Listen,
+    Broker,
+}
+
+/// One running server.
+pub enum Target {
+    Chatd(Chatd),
+    Sink(Sink),
+    Ncat(Ncat),
+}
+
+impl Target {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Target::Chatd(_) => Kind::Chatd,
+            Target::Sink(_) => Kind::Sink,
+            Target::Ncat(_) => Kind::Ncat,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Chatd(chatd) => chatd.addr,
+            Target::Sink(sink) => sink.addr,
+            Target::Ncat(ncat) => ncat.addr,
+        }
+    }
+
+    /// Whether each client gets a line on connect (ncat says nothing).
+    pub fn greets(&self) -> bool {
+        !matches!(self, Target::Ncat(_))
+    }
+
+    /// CPU time the server has used so far: the child process, or the sink's own thread.
+    pub fn cpu(&self) -> Option<Duration> {
+        match self {
+            Target::Chatd(chatd) => sys::process_cpu(chatd.child.id()),
+            Target::Sink(sink) => sys::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
+            Target::Ncat(ncat) => sys::process_cpu(ncat.child.id()),
+        }
+    }
+
+    /// Resident memory of the server process; `None` for the sink, which shares the harness's.
+    pub fn rss(&self) -> Option<u64> {
+        match self {
+            Target::Chatd(chatd) => sys::rss_bytes(chatd.child.id()),
+            Target::Sink(_) => None,
+            Target::Ncat(ncat) => sys::rss_bytes(ncat.child.id()),
+        }
+    }
+
+    /// Lines of `line_len` bytes the server has taken in so far: chatd's `message` reports, the
+    /// sink's newline count, or ncat's output file size in lines.
+    pub fn lines_taken(&mut self, line_len: usize) -> u64 {
+        match self {
+            Target::Chatd(chatd) => {
+                chatd.log.catch_up();
+                chatd.log.counts.messages
+            }
+            Target::Sink(sink) => sink.stats.lines.load(Ordering::Relaxed),
+            Target::Ncat(ncat) => ncat.output_len() / line_len.max(1) as u64,
+        }
+    }
+
+    /// Why the server is no longer running, if it has stopped (ncat aborts past ~1017 clients).
+    pub fn exited(&mut self) -> Option<String> {
+        let child = match self {
+            Target::Chatd(chatd) => &mut chatd.child,
+            Target::Sink(_) => return None,
+            Target::Ncat(ncat) => &mut ncat.child,
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited ({status})", self.kind().name())),
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot check the child: {e}")),
+        }
+    }
+}
+
+/// The real `chatd`, its console on a pipe, stdout and `--log-file` in files of its own directory.
+pub struct Chatd {
+    child: Child,
+    console: Option<ChildStdin>,
+    pub addr: SocketAddr,
+    /// The `--log-file`, read incrementally.
+    pub log: LogTail,
+}
+
+impl Chatd {
+    /// Starts the binary on `127.0.0.1:0` and waits for its `listening on` line in stdout.log.
+    pub fn spawn(dir: &Path) -> io::Result<Chatd> {
+        let stdout_path = dir.join("stdout.log");
+        let log_path = dir.join("chatd.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--log-file"])
+            .arg(&log_path)
+            .stdin(Stdio::piped())
+            .stdout(File::create(&stdout_path)?)
+            .stderr(File::create(dir.join("stderr.log"))?);
+        die_with_parent(&mut command);
+        let mut child = command.spawn()?;
+        let console = child.stdin.take();
+        let addr = match wait_for_listening(&mut child, &stdout_path) {
+            Ok(addr) => addr,
+            Err(e) => {
+                stop(&mut child);
+                let stderr = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                return Err(io::Error::new(e.kind(), format!("{e} {}", stderr.trim())));
+            }
+        };
+        let log = LogTail::open(&log_path);
+        Ok(Chatd {
+            child,
+            console,
+            addr,
+            log: log.inspect_err(|_| ()).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot open {}: {e}", log_path.display()))
+            })?,
+        })
+    }
+
+    /// Types one line at the operator's console.
+    pub fn console_line(&mut self, line: &str) -> io::Result<()> {
+        let console = self
+            .console
+            .as_mut()
+            .ok_or_else(|| io::Error::new(ErrorKind::BrokenPipe, "console closed"))?;
+        // One write per line: the pipe is unbuffered, so the line is chatd's to read at once.
+        console.write_all(format!("{line}\n").as_bytes())
+    }
+}
+
+impl Drop for Chatd {
+    fn drop(&mut self) {
+        self.console = None;
+        stop(&mut self.child);
+    }
+}
+
+/// Reads chatd's `listening on 127.0.0.1:PORT` line from its stdout file, polling with a deadline:
+/// the file is written once per loop turn, so the line appears within milliseconds of binding.
+fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<SocketAddr> {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let text = fs::read_to_string(stdout_path).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find_map(|line| line.split_once("listening on "))
+            .and_then(|(_, addr)| addr.trim().parse().ok())
+        {
+            return Ok(addr);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "chatd exited before listening ({status})"
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "no `listening on` line from chatd",
+            ));
+        }
+        thread::sleep(POLL_FILE);
+    }
+}
+
+/// chatd's log file, read from where the last read stopped: only new bytes are looked at, so
+/// following millions of reports costs one pass over them.
+pub struct LogTail {
+    file: File,
+    buf: Vec<u8>,
+    /// Bytes of an unfinished last line, kept until its newline arrives (a turn's write may end
+    /// mid-line when the logger's buffer fills).
+    partial: Vec<u8>,
+    pub counts: LogCounts,
+}
+
+/// What the log has reported so far.
+#[derive(Debug, Default, Clone)]
+pub struct LogCounts {
+    pub messages: u64,
+    pub connects: u64,
+    pub disconnects: u64,
+    pub refused: u64,
+    /// Distinct ingest END markers seen (see `clients::end_marker`), by client index.
+    pub ends: u64,
+    pub end_seen: Vec<bool>,
+}
+
+impl LogTail {
+    fn open(path: &Path) -> io::Result<LogTail> {
+        Ok(LogTail {
+            file: File::open(path)?,
+            buf: vec![0; READ_CHUNK],
+            partial: Vec::new(),
+            counts: LogCounts::default(),
+        })
+    }
+
+    /// Reads and counts everything appended since the last call.
+    pub fn catch_up(&mut self) {
+        loop {
+            let n = match self.file.read(&mut self.buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut rest = &self.buf[..n];
+            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                if self.partial.is_empty() {
+                    self.counts.count(&rest[..end]);
+                } else {
+                    self.partial.extend_from_slice(&rest[..end]);
+                    let line = std::mem::take(&mut self.partial);
+                    self.counts.count(&line);
+                }
+                rest = &rest[end + 1..];
+            }
+            self.partial.extend_from_slice(rest);
+        }
+    }
+}
+
+impl LogCounts {
+    /// Counts one report line, `HH:MM:SS [LEVEL] body`.
+    fn count(&mut self, line: &[u8]) {
+        let body = match line.iter().take(32).position(|&b| b == b']') {
+            Some(i) => line.get(i + 2..).unwrap_or_default(),
+            None => return,
+        };
+        if body.starts_with(b"message ") {
+            self.messages += 1;
+            if let Some(client) = crate::clients::end_marker(body) {
+                if self.end_seen.len() <= client {
+                    self.end_seen.resize(client + 1, false);
+                }
+                if !std::mem::replace(&mut self.end_seen[client], true) {
+                    self.ends += 1;
+                }
+            }
+        } else if body.starts_with(b"connect ") {
+            self.connects += 1;
+        } else if body.starts_with(b"disconnect ") {
+            self.disconnects += 1;
+        } else if body.starts_with(b"refused ") {
+            self.refused += 1;
+        }
+    }
+}
+
+/// The ceiling: accepts, writes a greeting, counts newlines, closes on EOF. Nothing is parsed,
+/// reported or stored, so whatever chatd does beyond this is the price of being a chat server.
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub stats: Arc<SinkStats>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the sink has seen, shared with the harness.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub accepted: AtomicU64,
+    pub closed: AtomicU64,
+    pub lines: AtomicU64,
+    /// The sink thread's kernel id, for its CPU time.
+    pub tid: AtomicI32,
+}
+
+impl Sink {
+    pub fn spawn() -> io::Result<Sink> {
+        let mut listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, SINK_LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), SINK_WAKER)?);
+        let stats = Arc::new(SinkStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new().name("sink".into()).spawn({
+            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            move || run_sink(poll, listener, &stats, &stop)
+        })?;
+        Ok(Sink {
+            addr,
+            stats,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_sink(mut poll: Poll, listener: TcpListener, stats: &SinkStats, stop: &AtomicBool) {
+    stats.tid.store(sys::current_tid(), Ordering::Relaxed);
+    let mut events = Events::with_capacity(1024);
+    let mut clients = Slab::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, None)
+            && e.kind() != ErrorKind::Interrupted
+        {
+            eprintln!("note: sink poll failed: {e}");
+            return;
+        }
+        for event in &events {
+            match event.token() {
+                SINK_WAKER => {}
+                SINK_LISTENER => accept_all(&poll, &listener, &mut clients, stats),
+                Token(t) => {
+                    let key = t - SINK_CLIENT_BASE;
+                    let Some(stream) = clients.get_mut(key) else {
+                        continue;
+                    };
+                    // Edge-triggered: drain until WouldBlock, or the peer is done.
+                    let open = loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => break false,
+                            Ok(n) => {
+                                let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                                stats.lines.fetch_add(lines as u64, Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                            Err(_) => break false,
+                        }
+                    };
+                    if !open {
+                        let mut stream = clients.remove(key);
+                        let _ = poll.registry().deregister(&mut stream);
+                        stats.closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn accept_all(
+    poll: &Poll,
+    listener: &TcpListener,
+    clients: &mut Slab<mio::net::TcpStream>,
+    stats: &SinkStats,
+) {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                // The greeting is a few bytes into an empty send buffer: one write takes it.
+                let _ = stream.write(SINK_GREETING);
+                let entry = clients.vacant_entry();
+                let token = Token(SINK_CLIENT_BASE + entry.key());
+                if poll
+                    .registry()
+                    .register(&mut stream, token, Interest::READABLE)
+                    .is_ok()
+                {
+                    entry.insert(stream);
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // WouldBlock ends the drain; EMFILE and the like also end it, and the listener's next
+            // edge retries. A sink only has to be a ceiling, not robust.
+            Err(_) => return,
+        }
+    }
+}
+
+/// ncat as a child: `-l -k --recv-only` writing everything it receives to a file, or `--broker`.
+pub struct Ncat {
+    child: Child,
+    pub addr: SocketAddr,
+    output: PathBuf,
+}
+
+impl Ncat {
+    /// Starts `ncat` on a free port of 127.0.0.1 and waits until it listens.
+    pub fn spawn(ncat: &Path, mode: NcatMode, dir: &Path) -> io::Result<Ncat> {
+        // A port the kernel just handed out and we released: free unless something races us.
+        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let output = dir.join("ncat.out");
+        let mut command = Command::new(ncat);
+        match mode {
+            NcatMode::Listen => command.args(["-l", "-k", "--recv-only"]),
+            NcatMode::Broker => command.arg("--broker"),
+        };
+        // ncat's default limit is 100 simultaneous connections; its real one is select()'s.
+        command
+            .args(["--max-conns", "100000", "127.0.0.1"])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(File::create(&output)?)
+            .stderr(File::create(dir.join("ncat.err"))?);
+        die_with_parent(&mut command);
+        let mut child = command.spawn()?;
+        let deadline = Instant::now() + START_WAIT;
+        while !sys::is_listening(port) {
+            let exited = child.try_wait()?;
+            if exited.is_some() || Instant::now() >= deadline {
+                stop(&mut child);
+                let stderr = fs::read_to_string(dir.join("ncat.err")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "ncat did not start listening on port {port}: {}",
+                    stderr.trim()
+                )));
+            }
+            thread::sleep(POLL_FILE);
+        }
+        Ok(Ncat {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            output,
+        })
+    }
+
+    /// Bytes ncat has written to its output file.
+    pub fn output_len(&self) -> u64 {
+        fs::metadata(&self.output).map_or(0, |meta| meta.len())
+    }
+}
+
+impl Drop for Ncat {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Kills and reaps a child; it may have exited already, which is fine.
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Asks the kernel to SIGKILL the child if the harness dies first (a panic that aborts, Ctrl-C),
+/// so no server is left holding a port and thousands of sockets. The harness spawns every child
+/// from its main thread, whose exit is what the kernel watches.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe, as pre_exec requires, and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// How long a server may take to start listening.
+const START_WAIT: Duration = Duration::from_secs(10);
+/// How often a file written by a child is looked at again while waiting on it.
+pub const POLL_FILE: Duration = Duration::from_millis(2);
+const READ_CHUNK: usize = 1 << 20;
+
+const SINK_LISTENER: Token = Token(0);
+const SINK_WAKER: Token = Token(1);
+const SINK_CLIENT_BASE: usize = 2;
+const SINK_GREETING: &[u8] = b"welcome to the sink\n";
