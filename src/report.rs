@@ -227,17 +227,32 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
         for c in chunk.valid().chars() {
             if !is_unsafe(c) {
                 out.push(c);
-            } else if (c as u32) < 0x100 {
-                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else if let Ok(byte) = u8::try_from(c) {
+                push_hex_byte(out, byte);
             } else {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                out.push_str("\\u{");
+                let code = c as u32;
+                let digits = (32 - code.leading_zeros()).div_ceil(4);
+                for shift in (0..digits).rev() {
+                    out.push(char::from(HEX[(code >> (4 * shift) & 0xf) as usize]));
+                }
+                out.push('}');
             }
         }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
+        for &byte in chunk.invalid() {
+            push_hex_byte(out, byte);
         }
     }
 }
+
+/// Appends `\xNN`.
+fn push_hex_byte(out: &mut String, byte: u8) {
+    out.push_str("\\x");
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `bytes` as text if they need no escaping: printable ASCII and tabs (the common case, checked
 /// eight bytes at a time), or valid UTF-8 without a character to escape.
@@ -301,7 +316,6 @@ const HELP: &[&str] = &[
     "  /help             this list",
 ];
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,7 +374,11 @@ mod tests {
             for at in 0..17 {
                 let mut bytes = vec![b'a'; 17];
                 bytes[at] = b;
-                assert_eq!(is_printable_ascii(&bytes), printable(b), "byte {b:#04x} at {at}");
+                assert_eq!(
+                    is_printable_ascii(&bytes),
+                    printable(b),
+                    "byte {b:#04x} at {at}"
+                );
             }
         }
     }

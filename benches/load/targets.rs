@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -155,14 +155,20 @@ impl Chatd {
                 return Err(io::Error::new(e.kind(), format!("{e} {}", stderr.trim())));
             }
         };
-        let log = LogTail::open(&log_path);
+        // chatd opens its log file before it binds, so the file is there by now.
+        let log = match LogTail::open(&log_path) {
+            Ok(log) => log,
+            Err(e) => {
+                stop(&mut child);
+                let why = format!("cannot open {}: {e}", log_path.display());
+                return Err(io::Error::new(e.kind(), why));
+            }
+        };
         Ok(Chatd {
             child,
             console,
             addr,
-            log: log.inspect_err(|_| ()).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot open {}: {e}", log_path.display()))
-            })?,
+            log,
         })
     }
 
@@ -325,10 +331,17 @@ impl Sink {
         let waker = Arc::new(Waker::new(poll.registry(), SINK_WAKER)?);
         let stats = Arc::new(SinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = mpsc::channel();
         let thread = thread::Builder::new().name("sink".into()).spawn({
             let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
-            move || run_sink(poll, listener, &stats, &stop)
+            move || {
+                stats.tid.store(sys::current_tid(), Ordering::Relaxed);
+                let _ = started_tx.send(());
+                run_sink(poll, listener, &stats, &stop);
+            }
         })?;
+        // Its CPU time is read by thread id, so wait until the thread has said which it is.
+        let _ = started.recv_timeout(START_WAIT);
         Ok(Sink {
             addr,
             stats,
@@ -350,7 +363,6 @@ impl Drop for Sink {
 }
 
 fn run_sink(mut poll: Poll, listener: TcpListener, stats: &SinkStats, stop: &AtomicBool) {
-    stats.tid.store(sys::current_tid(), Ordering::Relaxed);
     let mut events = Events::with_capacity(1024);
     let mut clients = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];

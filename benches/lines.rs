@@ -1,0 +1,57 @@
+//! The per-line path on its own: framing, escaping and report formatting, in bytes/s and ns per
+//! line, on ASCII, Chinese UTF-8 and hostile (control-heavy) input.
+//!
+//! `cargo bench --bench lines`. The logger is the real `TurnLogger` with nowhere to write, so what
+//! is measured is the formatting, not a disk.
+
+use chatd::framing::{Line, LineDecoder};
+use chatd::logger::TurnLogger;
+use chatd::report;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use log::LevelFilter;
+
+/// 64 KiB of 64-byte lines (63 bytes and a newline) made of `unit` repeated.
+fn lines_of(unit: &str) -> (Vec<u8>, u64) {
+    let mut text = String::new();
+    while text.len() < 63 {
+        text.push_str(unit);
+    }
+    let mut line: Vec<u8> = text.as_bytes()[..text.floor_char_boundary(63)].to_vec();
+    line.resize(63, b'.');
+    line.push(b'\n');
+    let count = 64 * 1024 / line.len();
+    (line.repeat(count), count as u64)
+}
+
+fn per_line_path(c: &mut Criterion) {
+    let logger = TurnLogger::new(LevelFilter::Info, false, None);
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+    let label = report::label(
+        report::Peer(([127, 0, 0, 1], 40000).into()),
+        chatd::connection::ConnId(7),
+    );
+    let inputs = [
+        ("ascii", lines_of("hello, world ")),
+        ("chinese", lines_of("你好，世界")),
+        ("hostile", lines_of("\x1b[2J\u{202e}\x00\x7f\u{85}\u{ff}")),
+    ];
+    let mut group = c.benchmark_group("framing+escape+report");
+    for (name, (bytes, lines)) in &inputs {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(format!("{name} ({lines} lines of 64 B)"), |b| {
+            let mut decoder = LineDecoder::new(65536);
+            b.iter(|| {
+                decoder.feed(bytes, |line: Line<'_>| {
+                    report::message(&label, line.text, line.dropped)
+                });
+                log::logger().flush();
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, per_line_path);
+criterion_main!(benches);

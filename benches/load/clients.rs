@@ -1,0 +1,843 @@
+//! The harness's clients: senders that push lines as fast as the sockets take them (ingest), a
+//! crowd that connects and stays (hold), workers that connect and leave in a loop (churn), and an
+//! audience that times the operator's broadcasts (broadcast).
+//!
+//! Many clients are driven from one thread with non-blocking mio sockets; churn uses plain
+//! blocking sockets on a few threads, which is simpler and is what a real client does. Every loop
+//! here is bounded by a deadline or a stop flag, and every address is on loopback.
+//!
+//! Deliberately not here: starting servers, or turning counts into figures.
+
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender as ChannelSender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::targets::Target;
+
+/// Errors of one kind of work, counted, with the first one kept to show.
+#[derive(Debug, Default)]
+pub struct Problems {
+    pub count: u64,
+    pub first: Option<String>,
+}
+
+impl Problems {
+    fn add(&mut self, what: &str, error: impl Display) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(format!("{what}: {error}"));
+        }
+    }
+
+    fn merge(&mut self, other: Problems) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+
+    /// `"N errors, first: ..."`, or `None` when there were none.
+    pub fn summary(&self) -> Option<String> {
+        let first = self.first.as_deref().unwrap_or("?");
+        (self.count > 0).then(|| format!("{} client errors, first: {first}", self.count))
+    }
+}
+
+/// A non-blocking connect to `dst`, from `source` if given (else the kernel's choice, 127.0.0.1).
+pub fn connect(dst: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let socket = socket_from(source)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&dst.into()) {
+        Ok(()) => {}
+        // The handshake finishes later; the first WRITABLE event says it has.
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// A TCP socket, bound to `source` if given.
+fn socket_from(source: Option<Ipv4Addr>) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = source {
+        // A plain bind() picks the port at once, and a port so picked serves one connection in
+        // all; IP_BIND_ADDRESS_NO_PORT leaves the choice to connect(), per destination, as when
+        // not binding at all. A kernel without it just spends ports faster.
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int from the pointer for the length given; `one` lives for
+        // the call and the descriptor is ours.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        socket.bind(&SocketAddr::from((ip, 0)).into())?;
+    }
+    Ok(socket)
+}
+
+/// The source address of the `i`th of many concurrent clients: the kernel's choice (127.0.0.1)
+/// for the first `CLIENTS_PER_SOURCE`, then 127.0.0.2, 127.0.0.3, ..., because one source address
+/// has only ~28 000 ephemeral ports for one destination.
+pub fn source_for(i: usize) -> Option<Ipv4Addr> {
+    match i / CLIENTS_PER_SOURCE {
+        0 => None,
+        block => Some(Ipv4Addr::new(127, 0, 0, 1 + (block % 250) as u8)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+/// What the ingest clients send: each `lines_per_client` lines of `line_len` bytes (newline
+/// included), the last one an END marker that names the client.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLoad {
+    pub clients: usize,
+    pub line_len: usize,
+    pub lines_per_client: u64,
+}
+
+/// The sending thread; it keeps its sockets open until `finish`, because a client that closed
+/// with its greeting unread would reset the connection and could destroy lines not yet read.
+pub struct Senders {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<SendReport>,
+}
+
+#[derive(Debug, Default)]
+pub struct SendReport {
+    pub lines_sent: u64,
+    pub problems: Problems,
+}
+
+/// Connects every client and starts sending at once, on a thread of its own.
+pub fn start_senders(addr: SocketAddr, load: IngestLoad) -> io::Result<Senders> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = thread::Builder::new().name("senders".into()).spawn({
+        let stop = Arc::clone(&stop);
+        move || run_senders(addr, load, &stop)
+    })?;
+    Ok(Senders { stop, thread })
+}
+
+impl Senders {
+    /// Stops sending, closes every client and says what was sent.
+    pub fn finish(self) -> SendReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| {
+            let mut report = SendReport::default();
+            report.problems.add("sender thread", "panicked");
+            report
+        })
+    }
+}
+
+/// The last line of ingest client `client`: filler, then `END` and the client's number, so the
+/// log tail can recognise it from the end of a report line alone.
+pub fn end_line(client: usize, line_len: usize) -> Vec<u8> {
+    let marker = format!("END{client:05}");
+    let mut line = b"load ".to_vec();
+    line.resize(line_len.saturating_sub(marker.len() + 1), b'y');
+    line.extend_from_slice(marker.as_bytes());
+    line.push(b'\n');
+    line
+}
+
+/// The client number if `report_body` (a `message` report) ends with an END marker.
+pub fn end_marker(report_body: &[u8]) -> Option<usize> {
+    let tail = &report_body[report_body.len().checked_sub(8)?..];
+    let digits = tail.strip_prefix(b"END")?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// One ingest client: how far through its stream of `lines_per_client * line_len` bytes it is.
+struct Sender {
+    stream: Option<TcpStream>,
+    sent: u64,
+    end: Vec<u8>,
+}
+
+fn run_senders(addr: SocketAddr, load: IngestLoad, stop: &AtomicBool) -> SendReport {
+    let mut report = SendReport::default();
+    let poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => {
+            report.problems.add("poll", e);
+            return report;
+        }
+    };
+    let line_len = load.line_len as u64;
+    let total = load.lines_per_client * line_len;
+    let body_len = total.saturating_sub(line_len);
+    let body = body_chunk(load.line_len);
+
+    let mut senders = Vec::with_capacity(load.clients);
+    for i in 0..load.clients {
+        let registered = connect(addr, source_for(i)).and_then(|mut stream| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            poll.registry()
+                .register(&mut stream, Token(senders.len()), interest)?;
+            Ok(stream)
+        });
+        match registered {
+            Ok(stream) => senders.push(Sender {
+                stream: Some(stream),
+                sent: 0,
+                end: end_line(i, load.line_len),
+            }),
+            Err(e) => report.problems.add("connect", e),
+        }
+    }
+
+    let mut poll = poll;
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
+            && e.kind() != ErrorKind::Interrupted
+        {
+            report.problems.add("poll", e);
+            break;
+        }
+        for event in &events {
+            let Some(sender) = senders.get_mut(event.token().0) else {
+                continue;
+            };
+            let Some(stream) = sender.stream.as_mut() else {
+                continue;
+            };
+            // The greeting (and anything else) is read and dropped.
+            let read = if event.is_readable() {
+                drain(stream, &mut scratch)
+            } else {
+                Ok(true)
+            };
+            let written = match read {
+                Ok(true) if event.is_writable() => sender.pump(&body, body_len, total),
+                Ok(true) => Ok(()),
+                Ok(false) if sender.sent == total => Ok(()),
+                Ok(false) => Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                report.problems.add("send", e);
+                sender.stream = None;
+            }
+        }
+    }
+    report.lines_sent = senders.iter().map(|s| s.sent / line_len).sum();
+    report
+}
+
+impl Sender {
+    /// Writes until the socket would block or everything is sent: first the body lines, served
+    /// from one repeated chunk, then the END line.
+    fn pump(&mut self, body: &[u8], body_len: u64, total: u64) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        while self.sent < total {
+            let slice = if self.sent < body_len {
+                // The chunk holds whole lines, so any offset into the body maps onto it.
+                let at = (self.sent % body.len() as u64) as usize;
+                let left = usize::try_from(body_len - self.sent).unwrap_or(usize::MAX);
+                &body[at..body.len().min(at + left)]
+            } else {
+                &self.end[(self.sent - body_len) as usize..]
+            };
+            match stream.write(slice) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n as u64,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                // The handshake is still going: its WRITABLE event comes when it is done.
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// About 64 KiB of identical printable lines of `line_len` bytes, so each write hands the kernel
+/// a large buffer and chatd has nothing to escape.
+fn body_chunk(line_len: usize) -> Vec<u8> {
+    let mut line = b"load ".to_vec();
+    line.resize(line_len.max(6) - 1, b'x');
+    line.push(b'\n');
+    line.repeat((64 * 1024 / line.len()).max(1))
+}
+
+/// Reads and drops what is waiting. `Ok(false)` once the peer has closed.
+fn drain(stream: &mut TcpStream, scratch: &mut [u8]) -> io::Result<bool> {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hold
+
+/// How a hold run went. The clients are handed back open, so the caller can read the server's
+/// memory with them all connected and choose when they close.
+pub struct HoldReport {
+    /// Connections made (the connect call succeeded).
+    pub connected: usize,
+    /// Clients the server has served: greeted, or (ncat) whose hello line it wrote out.
+    pub served: usize,
+    /// Clients told `server full` instead of a greeting.
+    pub refused: usize,
+    pub problems: Problems,
+    /// From the first connect until every client was served.
+    pub elapsed: Duration,
+    pub end: HoldEnd,
+    pub clients: Vec<TcpStream>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// Every client that connected was served (or failed for a reason in `problems`).
+    Done,
+    TimedOut,
+    /// The server stopped; the reason.
+    ServerGone(String),
+}
+
+/// The line each hold client sends to a server that greets nobody (ncat), so that the server's
+/// output shows it was accepted and read; fixed-length, so bytes out / HELLO_LEN = clients served.
+fn hello(i: usize) -> Vec<u8> {
+    format!("hello {:06}\n", i % 1_000_000).into_bytes()
+}
+pub const HELLO_LEN: usize = 13;
+
+/// One held client's progress.
+struct Held {
+    stream: TcpStream,
+    /// Bytes of the greeting so far; `None` once the client is settled (served or failed).
+    greeting: Option<Vec<u8>>,
+}
+
+/// Connects `n` clients to the target, keeping at most `window` waiting to be served at a time,
+/// and returns once every one of them is served, or at `deadline`.
+pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> HoldReport {
+    let addr = target.addr();
+    let greets = target.greets();
+    let start = Instant::now();
+    let mut report = HoldReport {
+        connected: 0,
+        served: 0,
+        refused: 0,
+        problems: Problems::default(),
+        elapsed: Duration::ZERO,
+        end: HoldEnd::Done,
+        clients: Vec::new(),
+    };
+    let mut poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => {
+            report.problems.add("poll", e);
+            return report;
+        }
+    };
+    let mut held: Vec<Held> = Vec::with_capacity(n);
+    let mut failed = 0;
+    let mut connecting = true;
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; 4096];
+    let mut last_check = start;
+    loop {
+        if !greets {
+            // ncat greets nobody: its output file says how many hellos it has read.
+            let written = target.lines_taken(HELLO_LEN) as usize;
+            report.served = written.min(held.len());
+        }
+        let settled = report.served + report.refused + failed;
+        // More in flight than the listen backlog holds would drop SYNs, and each dropped SYN
+        // waits a whole second for its retransmit: that would time the harness, not the server.
+        while connecting && held.len() < n && held.len() - settled < window {
+            let i = held.len();
+            let registered = connect(addr, source_for(i)).and_then(|mut stream| {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                poll.registry().register(&mut stream, Token(i), interest)?;
+                Ok(stream)
+            });
+            match registered {
+                Ok(stream) => held.push(Held {
+                    stream,
+                    greeting: Some(Vec::new()),
+                }),
+                // Typically EMFILE or EADDRNOTAVAIL: hold what we have and say so.
+                Err(e) => {
+                    report.problems.add(&format!("connect #{i}"), e);
+                    connecting = false;
+                }
+            }
+        }
+        if (held.len() == n || !connecting) && settled >= held.len() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            report.end = HoldEnd::TimedOut;
+            break;
+        }
+        if now - last_check >= SERVER_CHECK {
+            last_check = now;
+            if let Some(why) = target.exited() {
+                report.end = HoldEnd::ServerGone(why);
+                break;
+            }
+        }
+        let wait = if greets { STOP_CHECK } else { NCAT_OUTPUT_CHECK };
+        if let Err(e) = poll.poll(&mut events, Some(wait))
+            && e.kind() != ErrorKind::Interrupted
+        {
+            report.problems.add("poll", e);
+            report.end = HoldEnd::ServerGone("poll failed".into());
+            break;
+        }
+        for event in &events {
+            let i = event.token().0;
+            let Some(client) = held.get_mut(i) else {
+                continue;
+            };
+            let Some(greeting) = client.greeting.as_mut() else {
+                continue; // Settled already.
+            };
+            let step = if greets {
+                read_greeting(&mut client.stream, greeting, &mut scratch)
+            } else if event.is_writable() {
+                send_hello(&mut client.stream, &hello(i))
+            } else {
+                Ok(None)
+            };
+            match step {
+                Ok(None) => continue,
+                Ok(Some(First::Welcome)) => report.served += 1,
+                Ok(Some(First::ServerFull)) => report.refused += 1,
+                // Served once ncat's output shows the line (counted at the top of the loop).
+                Ok(Some(First::HelloSent)) => {}
+                Err(e) => {
+                    report.problems.add(&format!("client #{i}"), e);
+                    failed += 1;
+                }
+            }
+            client.greeting = None;
+        }
+    }
+    report.elapsed = start.elapsed();
+    report.connected = held.len();
+    report.clients = held.into_iter().map(|client| client.stream).collect();
+    report
+}
+
+/// What a held client's first exchange came to.
+enum First {
+    Welcome,
+    ServerFull,
+    HelloSent,
+}
+
+/// Reads towards the first line; `Some` once it is complete.
+fn read_greeting(
+    stream: &mut TcpStream,
+    greeting: &mut Vec<u8>,
+    scratch: &mut [u8],
+) -> io::Result<Option<First>> {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed, no greeting")),
+            Ok(n) => greeting.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some(end) = greeting.iter().position(|&b| b == b'\n') {
+            return Ok(Some(if &greeting[..end] == b"server full" {
+                First::ServerFull
+            } else {
+                First::Welcome
+            }));
+        }
+    }
+}
+
+/// Writes the hello line once the connection is up (it fits any empty send buffer).
+fn send_hello(stream: &mut TcpStream, line: &[u8]) -> io::Result<Option<First>> {
+    match stream.write(line) {
+        Ok(n) if n == line.len() => Ok(Some(First::HelloSent)),
+        Ok(_) => Err(io::Error::new(ErrorKind::WriteZero, "short hello write")),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Churn
+
+#[derive(Debug, Default)]
+pub struct ChurnReport {
+    /// Whole cycles: connected, greeting read (if the server greets), closed.
+    pub cycles: u64,
+    /// Connections made, whole cycles or not: each should be one connect and one disconnect.
+    pub connected: u64,
+    pub problems: Problems,
+    pub elapsed: Duration,
+}
+
+/// `workers` threads each connect, read the greeting (if `greets`) and close, in a loop, for
+/// `duration`.
+pub fn churn(addr: SocketAddr, workers: usize, duration: Duration, greets: bool) -> ChurnReport {
+    let start = Instant::now();
+    let end = start + duration;
+    let mut report = ChurnReport::default();
+    let mut threads = Vec::with_capacity(workers);
+    for w in 0..workers {
+        // Workers spread over a few source addresses: the closing side keeps each port in
+        // TIME_WAIT for a minute, and hundreds of thousands of cycles would otherwise run one
+        // address out of ephemeral ports.
+        let source = Ipv4Addr::new(127, 0, 0, 1 + (w % CHURN_SOURCES) as u8);
+        let spawned = thread::Builder::new()
+            .name(format!("churn-{w}"))
+            .spawn(move || churn_worker(addr, source, end, greets));
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => report.problems.add("spawn worker", e),
+        }
+    }
+    for thread in threads {
+        match thread.join() {
+            Ok(part) => {
+                report.cycles += part.cycles;
+                report.connected += part.connected;
+                report.problems.merge(part.problems);
+            }
+            Err(_) => report.problems.add("worker", "panicked"),
+        }
+    }
+    report.elapsed = start.elapsed();
+    report
+}
+
+fn churn_worker(addr: SocketAddr, source: Ipv4Addr, end: Instant, greets: bool) -> ChurnReport {
+    let mut report = ChurnReport::default();
+    let mut scratch = [0u8; 512];
+    while Instant::now() < end {
+        let socket = match socket_from(Some(source)) {
+            Ok(socket) => socket,
+            Err(e) => {
+                report.problems.add("socket", e);
+                thread::sleep(ERROR_PAUSE);
+                continue;
+            }
+        };
+        if let Err(e) = socket.connect_timeout(&addr.into(), IO_WAIT) {
+            report.problems.add("connect", e);
+            thread::sleep(ERROR_PAUSE);
+            continue;
+        }
+        report.connected += 1;
+        let mut stream = StdStream::from(socket);
+        let cycle = if greets {
+            read_line_blocking(&mut stream, &mut scratch)
+        } else {
+            Ok(())
+        };
+        match cycle {
+            Ok(()) => report.cycles += 1,
+            Err(e) => report.problems.add("greeting", e),
+        }
+        // Dropping the stream closes it: a FIN, with nothing unread left behind.
+    }
+    report
+}
+
+/// Reads until a newline arrives, within IO_WAIT for each read.
+fn read_line_blocking(stream: &mut StdStream, scratch: &mut [u8]) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_WAIT))?;
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed, no greeting")),
+            Ok(n) if scratch[..n].contains(&b'\n') => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcast
+
+/// Clients that wait for the operator's numbered `/all` lines and time when the last of them gets
+/// each one.
+pub struct Audience {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<BroadcastReport>,
+    progress: Receiver<Stage>,
+}
+
+/// What the audience thread tells the harness as it goes.
+#[derive(Debug)]
+enum Stage {
+    /// Every client is connected and greeted: the broadcasts can start.
+    Ready,
+    /// Every line has reached every client.
+    Done,
+}
+
+#[derive(Debug, Default)]
+pub struct BroadcastReport {
+    /// Per line that reached every client: nanoseconds from the console write (the time in the
+    /// line) to the read of the last client to get it.
+    pub latencies_ns: Vec<u64>,
+    /// Lines that some client never got.
+    pub incomplete: usize,
+    pub greeted: usize,
+    pub problems: Problems,
+}
+
+/// Per broadcast line: how many clients have it, and the latest arrival.
+#[derive(Debug, Default, Clone, Copy)]
+struct Arrivals {
+    clients: usize,
+    latency_ns: u64,
+}
+
+impl Audience {
+    /// Connects `clients` clients on a thread of their own; `lines` numbered lines are expected,
+    /// each `<seq> <ns since epoch>`.
+    pub fn start(
+        addr: SocketAddr,
+        clients: usize,
+        lines: usize,
+        epoch: Instant,
+    ) -> io::Result<Audience> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, progress) = mpsc::channel();
+        let thread = thread::Builder::new().name("audience".into()).spawn({
+            let stop = Arc::clone(&stop);
+            move || run_audience(addr, clients, lines, epoch, &stop, &tx)
+        })?;
+        Ok(Audience {
+            stop,
+            thread,
+            progress,
+        })
+    }
+
+    /// Waits until every client is greeted; false at the deadline or if the thread gave up.
+    pub fn wait_ready(&self, deadline: Instant) -> bool {
+        self.wait_for(deadline, |stage| matches!(stage, Stage::Ready))
+    }
+
+    /// Waits until every line reached every client; false at the deadline.
+    pub fn wait_done(&self, deadline: Instant) -> bool {
+        self.wait_for(deadline, |stage| matches!(stage, Stage::Done))
+    }
+
+    fn wait_for(&self, deadline: Instant, wanted: impl Fn(&Stage) -> bool) -> bool {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.progress.recv_timeout(left) {
+                Ok(stage) if wanted(&stage) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Stops listening, closes the clients and returns the timings.
+    pub fn finish(self) -> BroadcastReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| {
+            let mut report = BroadcastReport::default();
+            report.problems.add("audience thread", "panicked");
+            report
+        })
+    }
+}
+
+/// One listening client: the bytes of its unfinished line, and whether its greeting is in.
+struct Listener {
+    stream: TcpStream,
+    partial: Vec<u8>,
+    greeted: bool,
+}
+
+fn run_audience(
+    addr: SocketAddr,
+    n: usize,
+    lines: usize,
+    epoch: Instant,
+    stop: &AtomicBool,
+    progress: &ChannelSender<Stage>,
+) -> BroadcastReport {
+    let mut report = BroadcastReport::default();
+    let mut poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => {
+            report.problems.add("poll", e);
+            return report;
+        }
+    };
+    let mut arrivals = vec![Arrivals::default(); lines];
+    let mut complete = 0;
+    let mut listeners: Vec<Listener> = Vec::with_capacity(n);
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ready_sent = false;
+    while !stop.load(Ordering::Relaxed) {
+        // Connect in a window, as hold does, so the backlog never overflows.
+        while listeners.len() < n && listeners.len() - report.greeted < AUDIENCE_WINDOW {
+            let i = listeners.len();
+            let registered = connect(addr, source_for(i)).and_then(|mut stream| {
+                poll.registry()
+                    .register(&mut stream, Token(i), Interest::READABLE)?;
+                Ok(stream)
+            });
+            match registered {
+                Ok(stream) => listeners.push(Listener {
+                    stream,
+                    partial: Vec::new(),
+                    greeted: false,
+                }),
+                Err(e) => {
+                    report.problems.add("connect", e);
+                    return report;
+                }
+            }
+        }
+        if !ready_sent && report.greeted == n {
+            ready_sent = true;
+            let _ = progress.send(Stage::Ready);
+        }
+        if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
+            && e.kind() != ErrorKind::Interrupted
+        {
+            report.problems.add("poll", e);
+            break;
+        }
+        for event in &events {
+            let Some(listener) = listeners.get_mut(event.token().0) else {
+                continue;
+            };
+            loop {
+                let got = match listener.stream.read(&mut buf) {
+                    Ok(0) => Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
+                    Ok(got) => Ok(got),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let got = match got {
+                    Ok(got) => got,
+                    Err(e) => {
+                        report.problems.add("read", e);
+                        let _ = poll.registry().deregister(&mut listener.stream);
+                        break;
+                    }
+                };
+                // One clock reading per read: every line in it arrived together.
+                let now_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                for_each_line(&mut listener.partial, &buf[..got], |line| {
+                    if !listener.greeted {
+                        listener.greeted = true;
+                        report.greeted += 1;
+                        return;
+                    }
+                    let Some((seq, sent_ns)) = parse_broadcast(line) else {
+                        return;
+                    };
+                    let Some(entry) = arrivals.get_mut(seq) else {
+                        return;
+                    };
+                    entry.clients += 1;
+                    entry.latency_ns = entry.latency_ns.max(now_ns.saturating_sub(sent_ns));
+                    if entry.clients == n {
+                        complete += 1;
+                    }
+                });
+            }
+        }
+        if ready_sent && complete == lines {
+            let _ = progress.send(Stage::Done);
+            // Keep reading until told to stop, so no client closes on unread bytes meanwhile.
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(STOP_CHECK);
+            }
+        }
+    }
+    for entry in arrivals {
+        if entry.clients == n {
+            report.latencies_ns.push(entry.latency_ns);
+        } else {
+            report.incomplete += 1;
+        }
+    }
+    report
+}
+
+/// Calls `on_line` for each complete line in `data`, carrying an unfinished one over in
+/// `partial`.
+fn for_each_line(partial: &mut Vec<u8>, mut data: &[u8], mut on_line: impl FnMut(&[u8])) {
+    while let Some(end) = data.iter().position(|&b| b == b'\n') {
+        if partial.is_empty() {
+            on_line(&data[..end]);
+        } else {
+            partial.extend_from_slice(&data[..end]);
+            on_line(partial);
+            partial.clear();
+        }
+        data = &data[end + 1..];
+    }
+    partial.extend_from_slice(data);
+}
+
+/// `<seq> <ns>` as the clients receive an `/all <seq> <ns>` console line.
+fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (seq, ns) = text.split_once(' ')?;
+    Some((seq.parse().ok()?, ns.trim_end_matches('\r').parse().ok()?))
+}
+
+/// Concurrent clients per source address before the next 127.0.0.x is used.
+const CLIENTS_PER_SOURCE: usize = 25_000;
+/// Source addresses churn workers spread over.
+const CHURN_SOURCES: usize = 4;
+/// Clients the audience has waiting for a greeting at once.
+const AUDIENCE_WINDOW: usize = 256;
+/// How long a poll waits before looking at the stop flag and the deadline again.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+/// How often the hold loop looks at ncat's output file while waiting for hellos.
+const NCAT_OUTPUT_CHECK: Duration = Duration::from_millis(2);
+/// How often the hold loop checks that the server is still running.
+const SERVER_CHECK: Duration = Duration::from_millis(50);
+/// The longest a churn worker waits for a connect or a greeting.
+const IO_WAIT: Duration = Duration::from_secs(2);
+/// A churn worker's pause after an error, so a failing server is not hammered in a hot loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(1);
