@@ -5,7 +5,7 @@
 //! server decides what an outcome means and what the operator reads.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::framing::{Line, LineDecoder};
+use crate::queue::{self, OutQueue, Overflow};
 use crate::report::{self, Peer};
 
 /// A client's number for the server's whole life: slab keys and tokens come back, ids never do.
@@ -78,10 +79,6 @@ pub enum ReadStatus {
     Failed(io::Error),
 }
 
-/// The output queue would pass its cap.
-#[derive(Debug)]
-pub struct Overflow;
-
 pub struct Connection {
     stream: TcpStream,
     pub id: ConnId,
@@ -95,10 +92,9 @@ pub struct Connection {
     pub lines_in: u64,
     pub lines_out: u64,
     decoder: LineDecoder,
-    /// Bytes queued for the client; `out[sent..]` is still to be written. Released when empty.
-    out: Vec<u8>,
-    sent: usize,
-    /// The cap on `out.len() - sent`.
+    /// Lines queued for the client; holds no memory when empty.
+    out: OutQueue,
+    /// The cap on the queue's unsent bytes.
     max_queue: usize,
     /// The interest the socket is registered with, so the server reregisters only on a change.
     pub registered: Interest,
@@ -139,8 +135,7 @@ impl Connection {
             lines_in: 0,
             lines_out: 0,
             decoder: LineDecoder::new(max_line),
-            out: Vec::new(),
-            sent: 0,
+            out: OutQueue::default(),
             max_queue,
             registered: Interest::READABLE,
             flags: Flags::default(),
@@ -204,42 +199,28 @@ impl Connection {
 
     /// Queues `text` and a newline. Nothing is queued for a closing client.
     pub fn queue_line(&mut self, text: &[u8]) -> Result<(), Overflow> {
+        self.queue(queue::line(text))
+    }
+
+    /// Queues a line (ending in `\n`) that may be shared with other clients. Nothing is queued for
+    /// a closing client.
+    pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), Overflow> {
         if self.state != State::Open {
             return Ok(());
         }
-        if self.out.len() - self.sent + text.len() + 1 > self.max_queue {
-            return Err(Overflow);
-        }
-        if self.sent > 0 && self.sent >= self.out.len() / 2 {
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
-        self.out.reserve(text.len() + 1);
-        self.out.extend_from_slice(text);
-        self.out.push(b'\n');
+        self.out.push(line, self.max_queue)?;
         self.lines_out += 1;
         Ok(())
     }
 
-    /// Writes queued bytes until the socket would block or the queue is empty.
+    /// Writes queued lines until the socket would block or the queue is empty.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        self.out = Vec::new();
-        self.sent = 0;
-        Ok(())
+        self.out.write_to(&mut self.stream)
     }
 
     /// Whether everything queued has been written.
     pub fn is_flushed(&self) -> bool {
-        self.sent == self.out.len()
+        self.out.is_empty()
     }
 
     /// Stops reading; what is queued still goes out. The first reason given is the one kept.
@@ -252,8 +233,7 @@ impl Connection {
     /// Closes at once and forgets what is queued: for a client that cannot be written to.
     pub fn abort(&mut self, reason: Reason) {
         self.close(reason);
-        self.out = Vec::new();
-        self.sent = 0;
+        self.out.clear();
     }
 
     pub fn reason(&self) -> Option<Reason> {

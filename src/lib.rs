@@ -7,6 +7,7 @@
 //! - `config`: the command line → [`Config`].
 //! - `server`: the loop: tokens, dispatch, accept, pending reads, timers, `before_sleep`, shutdown.
 //! - `connection`: one peer: socket, id, framing state, output queue, state.
+//! - `queue`: a client's output queue of shared lines, capped in bytes.
 //! - `framing`: bytes → lines (pure).
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, escaping, logger setup.
@@ -32,6 +33,7 @@ pub mod console;
 pub mod framing;
 pub mod logfile;
 pub mod logger;
+pub mod queue;
 pub mod report;
 pub mod server;
 pub mod timers;

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::connection::{ConnId, Connection, ReadStatus, Reason, State};
 use crate::console::{self, Command, ConsoleInput};
 use crate::framing::Line;
+use crate::queue;
 use crate::report::{self, Peer};
 use crate::timers::{Due, Timers};
 
@@ -91,7 +92,8 @@ pub struct Server {
     phase: Phase,
     /// Set while `accept` is failing (out of descriptors) and a `Due::AcceptRetry` is armed.
     accept_paused: bool,
-    greeting: Vec<u8>,
+    /// The greeting line, shared by every client's queue.
+    greeting: Rc<[u8]>,
     max_clients: usize,
     max_line: usize,
     max_queue: usize,
@@ -163,7 +165,7 @@ impl Server {
             last_speaker: None,
             phase: Phase::Running,
             accept_paused: false,
-            greeting: config.greeting.clone().into_bytes(),
+            greeting: queue::line(config.greeting.as_bytes()),
             max_clients,
             max_line: config.max_line(),
             max_queue: config.max_queue(),
@@ -297,7 +299,7 @@ impl Server {
         self.next_id += 1;
         let mut conn = Connection::new(stream, id, peer, self.max_line, self.max_queue);
         // A greeting longer than --max-queue is not sent; the client is still served.
-        let _ = conn.queue_line(&self.greeting);
+        let _ = conn.queue(Rc::clone(&self.greeting));
         mark_dirty(&mut self.dirty, key, &mut conn);
         if let Some(idle) = self.idle_timeout {
             self.timers.arm(conn.last_input + idle, Due::Idle(key, id));
@@ -534,7 +536,7 @@ impl Server {
         match command {
             Command::To { id, text } => match self.find(id) {
                 Some(key) => {
-                    if let Some(peer) = self.send(key, &text) {
+                    if let Some(peer) = self.send(key, queue::line(text.as_bytes())) {
                         report::console_sent(id, peer);
                     }
                 }
@@ -544,7 +546,7 @@ impl Server {
                 None => report::console_nobody_spoke(),
                 Some(id) => match self.find(id) {
                     Some(key) => {
-                        if let Some(peer) = self.send(key, &text) {
+                        if let Some(peer) = self.send(key, queue::line(text.as_bytes())) {
                             report::console_replied(id, peer);
                         }
                     }
@@ -552,10 +554,12 @@ impl Server {
                 },
             },
             Command::All(text) => {
+                // Encoded once, shared by every queue.
+                let line = queue::line(text.as_bytes());
                 let keys: Vec<usize> = self.open_clients().map(|(key, _)| key).collect();
                 let sent = keys
                     .into_iter()
-                    .filter(|&key| self.send(key, &text).is_some())
+                    .filter(|&key| self.send(key, Rc::clone(&line)).is_some())
                     .count();
                 report::console_sent_all(sent);
             }
@@ -588,11 +592,11 @@ impl Server {
         }
     }
 
-    /// Queues one operator line for client `key`; a client whose queue overflows is dropped `slow`.
+    /// Queues one line (shared, ending in `\n`) for client `key`; a client whose queue overflows is dropped `slow`.
     /// Returns the client's address if the line was queued.
-    fn send(&mut self, key: usize, text: &str) -> Option<Peer> {
+    fn send(&mut self, key: usize, line: Rc<[u8]>) -> Option<Peer> {
         let conn = self.clients.get_mut(key)?;
-        let queued = conn.queue_line(text.as_bytes()).is_ok();
+        let queued = conn.queue(line).is_ok();
         if !queued {
             conn.abort(Reason::Slow);
         }
