@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queue: u64,
 
+    /// Run a chat room: every message is also relayed to every other client as `<name>: <text>`;
+    /// clients may use /nick NAME and /who.
+    #[arg(long)]
+    pub relay: bool,
+
     /// Disconnect a client that has sent nothing for this many seconds (reason `timeout`).
     /// Default: never.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]

@@ -85,6 +85,8 @@ pub struct Connection {
     pub peer: Peer,
     /// `PEER #ID`, as its message reports name it; shared with the callers that report them.
     pub label: Rc<str>,
+    /// How the relay room calls it: `#ID` until it picks a nickname.
+    pub name: Rc<str>,
     pub state: State,
     pub connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
@@ -129,6 +131,7 @@ impl Connection {
             id,
             peer,
             label: report::label(peer, id).into(),
+            name: id.to_string().into(),
             state: State::Open,
             connected_at: now,
             last_input: now,

@@ -10,6 +10,7 @@
 //! - `queue`: a client's output queue of shared lines, capped in bytes.
 //! - `framing`: bytes → lines (pure).
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
+//! - `room`: the `--relay` room: client commands and the lines clients read.
 //! - `report`: every line the operator reads, escaping, logger setup.
 //! - `logger`: the headless logger: each report formatted once, written once per turn.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
@@ -35,6 +36,7 @@ pub mod logfile;
 pub mod logger;
 pub mod queue;
 pub mod report;
+pub mod room;
 pub mod server;
 pub mod timers;
 

@@ -125,6 +125,10 @@ pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {
     info!("disconnect {peer} {id} {reason} ({online} online)");
 }
 
+pub fn renamed(label: &str, old: &str, new: &str) {
+    info!("nick {label}: {old} is now {new}");
+}
+
 pub fn refused(peer: Peer, why: &str) {
     info!("refused {peer} ({why})");
 }

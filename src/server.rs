@@ -32,6 +32,7 @@ use crate::console::{self, Command, ConsoleInput};
 use crate::framing::Line;
 use crate::queue;
 use crate::report::{self, Peer};
+use crate::room::{self, Said};
 use crate::timers::{Due, Timers};
 
 /// A listener that could not be set up: prints as `cannot listen on ADDR: REASON`.
@@ -87,8 +88,9 @@ pub struct Server {
     dirty: Vec<(usize, ConnId)>,
     /// The one read buffer, shared by all clients.
     read_buf: Box<[u8]>,
-    /// The client whose message was reported last: the target of a bare console line.
-    last_speaker: Option<ConnId>,
+    /// What hearing clients' lines changed, kept apart from `clients` so that it can be updated
+    /// while one of them is being read.
+    heard: Heard,
     phase: Phase,
     /// Set while `accept` is failing (out of descriptors) and a `Due::AcceptRetry` is armed.
     accept_paused: bool,
@@ -162,7 +164,10 @@ impl Server {
             pending: Vec::new(),
             dirty: Vec::new(),
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            last_speaker: None,
+            heard: Heard {
+                last_speaker: None,
+                room: config.relay.then(Vec::new),
+            },
             phase: Phase::Running,
             accept_paused: false,
             greeting: queue::line(config.greeting.as_bytes()),
@@ -283,6 +288,12 @@ impl Server {
             report::refused(peer, "server full");
             return;
         }
+        // In the room, a newcomer is told who is there, after the greeting.
+        let who = self
+            .heard
+            .room
+            .is_some()
+            .then(|| room::who(self.open_clients().map(|(_, c)| &*c.name)));
         // Chat lines are small and interactive: send them now, not after the client's delayed ACK.
         let _ = stream.set_nodelay(true);
         let entry = self.clients.vacant_entry();
@@ -300,12 +311,19 @@ impl Server {
         let mut conn = Connection::new(stream, id, peer, self.max_line, self.max_queue);
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = conn.queue(Rc::clone(&self.greeting));
+        if let Some(who) = who {
+            let _ = conn.queue(who);
+        }
         mark_dirty(&mut self.dirty, key, &mut conn);
         if let Some(idle) = self.idle_timeout {
             self.timers.arm(conn.last_input + idle, Due::Idle(key, id));
         }
+        let name = Rc::clone(&conn.name);
         entry.insert(conn);
         report::connect(peer, id, self.clients.len());
+        if self.heard.room.is_some() {
+            self.relay(Some(key), room::joined(&name, self.clients.len()));
+        }
     }
 
     fn on_readable(&mut self, key: usize) {
@@ -316,12 +334,12 @@ impl Server {
             return;
         }
         let (label, id) = (Rc::clone(&conn.label), conn.id);
-        let last_speaker = &mut self.last_speaker;
+        let heard = &mut self.heard;
         let mut exit = false;
         let status = conn.read(&mut self.read_buf, READ_BUDGET, |line| {
             // Whatever follows `exit` is not heard: the client has left.
             if !exit {
-                exit = on_line(&label, id, line, last_speaker);
+                exit = on_line(&label, key, id, line, heard);
             }
         });
         if exit {
@@ -339,7 +357,7 @@ impl Server {
                 // The unfinished line is a message now: the lab's client sends a bare `exit` and
                 // closes at once.
                 let mut exit = false;
-                conn.take_partial(|line| exit = on_line(&label, id, line, &mut self.last_speaker));
+                conn.take_partial(|line| exit = on_line(&label, key, id, line, &mut self.heard));
                 if exit {
                     leave(conn);
                 }
@@ -354,6 +372,7 @@ impl Server {
             let at = conn.last_input + self.line_timeout;
             self.timers.arm(at, Due::Line(key, id));
         }
+        self.hear_room();
     }
 
     fn on_writable(&mut self, key: usize) {
@@ -424,11 +443,12 @@ impl Server {
         }
         let label = Rc::clone(&conn.label);
         let mut exit = false;
-        conn.take_partial(|line| exit = on_line(&label, id, line, &mut self.last_speaker));
+        conn.take_partial(|line| exit = on_line(&label, key, id, line, &mut self.heard));
         if exit {
             leave(conn);
             mark_dirty(&mut self.dirty, key, conn);
         }
+        self.hear_room();
     }
 
     /// A client that has sent nothing for `--idle-timeout` is told and closed.
@@ -493,20 +513,96 @@ impl Server {
 
     /// Removes a closing client: its unfinished line is reported, then its disconnect.
     fn reap(&mut self, key: usize) {
-        let last_speaker = &mut self.last_speaker;
+        let heard = &mut self.heard;
         if let Some(conn) = self.clients.get_mut(key) {
             let (label, id) = (Rc::clone(&conn.label), conn.id);
             conn.take_partial(|line| {
-                on_line(&label, id, line, last_speaker);
+                on_line(&label, key, id, line, heard);
             });
         }
+        self.hear_room();
         let Some(mut conn) = self.clients.try_remove(key) else {
             return;
         };
         let _ = self.poll.registry().deregister(conn.stream());
         let reason = conn.reason().unwrap_or(Reason::Closed);
         report::disconnect(conn.peer, conn.id, reason, self.clients.len());
+        let name = Rc::clone(&conn.name);
         conn.finish(&mut self.read_buf);
+        if self.heard.room.is_some() && self.phase == Phase::Running {
+            self.relay(None, room::left(&name, reason));
+        }
+    }
+
+    /// In relay mode, acts on what was heard: relays text to everyone else, and answers `/nick`,
+    /// `/who` and unknown commands. Runs after each read, in the order the lines came.
+    fn hear_room(&mut self) {
+        let Some(said) = self.heard.room.as_mut().filter(|said| !said.is_empty()) else {
+            return;
+        };
+        let mut said = mem::take(said);
+        for (key, id, what) in said.drain(..) {
+            let Some(sender) = slot(&mut self.clients, key, id) else {
+                continue;
+            };
+            let name = Rc::clone(&sender.name);
+            match what {
+                Said::Text(text) => self.relay(Some(key), room::message(&name, &text)),
+                Said::Nick(new) => self.rename(key, &new),
+                Said::Who => {
+                    let names = self.open_clients().map(|(_, conn)| &*conn.name);
+                    let line = room::who(names);
+                    self.send(key, line);
+                }
+                Said::Unknown(line) => {
+                    self.send(key, room::unknown_command(&line));
+                }
+            }
+        }
+        // Keep the list's memory for the next read.
+        if let Some(empty) = self.heard.room.as_mut().filter(|said| said.is_empty()) {
+            *empty = said;
+        }
+    }
+
+    /// Queues `line` for every open client but `except`. A client whose queue overflows is
+    /// dropped `slow` (and announced when reaped); nobody else waits for it.
+    fn relay(&mut self, except: Option<usize>, line: Rc<[u8]>) {
+        for (key, conn) in &mut self.clients {
+            if Some(key) == except || conn.state != State::Open {
+                continue;
+            }
+            if conn.queue(Rc::clone(&line)).is_err() {
+                conn.abort(Reason::Slow);
+            }
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+    }
+
+    /// `/nick NAME` from client `key`: checked, reported, announced, confirmed.
+    fn rename(&mut self, key: usize, new: &[u8]) {
+        let new = match std::str::from_utf8(new) {
+            Ok(new) if room::valid_name(new.as_bytes()) => new,
+            _ => {
+                self.send(key, room::bad_name());
+                return;
+            }
+        };
+        let taken = room::reserved(new)
+            || self
+                .open_clients()
+                .any(|(other, conn)| other != key && conn.name.eq_ignore_ascii_case(new));
+        if taken {
+            self.send(key, room::name_taken(new));
+            return;
+        }
+        let Some(conn) = self.clients.get_mut(key) else {
+            return;
+        };
+        let old = mem::replace(&mut conn.name, Rc::from(new));
+        report::renamed(&conn.label, &old, new);
+        self.relay(Some(key), room::renamed(&old, new));
+        self.send(key, room::you_are(new));
     }
 
     fn drain_console(&mut self) {
@@ -542,7 +638,7 @@ impl Server {
                 }
                 None => report::console_no_client(id),
             },
-            Command::Reply(text) => match self.last_speaker {
+            Command::Reply(text) => match self.heard.last_speaker {
                 None => report::console_nobody_spoke(),
                 Some(id) => match self.find(id) {
                     Some(key) => {
@@ -555,7 +651,10 @@ impl Server {
             },
             Command::All(text) => {
                 // Encoded once, shared by every queue.
-                let line = queue::line(text.as_bytes());
+                let line = match self.heard.room {
+                    Some(_) => room::from_server(&text),
+                    None => queue::line(text.as_bytes()),
+                };
                 let keys: Vec<usize> = self.open_clients().map(|(key, _)| key).collect();
                 let sent = keys
                     .into_iter()
@@ -652,13 +751,30 @@ impl Server {
     }
 }
 
+/// What hearing a line changes beyond the client that sent it.
+struct Heard {
+    /// The client whose message was reported last: the target of a bare console line.
+    last_speaker: Option<ConnId>,
+    /// With `--relay`: what clients said since the room last heard, as (slot, id, what), in order.
+    room: Option<Vec<(usize, ConnId, Said)>>,
+}
+
 /// The one place that decides what a client's message causes: it is reported, its sender becomes
-/// the target of the operator's bare replies, and `exit` ends the session. Returns whether it was
-/// `exit`.
-fn on_line(label: &str, id: ConnId, line: Line<'_>, last_speaker: &mut Option<ConnId>) -> bool {
+/// the target of the operator's bare replies, `exit` ends the session, and in relay mode anything
+/// else goes to the room. Returns whether it was `exit`.
+fn on_line(label: &str, key: usize, id: ConnId, line: Line<'_>, heard: &mut Heard) -> bool {
     report::message(label, line.text, line.dropped);
-    *last_speaker = Some(id);
-    line.text == b"exit" && line.dropped == 0
+    heard.last_speaker = Some(id);
+    let exit = line.text == b"exit" && line.dropped == 0;
+    if let Some(room) = heard.room.as_mut().filter(|_| !exit) {
+        let mut said = room::parse(line.text);
+        if let (Said::Text(text), 1..) = (&mut said, line.dropped) {
+            // The room reads what the operator reads, the cut included.
+            text.extend_from_slice(format!("... [+{} bytes]", line.dropped).as_bytes());
+        }
+        room.push((key, id, said));
+    }
+    exit
 }
 
 /// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever it

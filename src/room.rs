@@ -1,0 +1,149 @@
+//! The `--relay` room: what a client's line asks of the room, and every line the room sends to
+//! clients (relayed messages, announcements, replies to `/nick` and `/who`).
+//!
+//! Relayed text is escaped exactly as the operator's reports are, so no client can put a control
+//! character on another client's terminal. Each line is built once, as a shareable `Rc<[u8]>`.
+//!
+//! Deliberately not here: who receives a line, or any socket (that is `server.rs`).
+
+use std::rc::Rc;
+
+use crate::queue;
+use crate::report::escape_into;
+
+/// What a client's line means in the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// Text for everyone else (a leading `//` already turned into `/`).
+    Text(Vec<u8>),
+    /// `/nick NAME`.
+    Nick(Vec<u8>),
+    /// `/who`.
+    Who,
+    /// Any other `/...` line: not relayed.
+    Unknown(Vec<u8>),
+}
+
+/// Reads one client line.
+pub fn parse(line: &[u8]) -> Said {
+    if let Some(rest) = line.strip_prefix(b"/") {
+        if rest.starts_with(b"/") {
+            return Said::Text(rest.to_vec());
+        }
+        let (command, arg) = match rest.iter().position(|&b| b == b' ') {
+            Some(space) => (&rest[..space], &rest[space + 1..]),
+            None => (rest, &b""[..]),
+        };
+        return match command {
+            b"nick" => Said::Nick(arg.trim_ascii().to_vec()),
+            b"who" => Said::Who,
+            _ => Said::Unknown(line.to_vec()),
+        };
+    }
+    Said::Text(line.to_vec())
+}
+
+/// Whether `name` may be a nickname: 1 to 32 letters, digits, `_` or `-`.
+pub fn valid_name(name: &[u8]) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Names no client may take: the room speaks as `server`.
+pub fn reserved(name: &str) -> bool {
+    name.eq_ignore_ascii_case("server")
+}
+
+/// `<name>: <text>`, the text escaped.
+pub fn message(name: &str, text: &[u8]) -> Rc<[u8]> {
+    let mut line = String::with_capacity(name.len() + 2 + text.len() + 1);
+    line.push_str(name);
+    line.push_str(": ");
+    escape_into(&mut line, text);
+    line.push('\n');
+    Rc::from(line.into_bytes())
+}
+
+/// The operator's `/all` in the room.
+pub fn from_server(text: &str) -> Rc<[u8]> {
+    message("server", text.as_bytes())
+}
+
+pub fn joined(name: &str, online: usize) -> Rc<[u8]> {
+    queue::line(format!("* {name} joined ({online} online)").as_bytes())
+}
+
+pub fn left(name: &str, reason: impl std::fmt::Display) -> Rc<[u8]> {
+    queue::line(format!("* {name} left ({reason})").as_bytes())
+}
+
+pub fn renamed(old: &str, new: &str) -> Rc<[u8]> {
+    queue::line(format!("* {old} is now {new}").as_bytes())
+}
+
+pub fn you_are(name: &str) -> Rc<[u8]> {
+    queue::line(format!("* you are now {name}").as_bytes())
+}
+
+/// `* <n> online: a, b, c`.
+pub fn who<'a>(names: impl Iterator<Item = &'a str>) -> Rc<[u8]> {
+    let names: Vec<&str> = names.collect();
+    match names.len() {
+        0 => queue::line(b"* nobody else is online"),
+        n => queue::line(format!("* {n} online: {}", names.join(", ")).as_bytes()),
+    }
+}
+
+pub fn bad_name() -> Rc<[u8]> {
+    queue::line(b"* a name is 1 to 32 letters, digits, _ or -")
+}
+
+pub fn name_taken(name: &str) -> Rc<[u8]> {
+    queue::line(format!("* the name {name} is taken").as_bytes())
+}
+
+pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
+    let mut text = String::from("* unknown command ");
+    let command = line.split(|&b| b == b' ').next().unwrap_or_default();
+    escape_into(&mut text, command);
+    text.push_str(" (try /nick NAME or /who; start a line with // to say /...)");
+    queue::line(text.as_bytes())
+}
+
+const MAX_NAME: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_lines() {
+        assert_eq!(parse(b"hello"), Said::Text(b"hello".to_vec()));
+        assert_eq!(parse(b"//etc"), Said::Text(b"/etc".to_vec()));
+        assert_eq!(parse(b"/nick  bob "), Said::Nick(b"bob".to_vec()));
+        assert_eq!(parse(b"/nick"), Said::Nick(Vec::new()));
+        assert_eq!(parse(b"/who"), Said::Who);
+        assert_eq!(parse(b"/quit now"), Said::Unknown(b"/quit now".to_vec()));
+        assert_eq!(parse(b""), Said::Text(Vec::new()));
+    }
+
+    #[test]
+    fn checks_names() {
+        assert!(valid_name(b"bob_the-2nd"));
+        assert!(valid_name(&[b'a'; 32]));
+        assert!(!valid_name(&[b'a'; 33]));
+        assert!(!valid_name(b""));
+        assert!(!valid_name(b"bob smith"));
+        assert!(!valid_name(b"#3"));
+        assert!(!valid_name("bøb".as_bytes()));
+        assert!(reserved("Server"));
+    }
+
+    #[test]
+    fn relayed_text_is_escaped() {
+        assert_eq!(&*message("#1", b"hi\x1b[2J"), b"#1: hi\\x1b[2J\n");
+        assert_eq!(&*unknown_command(b"/x\x07 y"), &b"* unknown command /x\\x07 (try /nick NAME or /who; start a line with // to say /...)\n"[..]);
+    }
+}
