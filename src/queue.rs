@@ -3,8 +3,8 @@
 //!
 //! A line is an `Rc<[u8]>` ending in `\n`. A line relayed to a thousand clients is encoded once and
 //! each queue holds a reference to it, so delivery costs no copy and no allocation per recipient.
-//! Writing gathers up to `MAX_SLICES` lines into one `write_vectored`. An empty queue holds no
-//! memory.
+//! Writing gathers up to `MAX_SLICES` lines into one `write_vectored`. An empty queue holds at
+//! most a small ring.
 //!
 //! Deliberately not here: sockets or readiness. `write_to` takes any `Write`, so the tests use a
 //! writer that takes a few bytes at a time.
@@ -65,7 +65,11 @@ impl OutQueue {
                 Err(e) => return Err(e),
             }
         }
-        self.clear();
+        // Keep a small ring for the next turn's lines; give a large one back.
+        if self.lines.capacity() > KEEP_CAPACITY {
+            self.clear();
+        }
+        self.offset = 0;
         Ok(())
     }
 
@@ -93,7 +97,10 @@ pub fn line(text: &[u8]) -> Rc<[u8]> {
 }
 
 /// Lines gathered into one `write_vectored` (Linux takes up to 1024).
-const MAX_SLICES: usize = 64;
+const MAX_SLICES: usize = 256;
+/// Ring capacity kept after the queue empties: a few lines' worth, so an idle client holds little
+/// and a busy one does not allocate every turn.
+const KEEP_CAPACITY: usize = 16;
 
 #[cfg(test)]
 mod tests {
