@@ -258,7 +258,11 @@ impl Connection {
     /// Ends the TCP session politely: a FIN after the queued bytes, and whatever the client still
     /// sent is read and discarded, because closing a socket with unread input makes Linux send a
     /// reset, which can destroy the goodbye line before the client reads it.
+    /// A client that closed its side first has nothing more to send: dropping is enough.
     pub fn finish(mut self, buf: &mut [u8]) {
+        if self.state == State::Closing(Reason::Closed) {
+            return;
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
         for _ in 0..FINISH_READS {
             match self.stream.read(buf) {
