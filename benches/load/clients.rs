@@ -91,8 +91,11 @@ fn socket_from(source: Option<Ipv4Addr>) -> io::Result<Socket> {
 }
 
 /// The source address of the `i`th of many concurrent clients: the kernel's choice (127.0.0.1)
-/// for the first `CLIENTS_PER_SOURCE`, then 127.0.0.2, 127.0.0.3, ..., because one source address
-/// has only ~28 000 ephemeral ports for one destination.
+/// for the first `CLIENTS_PER_SOURCE`, then 127.0.0.2, 127.0.0.3, ... One source address has only
+/// ~28 000 ephemeral ports for one destination, and long before they run out connect() slows
+/// down: it tries the even half of the range first, one port at a time, so once that half is taken
+/// every connect scans all of it (at 19 900 clients from one address, 4 000 connects/s instead of
+/// 40 000, all of it the harness's kernel time).
 pub fn source_for(i: usize) -> Option<Ipv4Addr> {
     match i / CLIENTS_PER_SOURCE {
         0 => None,
@@ -112,6 +115,13 @@ pub struct IngestLoad {
     pub lines_per_client: u64,
 }
 
+/// Connects at the pace of a server with a short listen backlog: at most `window` clients
+/// connected and not yet accepted at a time, `accepted` saying how many it has accepted so far.
+pub struct Pace {
+    pub window: usize,
+    pub accepted: Box<dyn Fn() -> usize + Send>,
+}
+
 /// The sending thread; it keeps its sockets open until `finish`, because a client that closed
 /// with its greeting unread would reset the connection and could destroy lines not yet read.
 pub struct Senders {
@@ -125,18 +135,24 @@ pub struct SendReport {
     pub problems: Problems,
 }
 
-/// Connects every client and starts sending at once, on a thread of its own.
-pub fn start_senders(addr: SocketAddr, load: IngestLoad) -> io::Result<Senders> {
+/// Connects every client (all at once, or at `pace`) and starts sending at once, on a thread of
+/// its own.
+pub fn start_senders(
+    addr: SocketAddr,
+    load: IngestLoad,
+    pace: Option<Pace>,
+) -> io::Result<Senders> {
     let stop = Arc::new(AtomicBool::new(false));
     let thread = thread::Builder::new().name("senders".into()).spawn({
         let stop = Arc::clone(&stop);
-        move || run_senders(addr, load, &stop)
+        move || run_senders(addr, load, pace.as_ref(), &stop)
     })?;
     Ok(Senders { stop, thread })
 }
 
 impl Senders {
-    /// Stops sending, closes every client and says what was sent.
+    /// Stops sending, closes every client (with a reset, see `close_hard`) and says what was
+    /// sent.
     pub fn finish(self) -> SendReport {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_else(|_| {
@@ -170,14 +186,22 @@ pub fn end_marker(report_body: &[u8]) -> Option<usize> {
 
 /// One ingest client: how far through its stream of `lines_per_client * line_len` bytes it is.
 struct Sender {
+    /// `None` once sending failed.
     stream: Option<TcpStream>,
+    /// Whether the server may still send something (it has not closed its side).
+    reading: bool,
     sent: u64,
     end: Vec<u8>,
 }
 
-fn run_senders(addr: SocketAddr, load: IngestLoad, stop: &AtomicBool) -> SendReport {
+fn run_senders(
+    addr: SocketAddr,
+    load: IngestLoad,
+    pace: Option<&Pace>,
+    stop: &AtomicBool,
+) -> SendReport {
     let mut report = SendReport::default();
-    let poll = match Poll::new() {
+    let mut poll = match Poll::new() {
         Ok(poll) => poll,
         Err(e) => {
             report.problems.add("poll", e);
@@ -190,28 +214,36 @@ fn run_senders(addr: SocketAddr, load: IngestLoad, stop: &AtomicBool) -> SendRep
     let body = body_chunk(load.line_len);
 
     let mut senders = Vec::with_capacity(load.clients);
-    for i in 0..load.clients {
-        let registered = connect(addr, source_for(i)).and_then(|mut stream| {
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            poll.registry()
-                .register(&mut stream, Token(senders.len()), interest)?;
-            Ok(stream)
-        });
-        match registered {
-            Ok(stream) => senders.push(Sender {
-                stream: Some(stream),
-                sent: 0,
-                end: end_line(i, load.line_len),
-            }),
-            Err(e) => report.problems.add("connect", e),
-        }
-    }
-
-    let mut poll = poll;
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 4096];
+    let mut next = 0; // The next client to connect.
     while !stop.load(Ordering::Relaxed) {
-        if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
+        // An overflowing listen backlog turns into dropped SYNs, SYN cookies and resets, so a
+        // server with a short one (ncat's is 10) gets its clients at the pace it accepts them.
+        while next < load.clients && pace.is_none_or(|p| next < (p.accepted)() + p.window) {
+            let registered = connect(addr, source_for(next)).and_then(|mut stream| {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                poll.registry()
+                    .register(&mut stream, Token(senders.len()), interest)?;
+                Ok(stream)
+            });
+            match registered {
+                Ok(stream) => senders.push(Sender {
+                    stream: Some(stream),
+                    reading: true,
+                    sent: 0,
+                    end: end_line(next, load.line_len),
+                }),
+                Err(e) => report.problems.add("connect", e),
+            }
+            next += 1;
+        }
+        let wait = if next < load.clients {
+            PACE_CHECK
+        } else {
+            STOP_CHECK
+        };
+        if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != ErrorKind::Interrupted
         {
             report.problems.add("poll", e);
@@ -224,27 +256,38 @@ fn run_senders(addr: SocketAddr, load: IngestLoad, stop: &AtomicBool) -> SendRep
             let Some(stream) = sender.stream.as_mut() else {
                 continue;
             };
-            // The greeting (and anything else) is read and dropped.
-            let read = if event.is_readable() {
-                drain(stream, &mut scratch)
-            } else {
-                Ok(true)
-            };
-            let written = match read {
-                Ok(true) if event.is_writable() => sender.pump(&body, body_len, total),
-                Ok(true) => Ok(()),
-                Ok(false) if sender.sent == total => Ok(()),
-                Ok(false) => Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
+            // The greeting (and anything else) is read and dropped. A server may close its
+            // side and still read ours (ncat does so to its first client at once, its stdin
+            // being empty), so the end of what it sends is no reason to stop sending.
+            let mut step = Ok(());
+            if event.is_readable() && sender.reading {
+                match drain(stream, &mut scratch) {
+                    Ok(reading) => sender.reading = reading,
+                    Err(e) => step = Err(e),
+                }
+            }
+            if step.is_ok() && event.is_writable() {
+                step = sender.pump(&body, body_len, total);
+            }
+            if let Err(e) = step {
                 report.problems.add("send", e);
                 sender.stream = None;
             }
         }
     }
     report.lines_sent = senders.iter().map(|s| s.sent / line_len).sum();
+    for stream in senders.iter().filter_map(|s| s.stream.as_ref()) {
+        close_hard(stream);
+    }
     report
+}
+
+/// Makes the coming close of `stream` a reset rather than a FIN, so that neither side keeps the
+/// connection in TIME_WAIT for a minute. Used only once a row has its figures: tens of thousands
+/// of TIME_WAIT entries would slow later rows, whose servers may be given the same ports, and a
+/// SYN that lands on a TIME_WAIT entry waits a second for its retransmit.
+pub fn close_hard(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 impl Sender {
@@ -332,7 +375,6 @@ pub enum HoldEnd {
 fn hello(i: usize) -> Vec<u8> {
     format!("hello {:06}\n", i % 1_000_000).into_bytes()
 }
-pub const HELLO_LEN: usize = 13;
 
 /// One held client's progress.
 struct Held {
@@ -378,7 +420,7 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
         let settled = report.served + report.refused + failed;
         // More in flight than the listen backlog holds would drop SYNs, and each dropped SYN
         // waits a whole second for its retransmit: that would time the harness, not the server.
-        while connecting && held.len() < n && held.len() - settled < window {
+        while connecting && held.len() < n && held.len().saturating_sub(settled) < window {
             let i = held.len();
             let registered = connect(addr, source_for(i)).and_then(|mut stream| {
                 let interest = Interest::READABLE | Interest::WRITABLE;
@@ -412,7 +454,11 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
                 break;
             }
         }
-        let wait = if greets { STOP_CHECK } else { NCAT_OUTPUT_CHECK };
+        let wait = if greets {
+            STOP_CHECK
+        } else {
+            NCAT_OUTPUT_CHECK
+        };
         if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != ErrorKind::Interrupted
         {
@@ -470,7 +516,12 @@ fn read_greeting(
 ) -> io::Result<Option<First>> {
     loop {
         match stream.read(scratch) {
-            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed, no greeting")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "closed, no greeting",
+                ));
+            }
             Ok(n) => greeting.extend_from_slice(&scratch[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -519,8 +570,9 @@ pub fn churn(addr: SocketAddr, workers: usize, duration: Duration, greets: bool)
     for w in 0..workers {
         // Workers spread over a few source addresses: the closing side keeps each port in
         // TIME_WAIT for a minute, and hundreds of thousands of cycles would otherwise run one
-        // address out of ephemeral ports.
-        let source = Ipv4Addr::new(127, 0, 0, 1 + (w % CHURN_SOURCES) as u8);
+        // address out of ephemeral ports. Not 127.0.0.1, where later servers listen: a new
+        // listener on a port a TIME_WAIT entry still names would see SYNs land on that entry.
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (w % CHURN_SOURCES) as u8);
         let spawned = thread::Builder::new()
             .name(format!("churn-{w}"))
             .spawn(move || churn_worker(addr, source, end, greets));
@@ -581,7 +633,12 @@ fn read_line_blocking(stream: &mut StdStream, scratch: &mut [u8]) -> io::Result<
     stream.set_read_timeout(Some(IO_WAIT))?;
     loop {
         match stream.read(scratch) {
-            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed, no greeting")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "closed, no greeting",
+                ));
+            }
             Ok(n) if scratch[..n].contains(&b'\n') => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -615,6 +672,8 @@ pub struct BroadcastReport {
     /// Per line that reached every client: nanoseconds from the console write (the time in the
     /// line) to the read of the last client to get it.
     pub latencies_ns: Vec<u64>,
+    /// The same to the first client to get it: the server's reaction alone, without the fan-out.
+    pub first_latencies_ns: Vec<u64>,
     /// Lines that some client never got.
     pub incomplete: usize,
     pub greeted: usize,
@@ -625,7 +684,8 @@ pub struct BroadcastReport {
 #[derive(Debug, Default, Clone, Copy)]
 struct Arrivals {
     clients: usize,
-    latency_ns: u64,
+    first_ns: u64,
+    last_ns: u64,
 }
 
 impl Audience {
@@ -777,7 +837,11 @@ fn run_audience(
                         return;
                     };
                     entry.clients += 1;
-                    entry.latency_ns = entry.latency_ns.max(now_ns.saturating_sub(sent_ns));
+                    let latency = now_ns.saturating_sub(sent_ns);
+                    if entry.clients == 1 {
+                        entry.first_ns = latency;
+                    }
+                    entry.last_ns = entry.last_ns.max(latency);
                     if entry.clients == n {
                         complete += 1;
                     }
@@ -792,9 +856,13 @@ fn run_audience(
             }
         }
     }
+    for listener in &listeners {
+        close_hard(&listener.stream);
+    }
     for entry in arrivals {
         if entry.clients == n {
-            report.latencies_ns.push(entry.latency_ns);
+            report.latencies_ns.push(entry.last_ns);
+            report.first_latencies_ns.push(entry.first_ns);
         } else {
             report.incomplete += 1;
         }
@@ -825,12 +893,16 @@ fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
     Some((seq.parse().ok()?, ns.trim_end_matches('\r').parse().ok()?))
 }
 
+/// The length of every `hello` line.
+const HELLO_LEN: usize = 13;
 /// Concurrent clients per source address before the next 127.0.0.x is used.
-const CLIENTS_PER_SOURCE: usize = 25_000;
+const CLIENTS_PER_SOURCE: usize = 5_000;
 /// Source addresses churn workers spread over.
 const CHURN_SOURCES: usize = 4;
 /// Clients the audience has waiting for a greeting at once.
 const AUDIENCE_WINDOW: usize = 256;
+/// How often paced senders look again at how many clients the server has accepted.
+const PACE_CHECK: Duration = Duration::from_millis(1);
 /// How long a poll waits before looking at the stop flag and the deadline again.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 /// How often the hold loop looks at ncat's output file while waiting for hellos.

@@ -79,6 +79,24 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// How many descriptors process `pid` has open, from /proc/PID/fd.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The kernel's count of connections dropped because a listen queue was full (TcpExt
+/// ListenOverflows in /proc/net/netstat), for the whole network namespace.
+pub fn listen_overflows() -> Option<u64> {
+    let netstat = fs::read_to_string("/proc/net/netstat").ok()?;
+    // Two lines per group: `TcpExt: Name1 Name2 ...`, then `TcpExt: value1 value2 ...`.
+    let mut tcp_ext = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
+    let column = names
+        .split_whitespace()
+        .position(|name| name == "ListenOverflows")?;
+    values.split_whitespace().nth(column)?.parse().ok()
+}
+
 /// Whether some socket listens on 127.0.0.1:`port`, read from /proc/net/tcp, so that waiting for
 /// a child server to come up sends no traffic (a probing connect would count as a client).
 pub fn is_listening(port: u16) -> bool {

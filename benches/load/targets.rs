@@ -7,18 +7,19 @@
 
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, mpsc};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::sys;
 
@@ -106,6 +107,19 @@ impl Target {
             Target::Sink(sink) => sink.stats.lines.load(Ordering::Relaxed),
             Target::Ncat(ncat) => ncat.output_len() / line_len.max(1) as u64,
         }
+    }
+
+    /// For a server with a short listen backlog (ncat's is 10), a counter of the clients it has
+    /// accepted so far, so clients can be connected at its pace; `None` for the others.
+    pub fn accepted_counter(&self) -> Option<Box<dyn Fn() -> usize + Send>> {
+        let Target::Ncat(ncat) = self else {
+            return None;
+        };
+        // Each accepted client is one more open descriptor.
+        let (pid, idle) = (ncat.child.id(), ncat.idle_fds);
+        Some(Box::new(move || {
+            sys::open_fds(pid).map_or(0, |fds| fds.saturating_sub(idle))
+        }))
     }
 
     /// Why the server is no longer running, if it has stopped (ncat aborts past ~1017 clients).
@@ -258,18 +272,21 @@ impl LogTail {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let mut rest = &self.buf[..n];
-            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            // memchr finds newlines many bytes at a time: this thread shares two cores with the
+            // server and the senders, and a million-line run is over 100 MB of log.
+            let chunk = &self.buf[..n];
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', chunk) {
                 if self.partial.is_empty() {
-                    self.counts.count(&rest[..end]);
+                    self.counts.count(&chunk[start..end]);
                 } else {
-                    self.partial.extend_from_slice(&rest[..end]);
+                    self.partial.extend_from_slice(&chunk[start..end]);
                     let line = std::mem::take(&mut self.partial);
                     self.counts.count(&line);
                 }
-                rest = &rest[end + 1..];
+                start = end + 1;
             }
-            self.partial.extend_from_slice(rest);
+            self.partial.extend_from_slice(&chunk[start..]);
         }
     }
 }
@@ -323,7 +340,7 @@ pub struct SinkStats {
 
 impl Sink {
     pub fn spawn() -> io::Result<Sink> {
-        let mut listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let mut listener = TcpListener::from_std(listen_fresh()?);
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
@@ -441,13 +458,26 @@ pub struct Ncat {
     child: Child,
     pub addr: SocketAddr,
     output: PathBuf,
+    /// Descriptors open before any client came.
+    idle_fds: usize,
 }
 
 impl Ncat {
     /// Starts `ncat` on a free port of 127.0.0.1 and waits until it listens.
     pub fn spawn(ncat: &Path, mode: NcatMode, dir: &Path) -> io::Result<Ncat> {
-        // A port the kernel just handed out and we released: free unless something races us.
-        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // The port is picked by us and bound by ncat, so another process may take it in between:
+        // try again on a fresh port then.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Ncat::spawn_on(ncat, mode, dir, free_port()?) {
+                Err(e) if tries < NCAT_TRIES => eprintln!("note: {e}; trying another port"),
+                spawned => return spawned,
+            }
+        }
+    }
+
+    fn spawn_on(ncat: &Path, mode: NcatMode, dir: &Path, port: u16) -> io::Result<Ncat> {
         let output = dir.join("ncat.out");
         let mut command = Command::new(ncat);
         match mode {
@@ -476,10 +506,12 @@ impl Ncat {
             }
             thread::sleep(POLL_FILE);
         }
+        let idle_fds = sys::open_fds(child.id()).unwrap_or(0);
         Ok(Ncat {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             output,
+            idle_fds,
         })
     }
 
@@ -493,6 +525,31 @@ impl Drop for Ncat {
     fn drop(&mut self) {
         stop(&mut self.child);
     }
+}
+
+/// A port of 127.0.0.1 that nothing is bound to now, for ncat to listen on.
+fn free_port() -> io::Result<u16> {
+    let addr = fresh_socket()?.local_addr()?;
+    addr.as_socket()
+        .map(|addr| addr.port())
+        .ok_or_else(|| io::Error::other("bound to a non-IP address"))
+}
+
+/// A non-blocking listener for the sink on a fresh port.
+fn listen_fresh() -> io::Result<std::net::TcpListener> {
+    let socket = fresh_socket()?;
+    socket.set_nonblocking(true)?;
+    socket.listen(SINK_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A socket bound to a fresh port of 127.0.0.1. Bound without SO_REUSEADDR (which std and mio
+/// listeners set), so the kernel picks a port that no TIME_WAIT entry still holds: ncat's own
+/// bind would fail on such a port, and a SYN that meets a TIME_WAIT entry waits a second.
+fn fresh_socket() -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    Ok(socket)
 }
 
 /// Kills and reaps a child; it may have exited already, which is fine.
@@ -519,8 +576,12 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// How often a file written by a child is looked at again while waiting on it.
 pub const POLL_FILE: Duration = Duration::from_millis(2);
 const READ_CHUNK: usize = 1 << 20;
+/// Ports tried before giving up on starting ncat.
+const NCAT_TRIES: usize = 3;
 
 const SINK_LISTENER: Token = Token(0);
 const SINK_WAKER: Token = Token(1);
 const SINK_CLIENT_BASE: usize = 2;
 const SINK_GREETING: &[u8] = b"welcome to the sink\n";
+/// The sink's listen backlog, as mio's own `bind` would set.
+const SINK_BACKLOG: i32 = 1024;
