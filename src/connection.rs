@@ -206,10 +206,17 @@ impl Connection {
     }
 
     /// Queues a line (ending in `\n`) that may be shared with other clients. Nothing is queued for
-    /// a closing client.
+    /// a closing client. A client that cannot take the line without its queue passing
+    /// `--max-queue` is the caller's to drop `slow`; one whose socket failed is closed `reset` here.
     pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), Overflow> {
         if self.state != State::Open {
             return Ok(());
+        }
+        // Before calling the client slow, try the write: the socket may take what is queued now
+        // (a burst can fill the queue within one turn, before `before_sleep` has written any).
+        if !self.out.fits(line.len(), self.max_queue) && self.flush().is_err() {
+            self.abort(Reason::Reset);
+            return Err(Overflow);
         }
         self.out.push(line, self.max_queue)?;
         self.lines_out += 1;

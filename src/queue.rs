@@ -30,12 +30,17 @@ pub struct Overflow;
 impl OutQueue {
     /// Queues `line` unless the unsent bytes would pass `cap`.
     pub fn push(&mut self, line: Rc<[u8]>, cap: usize) -> Result<(), Overflow> {
-        if self.len + line.len() > cap {
+        if !self.fits(line.len(), cap) {
             return Err(Overflow);
         }
         self.len += line.len();
         self.lines.push_back(line);
         Ok(())
+    }
+
+    /// Whether `bytes` more stay within `cap`.
+    pub fn fits(&self, bytes: usize, cap: usize) -> bool {
+        self.len + bytes <= cap
     }
 
     pub fn is_empty(&self) -> bool {

@@ -472,43 +472,51 @@ impl Server {
     /// The end of a turn: write what is queued, ask for WRITABLE only for what is left, reap the
     /// clients that are closing and done, and put this turn's reports on screen and disk.
     fn before_sleep(&mut self) {
-        let mut dirty = mem::take(&mut self.dirty);
-        for (key, id) in dirty.drain(..) {
-            let Some(conn) = slot(&mut self.clients, key, id) else {
-                continue;
-            };
-            conn.flags.dirty = false;
-            if conn.flush().is_err() {
-                conn.abort(Reason::Reset);
+        // Reaping a client in the room tells the others, which queues more output: go round
+        // until nothing is left to see to.
+        while !self.dirty.is_empty() {
+            let mut dirty = mem::take(&mut self.dirty);
+            for (key, id) in dirty.drain(..) {
+                self.tend(key, id);
             }
-            if conn.state != State::Open && conn.is_flushed() {
-                self.reap(key);
-                continue;
+            // Keep the list's memory for the next turn.
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
             }
-            if conn.state != State::Open && !conn.flags.linger_timer {
-                conn.flags.linger_timer = true;
-                self.timers
-                    .arm(Instant::now() + GRACE, Due::Linger(key, id));
-            }
-            let interest = conn.interest();
-            if interest != conn.registered {
-                conn.registered = interest;
-                if self
-                    .poll
-                    .registry()
-                    .reregister(conn.stream(), client_token(key), interest)
-                    .is_err()
-                {
-                    conn.abort(Reason::Reset);
-                    self.reap(key);
-                }
-            }
-        }
-        // Keep the list's memory for the next turn.
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
         }
         report::flush();
+    }
+
+    /// Flushes one client, reaps it if it is closing and done, and sets its interest.
+    fn tend(&mut self, key: usize, id: ConnId) {
+        let Some(conn) = slot(&mut self.clients, key, id) else {
+            return;
+        };
+        conn.flags.dirty = false;
+        if conn.flush().is_err() {
+            conn.abort(Reason::Reset);
+        }
+        if conn.state != State::Open && conn.is_flushed() {
+            self.reap(key);
+            return;
+        }
+        if conn.state != State::Open && !conn.flags.linger_timer {
+            conn.flags.linger_timer = true;
+            self.timers
+                .arm(Instant::now() + GRACE, Due::Linger(key, id));
+        }
+        let interest = conn.interest();
+        if interest != conn.registered {
+            conn.registered = interest;
+            let registry = self.poll.registry();
+            if registry
+                .reregister(conn.stream(), client_token(key), interest)
+                .is_err()
+            {
+                conn.abort(Reason::Reset);
+                self.reap(key);
+            }
+        }
     }
 
     /// Removes a closing client: its unfinished line is reported, then its disconnect.
