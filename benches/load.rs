@@ -1,9 +1,10 @@
-//! The load test: chatd under ingest, hold, churn and broadcast load, next to a bare mio sink (the
-//! ceiling) and ncat, all from this one process over loopback.
+//! The load test: chatd under ingest, hold, churn and broadcast load, and as a chat room (relay),
+//! next to a bare mio sink (the ceiling) and ncat, all from this one process over loopback.
 //!
 //! `cargo bench --bench load` runs everything (a few minutes); `-- --quick` is the smoke run CI
-//! calls (about 30 s of scenarios). Other arguments without `--` keep only the scenarios whose
-//! name starts with one of them, e.g. `cargo bench --bench load -- --quick churn`.
+//! calls (about 30 s of scenarios). Other arguments without `--` keep only the rows whose scenario
+//! and params start with one of them, e.g. `cargo bench --bench load -- --quick churn` or
+//! `cargo bench --bench load -- 'relay C=1000'`.
 //!
 //! Each row starts a fresh server, drives it with a bounded number of clients for a bounded time
 //! (a row that runs out of time says TIMEOUT and the run goes on), and stops it. The results go to
@@ -16,6 +17,8 @@
 mod clients;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/room.rs"]
+mod room;
 #[path = "load/scenarios.rs"]
 mod scenarios;
 #[path = "load/sys.rs"]
@@ -29,7 +32,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use report::RunInfo;
-use scenarios::{Context, Scenario};
+use scenarios::{Context, RelayLoad, Scenario};
 use targets::Kind;
 
 fn main() -> ExitCode {
@@ -73,7 +76,8 @@ fn main() -> ExitCode {
     let mut rows = Vec::new();
     let plan = plan(quick, open_files);
     let plan = plan.into_iter().filter(|(scenario, _)| {
-        filters.is_empty() || filters.iter().any(|f| scenario.name().starts_with(f))
+        let row = format!("{} {}", scenario.name(), scenario.params());
+        filters.is_empty() || filters.iter().any(|f| row.starts_with(f))
     });
     for (index, (scenario, kind)) in plan.enumerate() {
         let row = scenarios::run(&scenario, kind, &context, index);
@@ -200,6 +204,32 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         },
         Chatd,
     ));
+
+    // Relay: the chat room, chatd --relay next to ncat --chat at every size.
+    let (seat, sizes, seconds, deliveries): (usize, &[usize], u64, u64) = if quick {
+        (100, &[100], 2, 10_000_000)
+    } else {
+        (1_000, &[10, 100, 1_000], 5, 30_000_000)
+    };
+    let relay = |clients, load| Scenario::Relay { clients, load };
+    plan.push((relay(seat, RelayLoad::Seat), Chatd));
+    plan.push((relay(seat, RelayLoad::Seat), Ncat));
+    for &clients in sizes {
+        // About 100 000 deliveries a second at every size: C senders, C - 1 recipients each.
+        let rate = 100_000.0 / (clients * clients) as f64;
+        // Long enough that every client sends at least once (C=1000 at 0.1/s: 10 s).
+        let duration = Duration::from_secs(seconds).max(Duration::from_secs_f64(1.0 / rate));
+        let load = RelayLoad::Paced { rate, duration };
+        plan.push((relay(clients, load), Chatd));
+        plan.push((relay(clients, load), Ncat));
+    }
+    for &clients in sizes {
+        let load = RelayLoad::Unthrottled {
+            lines: scenarios::unthrottled_lines(clients, deliveries),
+        };
+        plan.push((relay(clients, load), Chatd));
+        plan.push((relay(clients, load), Ncat));
+    }
     plan
 }
 

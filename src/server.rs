@@ -441,6 +441,21 @@ impl Server {
             self.timers.arm(due, Due::Line(key, id));
             return;
         }
+        conn.flags.line_timer = true; // So that the read below arms no second timer.
+        let silent = self.still_silent(key, id);
+        let Some(conn) = slot(&mut self.clients, key, id) else {
+            return;
+        };
+        conn.flags.line_timer = false;
+        if conn.state != State::Open || !conn.has_partial() {
+            return;
+        }
+        if !silent {
+            conn.flags.line_timer = true;
+            self.timers
+                .arm(conn.last_input + self.line_timeout, Due::Line(key, id));
+            return;
+        }
         let label = Rc::clone(&conn.label);
         let mut exit = false;
         conn.take_partial(|line| exit = on_line(&label, key, id, line, &mut self.heard));
@@ -464,9 +479,28 @@ impl Server {
             self.timers.arm(due, Due::Idle(key, id));
             return;
         }
+        let silent = self.still_silent(key, id);
+        let Some(conn) = slot(&mut self.clients, key, id).filter(|c| c.state == State::Open) else {
+            return;
+        };
+        if !silent {
+            self.timers.arm(conn.last_input + idle, Due::Idle(key, id));
+            return;
+        }
         let _ = conn.queue_line(IDLE);
         conn.close(Reason::Timeout);
         mark_dirty(&mut self.dirty, key, conn);
+    }
+
+    /// Reads what client `key` has waiting and says whether nothing came. A timer that measures
+    /// silence must not fire on bytes that arrived during a long turn and wait unread in the
+    /// socket (no event announces them until the next poll).
+    fn still_silent(&mut self, key: usize, id: ConnId) -> bool {
+        let Some(before) = slot(&mut self.clients, key, id).map(|conn| conn.last_input) else {
+            return false;
+        };
+        self.on_readable(key);
+        slot(&mut self.clients, key, id).is_some_and(|conn| conn.last_input == before)
     }
 
     /// The end of a turn: write what is queued, ask for WRITABLE only for what is left, reap the

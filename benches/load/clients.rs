@@ -32,14 +32,14 @@ pub struct Problems {
 }
 
 impl Problems {
-    fn add(&mut self, what: &str, error: impl Display) {
+    pub fn add(&mut self, what: &str, error: impl Display) {
         self.count += 1;
         if self.first.is_none() {
             self.first = Some(format!("{what}: {error}"));
         }
     }
 
-    fn merge(&mut self, other: Problems) {
+    pub fn merge(&mut self, other: Problems) {
         self.count += other.count;
         if self.first.is_none() {
             self.first = other.first;

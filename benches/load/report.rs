@@ -15,7 +15,7 @@ use crate::targets::Kind;
 /// One scenario run against one server.
 #[derive(Debug)]
 pub struct Row {
-    /// `ingest`, `hold`, `churn` or `broadcast`.
+    /// `ingest`, `hold`, `churn`, `broadcast` or `relay`.
     pub scenario: &'static str,
     /// What varies within a scenario, e.g. `C=100 64B`; rows with equal scenario and params are
     /// compared across servers.
@@ -26,6 +26,8 @@ pub struct Row {
     pub figures: Vec<Figure>,
     /// Correctness checks, each passed or failed.
     pub checks: Vec<Check>,
+    /// Performance targets, each met or missed; a missed one is news, not misbehaviour.
+    pub goals: Vec<Goal>,
     pub notes: Vec<String>,
 }
 
@@ -66,6 +68,12 @@ pub struct Check {
     pub what: String,
 }
 
+#[derive(Debug, Clone)]
+pub struct Goal {
+    pub met: bool,
+    pub what: String,
+}
+
 impl Row {
     pub fn new(scenario: &'static str, params: String, server: Kind) -> Row {
         Row {
@@ -75,6 +83,7 @@ impl Row {
             status: Status::Ok,
             figures: Vec::new(),
             checks: Vec::new(),
+            goals: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -86,6 +95,13 @@ impl Row {
     pub fn check(&mut self, passed: bool, what: impl Into<String>) {
         self.checks.push(Check {
             passed,
+            what: what.into(),
+        });
+    }
+
+    pub fn goal(&mut self, met: bool, what: impl Into<String>) {
+        self.goals.push(Goal {
+            met,
             what: what.into(),
         });
     }
@@ -127,7 +143,7 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
     Some(chatd.primary()? / row.primary()?)
 }
 
-/// The table, with each row's checks and notes indented below it.
+/// The table, with each row's checks, goals and notes indented below it.
 pub fn table(rows: &[Row]) -> String {
     let cells: Vec<[String; 5]> = rows
         .iter()
@@ -186,6 +202,10 @@ pub fn table(rows: &[Row]) -> String {
         for check in &row.checks {
             let verdict = if check.passed { "ok" } else { "FAILED" };
             let _ = writeln!(out, "    check {verdict}: {}", check.what);
+        }
+        for goal in &row.goals {
+            let verdict = if goal.met { "met" } else { "MISSED" };
+            let _ = writeln!(out, "    goal {verdict}: {}", goal.what);
         }
         for note in &row.notes {
             let _ = writeln!(out, "    note: {note}");
@@ -249,6 +269,12 @@ pub fn json(info: &RunInfo<'_>, rows: &[Row]) -> String {
             .map(|c| format!("{{\"passed\": {}, \"what\": {}}}", c.passed, quote(&c.what)))
             .collect::<Vec<_>>()
             .join(", ");
+        let goals = row
+            .goals
+            .iter()
+            .map(|g| format!("{{\"met\": {}, \"what\": {}}}", g.met, quote(&g.what)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let notes = row
             .notes
             .iter()
@@ -260,7 +286,7 @@ pub fn json(info: &RunInfo<'_>, rows: &[Row]) -> String {
             out,
             "    {{\"scenario\": {}, \"params\": {}, \"server\": {}, \"status\": {}, \
              \"figures\": {{{figures}}}, \"chatd_over_this\": {ratio}, \"checks\": [{checks}], \
-             \"notes\": [{notes}]}}",
+             \"goals\": [{goals}], \"notes\": [{notes}]}}",
             quote(row.scenario),
             quote(&row.params),
             quote(row.server.name()),
@@ -299,32 +325,53 @@ fn json_number(value: f64) -> String {
     }
 }
 
-/// Two bar charts side by side: lines/s per ingest scenario and server, and the server's memory
-/// per held client. plotters without its `ttf` feature measures text with built-in estimates and
-/// the SVG backend writes text as `<text>` elements, so no system font is needed.
+/// Four bar charts, two by two: lines/s per ingest scenario and server, the server's memory per
+/// held client, the relay room's deliveries/s unthrottled, and its p99 latency at a fixed load.
+/// plotters without its `ttf` feature measures text with built-in estimates and the SVG backend
+/// writes text as `<text>` elements, so no system font is needed.
 pub fn chart(rows: &[Row], path: &Path) -> Result<(), String> {
-    let root = SVGBackend::new(path, (1280, 540)).into_drawing_area();
+    let root = SVGBackend::new(path, (1280, 1080)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (left, right) = root.split_horizontally(820);
+    let (top, bottom) = root.split_vertically(540);
+    let (left, right) = top.split_horizontally(820);
     bars(
         &left,
         "ingest: lines/s (until the last line is reported)",
         "lines/s",
-        &grouped(rows, "ingest", "lines_per_s"),
+        &grouped(rows, |row| row.scenario == "ingest", "lines_per_s"),
     )?;
     bars(
         &right,
         "hold: server RSS per client (KiB)",
         "KiB per client",
-        &grouped(rows, "hold", "rss_kib_per_client"),
+        &grouped(rows, |row| row.scenario == "hold", "rss_kib_per_client"),
+    )?;
+    let (left, right) = bottom.split_horizontally(640);
+    let relay = |row: &Row, load: &str| row.scenario == "relay" && row.params.ends_with(load);
+    bars(
+        &left,
+        "relay, unthrottled: deliveries/s",
+        "deliveries/s",
+        &grouped(rows, |row| relay(row, "unthrottled"), "deliveries_per_s"),
+    )?;
+    bars(
+        &right,
+        "relay, fixed load: p99 latency (ms)",
+        "ms",
+        &grouped(rows, |row| relay(row, "/s"), "p99_ms"),
     )?;
     root.present().map_err(|e| e.to_string())
 }
 
-/// Per params of `scenario` (in run order), the value of `key` for each server, if measured.
-fn grouped(rows: &[Row], scenario: &str, key: &str) -> Vec<(String, [Option<f64>; 3])> {
+/// Per params of the rows `keep` takes (in run order), the value of `key` for each server, if
+/// measured.
+fn grouped(
+    rows: &[Row],
+    keep: impl Fn(&Row) -> bool,
+    key: &str,
+) -> Vec<(String, [Option<f64>; 3])> {
     let mut groups: Vec<(String, [Option<f64>; 3])> = Vec::new();
-    for row in rows.iter().filter(|row| row.scenario == scenario) {
+    for row in rows.iter().filter(|row| keep(row)) {
         let value = row
             .figure_value(key)
             .filter(|v| row.status == Status::Ok && v.is_finite());

@@ -4,6 +4,7 @@
 //! Deliberately not here: socket handling (`clients.rs`), starting servers (`targets.rs`), or
 //! printing (`report.rs`).
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -11,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::clients::{self, Audience, HoldEnd, HoldReport, IngestLoad, Pace};
-use crate::report::{Row, Status};
+use crate::report::{self, Row, Status};
+use crate::room::{End, LINE_LEN, Room, SeatReport};
 use crate::sys;
 use crate::targets::{Chatd, Kind, LogCounts, Ncat, NcatMode, POLL_FILE, Sink, Target};
 
@@ -35,6 +37,24 @@ pub enum Scenario {
         rate: u32,
         duration: Duration,
     },
+    /// `clients` clients take their seats in the chat room (chatd `--relay`, ncat `--chat`), then
+    /// talk as `load` says.
+    Relay { clients: usize, load: RelayLoad },
+}
+
+/// What the relay room's clients do once seated.
+#[derive(Debug, Clone, Copy)]
+pub enum RelayLoad {
+    /// Nothing: the row times the seating.
+    Seat,
+    /// Every client sends `rate` lines a second for `duration`, the sends evenly spread; each
+    /// line carries its send time.
+    Paced { rate: f64, duration: Duration },
+    /// Every client sends `lines` lines as fast as its socket takes them, while every client
+    /// reads as fast as it can. A count, not a time: chatd reads its senders whatever its
+    /// recipients' queues hold, so an open-ended flood only grows the queues until clients are
+    /// dropped `slow` (at C=100 with a 64 MiB `--max-queue`, within seconds).
+    Unthrottled { lines: u64 },
 }
 
 impl Scenario {
@@ -44,6 +64,7 @@ impl Scenario {
             Scenario::Hold { .. } => "hold",
             Scenario::Churn { .. } => "churn",
             Scenario::Broadcast { .. } => "broadcast",
+            Scenario::Relay { .. } => "relay",
         }
     }
 
@@ -58,6 +79,11 @@ impl Scenario {
             Scenario::Hold { clients } => format!("N={clients}"),
             Scenario::Churn { workers, .. } => format!("P={workers}"),
             Scenario::Broadcast { clients, rate, .. } => format!("C={clients} {rate}/s"),
+            Scenario::Relay { clients, load } => match load {
+                RelayLoad::Seat => format!("C={clients} seat"),
+                RelayLoad::Paced { rate, .. } => format!("C={clients} {rate}/s"),
+                RelayLoad::Unthrottled { .. } => format!("C={clients} unthrottled"),
+            },
         }
     }
 
@@ -67,17 +93,37 @@ impl Scenario {
         let base = if quick { 15 } else { 60 };
         match self {
             Scenario::Ingest { .. } | Scenario::Hold { .. } => Duration::from_secs(base),
+            Scenario::Relay { load, .. } => match load {
+                RelayLoad::Seat | RelayLoad::Unthrottled { .. } => Duration::from_secs(base),
+                RelayLoad::Paced { duration, .. } => *duration + Duration::from_secs(base / 2),
+            },
             Scenario::Churn { duration, .. } | Scenario::Broadcast { duration, .. } => {
                 *duration + Duration::from_secs(base / 2)
             }
         }
     }
 
-    /// ncat's mode for this scenario: the broker for churn, a plain listener otherwise.
+    /// ncat's mode for this scenario: the broker for churn, the chat room for relay, a plain
+    /// listener otherwise.
     fn ncat_mode(&self) -> NcatMode {
         match self {
             Scenario::Churn { .. } => NcatMode::Broker,
+            Scenario::Relay { .. } => NcatMode::Chat,
             _ => NcatMode::Listen,
+        }
+    }
+
+    /// chatd's flags for this scenario beyond where to listen and log.
+    fn chatd_args(&self) -> &'static [&'static str] {
+        match self {
+            // Every line goes to every other client at once: a client's queue may hold a
+            // backlog of the whole row, well past the 1 MiB default, before the reader gets to it.
+            Scenario::Relay {
+                load: RelayLoad::Unthrottled { .. },
+                ..
+            } => &["--relay", "--max-queue", UNTHROTTLED_MAX_QUEUE],
+            Scenario::Relay { .. } => &["--relay"],
+            _ => &[],
         }
     }
 }
@@ -103,7 +149,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
         return row;
     }
     let overflows_before = sys::listen_overflows();
-    match start(kind, scenario.ncat_mode(), context, &dir) {
+    match start(kind, scenario, context, &dir) {
         Ok(target) => {
             let budget = scenario.budget(context.quick);
             match *scenario {
@@ -128,6 +174,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                     rate,
                     duration,
                 } => broadcast(target, clients, rate, duration, budget, &mut row),
+                Scenario::Relay { clients, load } => relay(target, clients, load, budget, &mut row),
             }
         }
         Err(Start::Skipped(why)) => row.end(Status::Skipped, why),
@@ -155,14 +202,16 @@ enum Start {
     Failed(String),
 }
 
-fn start(kind: Kind, mode: NcatMode, context: &Context, dir: &Path) -> Result<Target, Start> {
+fn start(kind: Kind, scenario: &Scenario, context: &Context, dir: &Path) -> Result<Target, Start> {
     let failed = |e: std::io::Error| Start::Failed(format!("{} did not start: {e}", kind.name()));
     match kind {
-        Kind::Chatd => Chatd::spawn(dir).map(Target::Chatd).map_err(failed),
+        Kind::Chatd => Chatd::spawn(dir, scenario.chatd_args())
+            .map(Target::Chatd)
+            .map_err(failed),
         Kind::Sink => Sink::spawn().map(Target::Sink).map_err(failed),
         Kind::Ncat => match &context.ncat {
             None => Err(Start::Skipped("ncat is not on PATH".into())),
-            Some(ncat) => Ncat::spawn(ncat, mode, dir)
+            Some(ncat) => Ncat::spawn(ncat, scenario.ncat_mode(), dir)
                 .map(Target::Ncat)
                 .map_err(failed),
         },
@@ -451,6 +500,353 @@ fn broadcast(
     }
 }
 
+/// The chat room: `clients` clients take their seats (each is told who is online and then of
+/// everyone who comes after it), then talk as `load` says.
+fn relay(mut target: Target, clients: usize, load: RelayLoad, budget: Duration, row: &mut Row) {
+    let deadline = Instant::now() + budget;
+    // As hold: fewer clients waiting at once than the listen backlog (ncat's is 10).
+    let window = match target.kind() {
+        Kind::Ncat => SHORT_BACKLOG_WINDOW,
+        Kind::Chatd | Kind::Sink => 256,
+    };
+    let cpu_before = target.cpu();
+    let (mut room, seating) = match Room::seat(&mut target, clients, window, deadline) {
+        Ok(seated) => seated,
+        Err(e) => return row.end(Status::Failed, format!("cannot seat the clients: {e}")),
+    };
+    let cpu = cpu_used(cpu_before, target.cpu());
+    let mut sent = 0;
+    if judge_seating(&seating, clients, cpu, load, row) {
+        sent = match load {
+            RelayLoad::Seat => 0,
+            RelayLoad::Paced { rate, duration } => {
+                paced(&mut target, &mut room, rate, duration, deadline, row)
+            }
+            RelayLoad::Unthrottled { lines } => {
+                unthrottled(&mut target, &mut room, lines, deadline, row)
+            }
+        };
+    }
+    row.check(
+        room.departures == 0,
+        format!(
+            "departures announced to the clients: {} (none expected)",
+            room.departures
+        ),
+    );
+    if let Target::Chatd(chatd) = &mut target {
+        // chatd's own view: its reports catch up within a turn or two of the last delivery.
+        let counts = wait_for_log(chatd, Instant::now() + LOG_CATCH_UP, |c| {
+            c.connects >= seating.connected as u64 && c.messages >= sent
+        });
+        row.check(
+            counts.connects == seating.connected as u64,
+            format!(
+                "connect reports: {} of {}",
+                counts.connects, seating.connected
+            ),
+        );
+        row.check(
+            counts.messages == sent,
+            format!("message reports: {} of {sent} lines sent", counts.messages),
+        );
+        row.check(
+            counts.slow == 0,
+            format!(
+                "clients dropped `slow` (queue past --max-queue): {}",
+                counts.slow
+            ),
+        );
+    }
+    if let Some(problems) = room.problems.summary() {
+        row.note(problems);
+    }
+    if row.server != Kind::Chatd && !matches!(load, RelayLoad::Unthrottled { .. }) {
+        row.note("chatd/this divides times here (the first figure): below 1, chatd was faster");
+    }
+    // The server goes first, so it spends no time on the resets that close the clients.
+    drop(target);
+    room.close();
+}
+
+/// The seating's figures (a seat row) or note (other rows); whether every client was seated.
+fn judge_seating(
+    seating: &SeatReport,
+    clients: usize,
+    cpu: Option<f64>,
+    load: RelayLoad,
+    row: &mut Row,
+) -> bool {
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let (seated_ms, joins_ms) = (ms(seating.seated_after), ms(seating.joins_after));
+    if let RelayLoad::Seat = load {
+        row.figure("seated_ms", seated_ms, "ms-seated");
+        row.figure("all_joins_ms", joins_ms, "ms-all-joins");
+        if let Some(cpu) = cpu {
+            row.figure("cpu_ms", cpu * 1e3, "CPU-ms");
+        }
+        row.figure("mb_read", seating.bytes_read as f64 / 1e6, "MB-read");
+        let pairs = (clients * clients.saturating_sub(1) / 2) as u64;
+        row.check(
+            seating.seated == clients && seating.joins_seen == pairs,
+            format!(
+                "who-lines: {} of {clients}; join announcements: {} of {pairs}",
+                seating.seated, seating.joins_seen
+            ),
+        );
+        if row.server == Kind::Chatd && clients == 1_000 {
+            row.goal(
+                seated_ms < 1_000.0,
+                format!(
+                    "seat 1000 clients in under 1 s: every who-line after {} ms, every join \
+                     announcement after {} ms",
+                    report::number(seated_ms),
+                    report::number(joins_ms)
+                ),
+            );
+        }
+    } else if seating.end == End::Done {
+        row.note(format!(
+            "seated {clients} clients in {} ms (every join announcement after {} ms)",
+            report::number(seated_ms),
+            report::number(joins_ms)
+        ));
+    }
+    let progress = format!(
+        "{} of {clients} clients connected, {} seated, {} join announcements owed",
+        seating.connected, seating.seated, seating.joins_owed
+    );
+    match &seating.end {
+        End::Done if seating.seated == clients => true,
+        End::Done => {
+            row.end(Status::Failed, progress);
+            false
+        }
+        End::TimedOut(why) => {
+            row.end(Status::Timeout, format!("seating: {why}; {progress}"));
+            false
+        }
+        End::ServerGone(why) => {
+            row.end(Status::Failed, format!("seating: {why}; {progress}"));
+            false
+        }
+    }
+}
+
+/// About 100 000 deliveries a second: latency quantiles over every delivery, deliveries/s, and
+/// whether every line reached every other client once and in order. Returns the lines sent.
+fn paced(
+    target: &mut Target,
+    room: &mut Room,
+    rate: f64,
+    duration: Duration,
+    deadline: Instant,
+    row: &mut Row,
+) -> u64 {
+    let (harness_before, cpu_before) = (harness_cpu(), target.cpu_split());
+    let report = room.paced(target, rate, duration, PACED_DRAIN, deadline);
+    let cpu = Usage::between(cpu_before, target.cpu_split());
+    let harness = Usage::between(harness_before, harness_cpu());
+    let latencies = Quantiles::of(report.latencies_ns);
+    let p99 = latencies.ms(0.99);
+    row.figure("p50_ms", latencies.ms(0.5), "ms-p50");
+    row.figure("p99_ms", p99, "ms-p99");
+    row.figure("p999_ms", latencies.ms(0.999), "ms-p99.9");
+    row.figure("max_ms", latencies.ms(1.0), "ms-max");
+    let seconds = report.elapsed.as_secs_f64();
+    row.figure(
+        "deliveries_per_s",
+        report.deliveries as f64 / seconds,
+        "deliveries/s",
+    );
+    // Per line: how soon its first recipient had it, and its last (the whole fan-out).
+    let first = Quantiles::of(report.first_ns).ms(0.5);
+    row.figure("first_recipient_p50_ms", first, "ms-p50-first-recipient");
+    let last = Quantiles::of(report.last_ns).ms(0.5);
+    row.figure("last_recipient_p50_ms", last, "ms-p50-last-recipient");
+    row.check(
+        report.deliveries == report.expected && report.misordered == 0 && report.unreadable == 0,
+        format!(
+            "every line to every other client once, in order: {} of {} deliveries, {} out of \
+             order or repeated, {} unreadable",
+            report.deliveries, report.expected, report.misordered, report.unreadable
+        ),
+    );
+    let clients = room.len();
+    let target_ms = match clients {
+        10 => Some(0.5),
+        100 => Some(2.0),
+        1_000 => Some(5.0),
+        _ => None,
+    };
+    if let (Kind::Chatd, Some(target_ms)) = (row.server, target_ms) {
+        row.goal(
+            p99 < target_ms,
+            format!(
+                "p99 under {target_ms} ms at C={clients}: {} ms",
+                report::number(p99)
+            ),
+        );
+    }
+    row.note(format!(
+        "{} lines sent in {} s, each to {} clients; CPU over the run: server {}, harness {} \
+         (the harness's sender thread and every client's reads)",
+        report.sent,
+        report::number(seconds),
+        clients - 1,
+        cpu_text(cpu, seconds),
+        cpu_text(harness, seconds),
+    ));
+    if report.late_sends > 0 {
+        row.note(format!(
+            "{} of {} sends left more than 1 ms after their time (the harness overslept)",
+            report.late_sends, report.sent
+        ));
+    }
+    if row.server == Kind::Ncat && report.unreadable > 0 {
+        row.note("ncat relays each read chunk, not each line: a line split across reads is cut");
+    }
+    if let Some(end) = report.end {
+        end_room(row, end);
+    }
+    report.sent
+}
+
+/// Every client sends flat out while every client reads: deliveries/s, and the server's CPU per
+/// delivery next to the harness's. Returns the lines sent.
+fn unthrottled(
+    target: &mut Target,
+    room: &mut Room,
+    lines: u64,
+    deadline: Instant,
+    row: &mut Row,
+) -> u64 {
+    let (harness_before, cpu_before) = (harness_cpu(), target.cpu_split());
+    let report = room.flood(target, lines, STALL, deadline);
+    let cpu = Usage::between(cpu_before, target.cpu_split());
+    let harness = Usage::between(harness_before, harness_cpu());
+    let seconds = report.elapsed.as_secs_f64();
+    let deliveries = report.deliveries as f64;
+    let rate = deliveries / seconds;
+    let millions = deliveries / 1e6;
+    row.figure("deliveries_per_s", rate, "deliveries/s");
+    if let Some(cpu) = cpu {
+        row.figure(
+            "cpu_s_per_m_deliveries",
+            cpu.total() / millions,
+            "CPU-s/M-deliveries",
+        );
+    }
+    if let Some(harness) = harness {
+        row.figure(
+            "harness_cpu_s_per_m_deliveries",
+            harness.total() / millions,
+            "harness-CPU-s/M-deliveries",
+        );
+    }
+    row.figure("seconds", seconds, "s");
+    row.check(
+        report.deliveries == report.expected,
+        format!(
+            "deliveries: {} of {} ({} lines, each to every other client)",
+            report.deliveries, report.expected, report.sent
+        ),
+    );
+    let clients = room.len();
+    if row.server == Kind::Chatd && (clients == 100 || clients == 1_000) {
+        row.goal(
+            rate >= 2e6,
+            format!(
+                "at least 2M deliveries/s at C={clients}: {}",
+                report::number(rate)
+            ),
+        );
+    }
+    row.note(format!(
+        "{lines} lines of {LINE_LEN} B from each client; CPU over the run: server {}, harness {} \
+         (this process: every client's writes, and reads of every delivery)",
+        cpu_text(cpu, seconds),
+        cpu_text(harness, seconds),
+    ));
+    if row.server == Kind::Ncat {
+        row.note(
+            "ncat relays each read chunk as one piece, prefixed once, not line by line: with few \
+             clients a chunk holds many lines, so its deliveries/s is not comparable there",
+        );
+    }
+    end_room(row, report.end);
+    report.sent
+}
+
+/// Lines per client for an unthrottled row of `clients` clients that makes about `deliveries`
+/// deliveries in all (each line goes to the other `clients - 1`), but no more than the clients'
+/// queues could hold at `--max-queue` if the server read every line before writing any: every
+/// client reads, so a `slow` disconnect in these rows is a fault, never the plan.
+pub fn unthrottled_lines(clients: usize, deliveries: u64) -> u64 {
+    let others = clients.saturating_sub(1).max(1) as u64;
+    let wanted = deliveries.div_ceil(clients as u64 * others);
+    // A relayed line is the sent line behind `#<id>: `.
+    let relayed = (LINE_LEN + RELAY_PREFIX_MAX) as u64;
+    let fits = UNTHROTTLED_MAX_QUEUE.parse::<u64>().unwrap_or(1 << 20) / (others * relayed);
+    wanted.min(fits).max(1)
+}
+
+/// Ends the row as a room phase ended, unless it ended well.
+fn end_room(row: &mut Row, end: End) {
+    match end {
+        End::Done => {}
+        End::TimedOut(why) => row.end(Status::Timeout, why),
+        End::ServerGone(why) => row.end(Status::Failed, why),
+    }
+}
+
+/// CPU time a process used between two readings, user and kernel apart.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    user: f64,
+    system: f64,
+}
+
+impl Usage {
+    fn between(
+        before: Option<(Duration, Duration)>,
+        after: Option<(Duration, Duration)>,
+    ) -> Option<Usage> {
+        let ((user_before, system_before), (user, system)) = (before?, after?);
+        Some(Usage {
+            user: user.saturating_sub(user_before).as_secs_f64(),
+            system: system.saturating_sub(system_before).as_secs_f64(),
+        })
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// The harness's own CPU time so far (this process: every client, and every thread).
+fn harness_cpu() -> Option<(Duration, Duration)> {
+    sys::process_cpu_split(std::process::id())
+}
+
+/// `1.23 CPU-s (61% of a core, 80% of it in the kernel)`, or `n/a`.
+fn cpu_text(usage: Option<Usage>, seconds: f64) -> String {
+    let Some(usage) = usage else {
+        return "n/a".to_owned();
+    };
+    let total = usage.total();
+    let mut text = format!("{} CPU-s", report::number(total));
+    if seconds > 0.0 && total > 0.0 {
+        let _ = write!(
+            text,
+            " ({:.0}% of a core, {:.0}% of it in the kernel)",
+            total / seconds * 100.0,
+            usage.system / total * 100.0
+        );
+    }
+    text
+}
+
 /// Sorted nanosecond samples.
 struct Quantiles(Vec<u64>);
 
@@ -493,3 +889,11 @@ const SHORT_BACKLOG_WINDOW: usize = 8;
 const STALL: Duration = Duration::from_secs(10);
 /// How long after the last broadcast the clients get to receive it.
 const BROADCAST_DRAIN: Duration = Duration::from_secs(10);
+/// How long after the last paced send the clients get to receive it.
+const PACED_DRAIN: Duration = Duration::from_secs(5);
+/// How long chatd's log may take to show the last reports once the clients have everything.
+const LOG_CATCH_UP: Duration = Duration::from_secs(5);
+/// `--max-queue` for the unthrottled relay rows: 64 MiB.
+const UNTHROTTLED_MAX_QUEUE: &str = "67108864";
+/// The most `#<id>: ` adds to a relayed line (ids up to 99 999, well past any row's clients).
+const RELAY_PREFIX_MAX: usize = 8;

@@ -38,6 +38,11 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     cpu_from_stat(&format!("/proc/{pid}/stat"))
 }
 
+/// User and system CPU time of process `pid`, apart: how much of its work was the kernel's.
+pub fn process_cpu_split(pid: u32) -> Option<(Duration, Duration)> {
+    times_from_stat(&format!("/proc/{pid}/stat"))
+}
+
 /// User plus system CPU time of thread `tid` of this process, from /proc/self/task/TID/stat.
 pub fn thread_cpu(tid: i32) -> Option<Duration> {
     cpu_from_stat(&format!("/proc/self/task/{tid}/stat"))
@@ -50,6 +55,12 @@ pub fn current_tid() -> i32 {
 }
 
 fn cpu_from_stat(path: &str) -> Option<Duration> {
+    let (user, system) = times_from_stat(path)?;
+    Some(user + system)
+}
+
+/// utime and stime from a stat file.
+fn times_from_stat(path: &str) -> Option<(Duration, Duration)> {
     let stat = fs::read_to_string(path).ok()?;
     // The command name is in parentheses and may hold spaces or ')': count fields after the last.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
@@ -60,10 +71,9 @@ fn cpu_from_stat(path: &str) -> Option<Duration> {
     let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
         .unwrap_or(100)
         .max(1);
-    let ticks = utime + stime;
-    Some(Duration::from_nanos(
-        ticks.saturating_mul(1_000_000_000) / ticks_per_second,
-    ))
+    let time =
+        |ticks: u64| Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second);
+    Some((time(utime), time(stime)))
 }
 
 /// Resident memory of process `pid` in bytes, from VmRSS in /proc/PID/status.

@@ -42,11 +42,13 @@ impl Kind {
 }
 
 /// How ncat is run: `-l -k` writes what every client sends to a file (ingest, hold); `--broker`
-/// relays between clients and is the closest ncat has to a chat server (churn).
+/// relays between clients (churn); `--chat` is its chat room, the counterpart of chatd `--relay`
+/// (relay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NcatMode {
     Listen,
     Broker,
+    Chat,
 }
 
 /// One running server.
@@ -84,6 +86,15 @@ impl Target {
             Target::Chatd(chatd) => sys::process_cpu(chatd.child.id()),
             Target::Sink(sink) => sys::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
             Target::Ncat(ncat) => sys::process_cpu(ncat.child.id()),
+        }
+    }
+
+    /// The server process's CPU time so far, user and system apart; `None` for the sink.
+    pub fn cpu_split(&self) -> Option<(Duration, Duration)> {
+        match self {
+            Target::Chatd(chatd) => sys::process_cpu_split(chatd.child.id()),
+            Target::Sink(_) => None,
+            Target::Ncat(ncat) => sys::process_cpu_split(ncat.child.id()),
         }
     }
 
@@ -147,14 +158,16 @@ pub struct Chatd {
 }
 
 impl Chatd {
-    /// Starts the binary on `127.0.0.1:0` and waits for its `listening on` line in stdout.log.
-    pub fn spawn(dir: &Path) -> io::Result<Chatd> {
+    /// Starts the binary on `127.0.0.1:0` with `args` added (e.g. `--relay`) and waits for its
+    /// `listening on` line in stdout.log.
+    pub fn spawn(dir: &Path, args: &[&str]) -> io::Result<Chatd> {
         let stdout_path = dir.join("stdout.log");
         let log_path = dir.join("chatd.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
         command
             .args(["--listen", "127.0.0.1:0", "--log-file"])
             .arg(&log_path)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(File::create(&stdout_path)?)
             .stderr(File::create(dir.join("stderr.log"))?);
@@ -249,6 +262,8 @@ pub struct LogCounts {
     pub messages: u64,
     pub connects: u64,
     pub disconnects: u64,
+    /// Disconnects for `slow`: a client's queue passed `--max-queue`.
+    pub slow: u64,
     pub refused: u64,
     /// Distinct ingest END markers seen (see `clients::end_marker`), by client index.
     pub ends: u64,
@@ -312,6 +327,10 @@ impl LogCounts {
             self.connects += 1;
         } else if body.starts_with(b"disconnect ") {
             self.disconnects += 1;
+            // `disconnect <peer> #<id> slow (<n> online)`
+            if memchr::memmem::find(body, b" slow (").is_some() {
+                self.slow += 1;
+            }
         } else if body.starts_with(b"refused ") {
             self.refused += 1;
         }
@@ -453,7 +472,8 @@ fn accept_all(
     }
 }
 
-/// ncat as a child: `-l -k --recv-only` writing everything it receives to a file, or `--broker`.
+/// ncat as a child: `-l -k --recv-only` writing everything it receives to a file, `--broker`, or
+/// `-l --chat`.
 pub struct Ncat {
     child: Child,
     pub addr: SocketAddr,
@@ -483,6 +503,7 @@ impl Ncat {
         match mode {
             NcatMode::Listen => command.args(["-l", "-k", "--recv-only"]),
             NcatMode::Broker => command.arg("--broker"),
+            NcatMode::Chat => command.args(["-l", "--chat"]),
         };
         // ncat's default limit is 100 simultaneous connections; its real one is select()'s.
         command
