@@ -14,7 +14,7 @@ use common::{Chatd, Client, WAIT, report_body, with_listen};
 #[test]
 fn to_sends_a_line_to_one_client() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     chatd.send_console("/to 2 hello there");
     chatd.expect_body(&format!("sent to #2 {}", clients[1].peer()));
     assert_eq!(clients[1].read_line(), "hello there");
@@ -26,7 +26,7 @@ fn to_sends_a_line_to_one_client() {
 #[test]
 fn at_id_sends_a_line_to_one_client() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     chatd.send_console("@1 hi  you, #2 too");
     chatd.expect_body(&format!("sent to #1 {}", clients[0].peer()));
     assert_eq!(clients[0].read_line(), "hi  you, #2 too");
@@ -38,7 +38,7 @@ fn at_id_sends_a_line_to_one_client() {
 #[test]
 fn ids_may_be_written_with_a_hash() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let peer = clients[0].peer();
     chatd.send_console("/to #1 one");
     chatd.expect_body(&format!("sent to #1 {peer}"));
@@ -56,7 +56,7 @@ fn ids_may_be_written_with_a_hash() {
 #[test]
 fn all_sends_to_every_client() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 3);
+    let mut clients = chatd.connect_clients(3);
     chatd.send_console("/all hello everyone");
     chatd.expect_body("sent to all (3 clients)");
     for client in &mut clients {
@@ -69,7 +69,7 @@ fn all_sends_to_every_client() {
 #[test]
 fn bare_line_replies_to_the_last_speaker() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let (peer1, peer2) = (clients[0].peer(), clients[1].peer());
 
     clients[0].send_line("question from one");
@@ -93,7 +93,7 @@ fn bare_line_replies_to_the_last_speaker() {
 #[test]
 fn double_slash_replies_with_a_line_starting_with_slash() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     let peer = clients[0].peer();
     clients[0].send_line("where is the password file?");
     chatd.expect_body(&format!("message {peer} #1: where is the password file?"));
@@ -115,7 +115,7 @@ fn list_shows_each_client_with_its_counts() {
     assert_eq!(next_report(&mut chatd), "0 online");
     assert_nothing_more(&mut chatd);
 
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let (peer1, peer2) = (clients[0].peer(), clients[1].peer());
     for text in ["one", "two"] {
         clients[0].send_line(text);
@@ -148,7 +148,7 @@ fn list_shows_each_client_with_its_counts() {
 #[test]
 fn kick_disconnects_a_client_with_a_notice() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let peer = clients[0].peer();
     chatd.send_console("/kick 1");
     assert_eq!(clients[0].read_line(), KICKED);
@@ -186,7 +186,7 @@ fn help_lists_every_command() {
 #[test]
 fn unknown_command_prints_one_warning_and_changes_nothing() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     for (line, name) in [
         ("/foo", "/foo"),
         ("/foo bar baz", "/foo"),
@@ -208,7 +208,7 @@ fn unknown_command_prints_one_warning_and_changes_nothing() {
 #[test]
 fn bad_usage_prints_one_warning_and_changes_nothing() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     for (line, usage) in [
         ("/to", "/to <id> <text>"),
         ("/to x hi", "/to <id> <text>"),
@@ -264,7 +264,7 @@ fn unknown_id_prints_one_warning_and_changes_nothing() {
 #[test]
 fn reply_before_anyone_spoke_prints_one_warning() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     for line in ["hello?", "//etc"] {
         chatd.send_console(line);
         let report = next_line(&mut chatd);
@@ -282,7 +282,7 @@ fn reply_before_anyone_spoke_prints_one_warning() {
 #[test]
 fn reply_after_the_last_speaker_left_prints_one_warning() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let peer = clients[0].peer();
     clients[0].send_line("exit");
     assert_eq!(clients[0].read_line(), "goodbye");
@@ -299,7 +299,7 @@ fn reply_after_the_last_speaker_left_prints_one_warning() {
 #[test]
 fn blank_console_lines_do_nothing() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     clients[0].send_line("hi");
     chatd.expect_body(&format!("message {} #1: hi", clients[0].peer()));
     for line in ["", "   ", "\t", " \t "] {
@@ -313,7 +313,7 @@ fn blank_console_lines_do_nothing() {
 #[test]
 fn long_console_line_is_sent_whole() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     let text = "y".repeat(LONG_LINE);
     chatd.send_console(&format!("/to 1 {text}"));
     chatd.expect_body(&format!("sent to #1 {}", clients[0].peer()));
@@ -327,7 +327,7 @@ fn long_console_line_is_sent_whole() {
 #[test]
 fn overlong_console_line_is_not_sent_to_another_client() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 2);
+    let mut clients = chatd.connect_clients(2);
     let peer2 = clients[1].peer();
     clients[1].send_line("I spoke last");
     chatd.expect_body(&format!("message {peer2} #2: I spoke last"));
@@ -366,7 +366,7 @@ fn stdin_at_eof_does_not_spin() {
 #[test]
 fn closing_the_console_mid_run_keeps_serving() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     assert_served(&mut chatd, &mut clients[0], 1);
     chatd.close_console();
     chatd.expect_body(CONSOLE_CLOSED);
@@ -382,7 +382,7 @@ fn closing_the_console_mid_run_keeps_serving() {
 #[test]
 fn closing_the_console_mid_run_does_not_spin() {
     let mut chatd = spawn();
-    let mut clients = connect_clients(&mut chatd, 1);
+    let mut clients = chatd.connect_clients(1);
     assert_served(&mut chatd, &mut clients[0], 1);
     chatd.close_console();
     chatd.expect_body(CONSOLE_CLOSED);
@@ -398,17 +398,6 @@ fn spawn() -> Chatd {
     chatd
 }
 
-/// Connects `n` clients, checking each one's `connect` report; client `i` has id `#i+1`.
-#[track_caller]
-fn connect_clients(chatd: &mut Chatd, n: usize) -> Vec<Client> {
-    (1..=n)
-        .map(|id| {
-            let client = Client::connect(chatd.addr());
-            chatd.expect_body(&format!("connect {} #{id} ({id} online)", client.peer()));
-            client
-        })
-        .collect()
-}
 
 /// The next line chatd prints, whatever it is.
 #[track_caller]

@@ -16,7 +16,7 @@ use common::{Chatd, Client, WAIT, report_body, with_listen};
 #[test]
 fn quit_tells_every_client_and_stops() {
     let mut chatd = Chatd::spawn(&[]);
-    let clients = connect_clients(&mut chatd, 3);
+    let clients = chatd.connect_clients(3);
     chatd.send_console("/quit");
     assert_graceful_shutdown(&mut chatd, clients, "/quit");
 }
@@ -25,7 +25,7 @@ fn quit_tells_every_client_and_stops() {
 #[test]
 fn sigterm_tells_every_client_and_stops() {
     let mut chatd = Chatd::spawn(&[]);
-    let clients = connect_clients(&mut chatd, 3);
+    let clients = chatd.connect_clients(3);
     chatd.signal(libc::SIGTERM);
     assert_graceful_shutdown(&mut chatd, clients, "SIGTERM");
 }
@@ -34,7 +34,7 @@ fn sigterm_tells_every_client_and_stops() {
 #[test]
 fn sigint_tells_every_client_and_stops() {
     let mut chatd = Chatd::spawn(&[]);
-    let clients = connect_clients(&mut chatd, 2);
+    let clients = chatd.connect_clients(2);
     chatd.signal(libc::SIGINT);
     assert_graceful_shutdown(&mut chatd, clients, "SIGINT");
 }
@@ -45,7 +45,7 @@ fn sigint_tells_every_client_and_stops() {
 fn headless_chatd_stops_on_sigterm() {
     let mut chatd = Chatd::spawn_with(&with_listen(&[]), Stdio::null());
     chatd.expect_report("console closed (stdin at end of file)");
-    let clients = connect_clients(&mut chatd, 1);
+    let clients = chatd.connect_clients(1);
     chatd.signal(libc::SIGTERM);
     assert_graceful_shutdown(&mut chatd, clients, "SIGTERM");
 }
@@ -163,17 +163,6 @@ fn slow_client_is_dropped_and_others_are_served() {
     assert_eq!(other.read_line(), "yes");
 }
 
-/// Connects `n` clients, checking each one's `connect` report; client `i` has id `#i+1`.
-#[track_caller]
-fn connect_clients(chatd: &mut Chatd, n: usize) -> Vec<Client> {
-    (1..=n)
-        .map(|id| {
-            let client = Client::connect(chatd.addr());
-            chatd.expect_body(&format!("connect {} #{id} ({id} online)", client.peer()));
-            client
-        })
-        .collect()
-}
 
 /// Checks a graceful shutdown already triggered by `cause`: every client reads `server shutting
 /// down` then end of file, each is reported `shutdown` once with the count going down to 0, then

@@ -172,6 +172,19 @@ impl Chatd {
             .count()
     }
 
+    /// Connects `n` clients to a fresh server, checking each one's `connect` report; client `i`
+    /// has id `#i+1`.
+    #[track_caller]
+    pub fn connect_clients(&mut self, n: usize) -> Vec<Client> {
+        (1..=n)
+            .map(|id| {
+                let client = Client::connect(self.addr());
+                self.expect_body(&format!("connect {} #{id} ({id} online)", client.peer()));
+                client
+            })
+            .collect()
+    }
+
     /// Types one line at the operator's console.
     #[track_caller]
     pub fn send_console(&mut self, line: &str) {
