@@ -398,7 +398,6 @@ fn spawn() -> Chatd {
     chatd
 }
 
-
 /// The next line chatd prints, whatever it is.
 #[track_caller]
 fn next_line(chatd: &mut Chatd) -> String {

@@ -163,7 +163,6 @@ fn slow_client_is_dropped_and_others_are_served() {
     assert_eq!(other.read_line(), "yes");
 }
 
-
 /// Checks a graceful shutdown already triggered by `cause`: every client reads `server shutting
 /// down` then end of file, each is reported `shutdown` once with the count going down to 0, then
 /// `stopped`, and chatd exits with code 0.
