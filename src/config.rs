@@ -21,9 +21,10 @@ pub struct Config {
     #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: Vec<SocketAddr>,
 
-    /// Line sent to each client when it connects.
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_GREETING)]
-    pub greeting: String,
+    /// Line sent to each client when it connects. Default: a welcome that says how to leave (and,
+    /// with --relay, how the room works).
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
 
     /// Most clients at once; one more gets `server full` and is closed. Default: the open-files
     /// limit minus a reserve, printed at start.
@@ -68,6 +69,14 @@ pub struct Config {
 impl Config {
     pub fn line_timeout(&self) -> Duration {
         Duration::from_millis(self.line_timeout)
+    }
+
+    pub fn greeting(&self) -> &str {
+        match (&self.greeting, self.relay) {
+            (Some(text), _) => text,
+            (None, false) => DEFAULT_GREETING,
+            (None, true) => DEFAULT_ROOM_GREETING,
+        }
     }
 
     pub fn idle_timeout(&self) -> Option<Duration> {
@@ -123,6 +132,8 @@ SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once.";
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
+const DEFAULT_ROOM_GREETING: &str =
+    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
 const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log

@@ -67,6 +67,15 @@ pub enum State {
     Closing(Reason),
 }
 
+/// Why a line could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The client does not read: its queue would pass `--max-queue`. The caller drops it `slow`.
+    Overflow,
+    /// Writing what was queued failed: the socket is broken.
+    Failed,
+}
+
 /// How a read ended.
 #[derive(Debug)]
 pub enum ReadStatus {
@@ -201,24 +210,24 @@ impl Connection {
     }
 
     /// Queues `text` and a newline. Nothing is queued for a closing client.
-    pub fn queue_line(&mut self, text: &[u8]) -> Result<(), Overflow> {
+    pub fn queue_line(&mut self, text: &[u8]) -> Result<(), QueueError> {
         self.queue(queue::line(text))
     }
 
     /// Queues a line (ending in `\n`) that may be shared with other clients. Nothing is queued for
-    /// a closing client. A client that cannot take the line without its queue passing
-    /// `--max-queue` is the caller's to drop `slow`; one whose socket failed is closed `reset` here.
-    pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), Overflow> {
+    /// a closing client.
+    pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), QueueError> {
         if self.state != State::Open {
             return Ok(());
         }
         // Before calling the client slow, try the write: the socket may take what is queued now
         // (a burst can fill the queue within one turn, before `before_sleep` has written any).
         if !self.out.fits(line.len(), self.max_queue) && self.flush().is_err() {
-            self.abort(Reason::Reset);
-            return Err(Overflow);
+            return Err(QueueError::Failed);
         }
-        self.out.push(line, self.max_queue)?;
+        self.out
+            .push(line, self.max_queue)
+            .map_err(|Overflow| QueueError::Overflow)?;
         self.lines_out += 1;
         Ok(())
     }

@@ -58,16 +58,17 @@ pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads one line of at most `MAX_CONSOLE_LINE` bytes, or `None` at end of file. A longer line is
+/// Reads one line of at most `MAX_CONSOLE_LINE` bytes (without its newline), or `None` at end of
+/// file. A longer line is
 /// read to its end and thrown away whole: cut in pieces, its tail would become a command of its own
 /// (a reply to whoever spoke last).
 fn read_line(stdin: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<ConsoleInput>> {
     line.clear();
-    let n = stdin.take(MAX_CONSOLE_LINE).read_until(b'\n', line)?;
+    let n = stdin.take(MAX_CONSOLE_LINE + 1).read_until(b'\n', line)?;
     if n == 0 {
         return Ok(None);
     }
-    if line.last() != Some(&b'\n') && n as u64 == MAX_CONSOLE_LINE {
+    if line.last() != Some(&b'\n') && n as u64 > MAX_CONSOLE_LINE {
         skip_line(stdin)?;
         return Ok(Some(ConsoleInput::TooLong));
     }
@@ -202,7 +203,7 @@ fn id(text: &str) -> Option<ConnId> {
         .map(ConnId)
 }
 
-/// The longest console line taken, in bytes with its newline.
+/// The longest console line taken, in bytes without its newline.
 pub const MAX_CONSOLE_LINE: u64 = 64 * 1024;
 
 #[cfg(test)]

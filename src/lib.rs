@@ -41,4 +41,4 @@ pub mod server;
 pub mod timers;
 
 pub use config::Config;
-pub use server::{Exit, Server};
+pub use server::Server;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use chatd::{Config, Exit, Server, report};
+use chatd::{Config, Server, report};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -18,9 +18,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(server) => match server.run() {
-            Ok(Exit::Graceful) => ExitCode::SUCCESS,
-            // As a shell reports a process ended by SIGINT.
-            Ok(Exit::Forced) => ExitCode::from(130),
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 log::error!("event loop failed: {e}");
                 ExitCode::FAILURE

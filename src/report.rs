@@ -170,6 +170,10 @@ pub fn console_too_long(limit: u64) {
     warn!("console: line longer than {limit} bytes ignored");
 }
 
+pub fn console_not_sent(id: ConnId) {
+    warn!("console: {id} could not take the line and is dropped (slow)");
+}
+
 pub fn console_no_client(id: ConnId) {
     warn!("console: no client {id} is connected (try /list)");
 }
@@ -197,10 +201,6 @@ pub fn console_help() {
 
 pub fn shutting_down(cause: &str) {
     info!("shutting down ({cause})");
-}
-
-pub fn shutdown_forced() {
-    warn!("second interrupt: exiting now");
 }
 
 pub fn stopped() {

@@ -10,11 +10,12 @@
 //! anything that blocks.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::connection::{ConnId, Connection, ReadStatus, Reason, State};
+use crate::connection::{ConnId, Connection, QueueError, ReadStatus, Reason, State};
 use crate::console::{self, Command, ConsoleInput};
 use crate::framing::Line;
 use crate::queue;
@@ -35,29 +36,25 @@ use crate::report::{self, Peer};
 use crate::room::{self, Said};
 use crate::timers::{Due, Timers};
 
-/// A listener that could not be set up: prints as `cannot listen on ADDR: REASON`.
+/// Why the server could not start: one line for the operator.
 #[derive(Debug)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: io::Error,
+pub enum BindError {
+    /// A listener: prints as `cannot listen on ADDR: REASON`.
+    Listen { addr: SocketAddr, source: io::Error },
+    /// The poll, the waker or the signals: the OS refused the event loop itself.
+    Setup(io::Error),
 }
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot listen on {}: {}", self.addr, self.source)
+        match self {
+            BindError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            BindError::Setup(source) => write!(f, "cannot set up the event loop: {source}"),
+        }
     }
 }
 
 impl std::error::Error for BindError {}
-
-/// How `run` ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Every client was told, flushed (or given up on after the grace period) and reported.
-    Graceful,
-    /// A second SIGINT during the shutdown: out at once.
-    Forced,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -65,7 +62,6 @@ enum Phase {
     /// Shutting down: no listeners; clients flush their last line until they are gone or until
     /// the `Due::Shutdown` timer closes whatever is left.
     Draining,
-    Forced,
 }
 
 pub struct Server {
@@ -92,8 +88,14 @@ pub struct Server {
     /// while one of them is being read.
     heard: Heard,
     phase: Phase,
-    /// Set while `accept` is failing (out of descriptors) and a `Due::AcceptRetry` is armed.
+    /// Set when the shutdown begins: a SIGINT then exits at once, from the signal handler.
+    interrupt_exits: Arc<AtomicBool>,
+    /// Set from the first failed `accept` (out of descriptors) until one succeeds again.
     accept_paused: bool,
+    /// Whether a `Due::AcceptRetry` is armed; there is never more than one.
+    accept_retry_armed: bool,
+    /// Listeners that stopped at their accept budget: accepted from again next turn.
+    pending_listeners: Vec<usize>,
     /// The greeting line, shared by every client's queue.
     greeting: Rc<[u8]>,
     max_clients: usize,
@@ -107,26 +109,19 @@ impl Server {
     /// Binds every `--listen` address and sets up the poll, the waker and the signals. Reports one
     /// `listening on` line per listener with its real address.
     pub fn bind(config: &Config) -> Result<Server, BindError> {
-        let first = config
-            .listen
-            .first()
-            .copied()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let setup_error = |source| BindError {
-            addr: first,
-            source,
-        };
-        let poll = Poll::new().map_err(setup_error)?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(setup_error)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(setup_error)?;
+        let poll = Poll::new().map_err(BindError::Setup)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(BindError::Setup)?;
+        let interrupt_exits = Arc::new(AtomicBool::new(false));
+        exit_on_interrupt_when(Arc::clone(&interrupt_exits)).map_err(BindError::Setup)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(setup_error)?;
+            .map_err(BindError::Setup)?;
 
         if config.listen.len() > MAX_LISTENERS {
             let too_many =
                 io::Error::new(io::ErrorKind::InvalidInput, "too many --listen addresses");
-            return Err(setup_error(too_many));
+            return Err(BindError::Setup(too_many));
         }
         let mut listeners = Vec::with_capacity(config.listen.len());
         for (i, &addr) in config.listen.iter().enumerate() {
@@ -138,16 +133,20 @@ impl Server {
                     .listen
                     .iter()
                     .any(|other| other.is_ipv4() && other.port() == addr.port());
-            let mut listener = listen(addr, config.backlog, only_v6)
-                .map_err(|source| BindError { addr, source })?;
+            let listen_error = |source| BindError::Listen { addr, source };
+            let mut listener = listen(addr, config.backlog, only_v6).map_err(listen_error)?;
+            let token = Token(LISTENER_BASE + i);
             poll.registry()
-                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
-                .map_err(|source| BindError { addr, source })?;
-            let local = listener
-                .local_addr()
-                .map_err(|source| BindError { addr, source })?;
-            report::listening(local);
+                .register(&mut listener, token, Interest::READABLE)
+                .map_err(listen_error)?;
             listeners.push(listener);
+        }
+        // Only once every listener is up: a script that reads `listening on` can rely on it.
+        for listener in &listeners {
+            match listener.local_addr() {
+                Ok(local) => report::listening(local),
+                Err(source) => return Err(BindError::Setup(source)),
+            }
         }
         let max_clients = config.max_clients();
         report::max_clients(max_clients);
@@ -169,8 +168,11 @@ impl Server {
                 room: config.relay.then(Vec::new),
             },
             phase: Phase::Running,
+            interrupt_exits,
             accept_paused: false,
-            greeting: queue::line(config.greeting.as_bytes()),
+            accept_retry_armed: false,
+            pending_listeners: Vec::new(),
+            greeting: queue::line(config.greeting().as_bytes()),
             max_clients,
             max_line: config.max_line(),
             max_queue: config.max_queue(),
@@ -180,7 +182,7 @@ impl Server {
     }
 
     /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
-    pub fn run(mut self) -> io::Result<Exit> {
+    pub fn run(mut self) -> io::Result<()> {
         let (tx, rx) = mpsc::channel();
         console::spawn(tx, Arc::clone(&self.waker))?;
         self.console = Some(rx);
@@ -188,8 +190,9 @@ impl Server {
 
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
-            if let Some(exit) = self.finished() {
-                return Ok(exit);
+            if self.finished() {
+                report::stopped();
+                return Ok(());
             }
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 // A signal landing during the wait interrupts it; the signal itself arrives as an
@@ -208,21 +211,15 @@ impl Server {
         }
     }
 
-    fn finished(&self) -> Option<Exit> {
-        match self.phase {
-            Phase::Running => None,
-            Phase::Draining if self.clients.is_empty() => {
-                report::stopped();
-                Some(Exit::Graceful)
-            }
-            Phase::Draining => None,
-            Phase::Forced => Some(Exit::Forced),
-        }
+    /// Whether the shutdown is complete: every client told, flushed (or given up on after the
+    /// grace period) and reported.
+    fn finished(&self) -> bool {
+        self.phase == Phase::Draining && self.clients.is_empty()
     }
 
     /// Zero while clients wait to be read again, else until the next timer (or forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || !self.pending_listeners.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -235,21 +232,26 @@ impl Server {
             SIGNALS => self.drain_signals(),
             Token(t) if t >= CLIENT_BASE => {
                 let key = t - CLIENT_BASE;
+                // Read first: if the write then fails, what the client sent is already heard.
+                // A client waiting in `pending` is read there, within its budget for the turn.
+                let pending = self.clients.get(key).is_some_and(|conn| conn.flags.pending);
+                if (event.is_readable() || event.is_read_closed() || event.is_error()) && !pending {
+                    self.on_readable(key);
+                }
                 if event.is_writable() || event.is_write_closed() {
                     self.on_writable(key);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.on_readable(key);
                 }
             }
             Token(t) => self.accept(t - LISTENER_BASE),
         }
     }
 
-    /// Accepts until the listener would block. When accept fails for want of descriptors, no new
-    /// readiness edge would come for the connections already queued, so a timer retries instead.
+    /// Accepts until the listener would block, or up to `ACCEPT_BUDGET` connections a turn (a
+    /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
+    /// When accept fails for want of descriptors, no new readiness edge comes for the connections
+    /// already queued, so a timer retries instead.
     fn accept(&mut self, index: usize) {
-        loop {
+        for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = self.listeners.get(index) else {
                 return; // Closed at shutdown; a late event.
             };
@@ -267,11 +269,11 @@ impl Server {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    // Typically EMFILE or ENFILE. Warn once per episode; retry on the timer only,
-                    // since no new readiness edge comes for connections already queued.
-                    if !self.accept_paused {
-                        self.accept_paused = true;
+                    // Typically EMFILE or ENFILE. Warn once per episode.
+                    if !mem::replace(&mut self.accept_paused, true) {
                         report::accept_failed(&e);
+                    }
+                    if !mem::replace(&mut self.accept_retry_armed, true) {
                         self.timers
                             .arm(Instant::now() + ACCEPT_RETRY, Due::AcceptRetry);
                     }
@@ -279,12 +281,17 @@ impl Server {
                 }
             }
         }
+        if !self.pending_listeners.contains(&index) {
+            self.pending_listeners.push(index);
+        }
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: Peer) {
         if self.clients.len() >= self.max_clients {
-            let _ = stream.write(b"server full\n");
+            let _ = stream.write(SERVER_FULL);
             let _ = stream.shutdown(Shutdown::Write);
+            // Closing with unread input would send a reset, which can destroy the line.
+            let _ = stream.read(&mut self.read_buf);
             report::refused(peer, "server full");
             return;
         }
@@ -378,13 +385,27 @@ impl Server {
     fn on_writable(&mut self, key: usize) {
         if let Some(conn) = self.clients.get_mut(key) {
             if conn.flush().is_err() {
-                conn.abort(Reason::Reset);
+                self.on_write_error(key);
+            } else {
+                mark_dirty(&mut self.dirty, key, conn);
             }
+        }
+    }
+
+    /// A write failed (typically the client is gone): what it sent before is still in the socket
+    /// and is heard first, so its lines are reported and an EOF makes the reason `closed`.
+    fn on_write_error(&mut self, key: usize) {
+        self.on_readable(key);
+        if let Some(conn) = self.clients.get_mut(key) {
+            conn.abort(Reason::Reset);
             mark_dirty(&mut self.dirty, key, conn);
         }
     }
 
     fn resume_pending(&mut self) {
+        for index in mem::take(&mut self.pending_listeners) {
+            self.accept(index);
+        }
         for (key, id) in mem::take(&mut self.pending) {
             if let Some(conn) = slot(&mut self.clients, key, id) {
                 conn.flags.pending = false;
@@ -413,12 +434,10 @@ impl Server {
                     }
                 }
                 Due::AcceptRetry => {
+                    // Still failing, `accept` arms the next retry itself.
+                    self.accept_retry_armed = false;
                     for index in 0..self.listeners.len() {
                         self.accept(index);
-                    }
-                    // Still failing: `accept` kept the flag set; try again later.
-                    if self.accept_paused && !self.listeners.is_empty() {
-                        self.timers.arm(now + ACCEPT_RETRY, Due::AcceptRetry);
                     }
                 }
             }
@@ -528,7 +547,9 @@ impl Server {
         };
         conn.flags.dirty = false;
         if conn.flush().is_err() {
-            conn.abort(Reason::Reset);
+            // Marks it dirty again: reaped in the next round.
+            self.on_write_error(key);
+            return;
         }
         if conn.state != State::Open && conn.is_flushed() {
             self.reap(key);
@@ -569,6 +590,17 @@ impl Server {
         let _ = self.poll.registry().deregister(conn.stream());
         let reason = conn.reason().unwrap_or(Reason::Closed);
         report::disconnect(conn.peer, conn.id, reason, self.clients.len());
+        // Timers are dropped lazily, when they fire; with a long --idle-timeout and many short
+        // visits the dead ones could pile up, so sweep them once they outnumber the living.
+        if self.timers.len() > 2 * self.clients.len() + TIMER_SWEEP_SLACK {
+            let clients = &self.clients;
+            self.timers.retain(|due| match due {
+                Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => {
+                    clients.get(key).is_some_and(|conn| conn.id == id)
+                }
+                Due::Shutdown | Due::AcceptRetry => true,
+            });
+        }
         let name = Rc::clone(&conn.name);
         conn.finish(&mut self.read_buf);
         if self.heard.room.is_some() && self.phase == Phase::Running {
@@ -588,6 +620,10 @@ impl Server {
                 continue;
             };
             let name = Rc::clone(&sender.name);
+            // A client on its way out may still be heard, but its commands are moot.
+            if sender.state != State::Open && !matches!(what, Said::Text(_)) {
+                continue;
+            }
             match what {
                 Said::Text(text) => self.relay(Some(key), room::message(&name, &text)),
                 Said::Nick(new) => self.rename(key, &new),
@@ -610,14 +646,20 @@ impl Server {
     /// Queues `line` for every open client but `except`. A client whose queue overflows is
     /// dropped `slow` (and announced when reaped); nobody else waits for it.
     fn relay(&mut self, except: Option<usize>, line: Rc<[u8]>) {
+        let mut failed = Vec::new();
         for (key, conn) in &mut self.clients {
             if Some(key) == except || conn.state != State::Open {
                 continue;
             }
-            if conn.queue(Rc::clone(&line)).is_err() {
-                conn.abort(Reason::Slow);
+            match conn.queue(Rc::clone(&line)) {
+                Ok(()) => {}
+                Err(QueueError::Overflow) => conn.abort(Reason::Slow),
+                Err(QueueError::Failed) => failed.push(key),
             }
             mark_dirty(&mut self.dirty, key, conn);
+        }
+        for key in failed {
+            self.on_write_error(key);
         }
     }
 
@@ -672,24 +714,10 @@ impl Server {
 
     fn execute(&mut self, command: Command) {
         match command {
-            Command::To { id, text } => match self.find(id) {
-                Some(key) => {
-                    if let Some(peer) = self.send(key, queue::line(text.as_bytes())) {
-                        report::console_sent(id, peer);
-                    }
-                }
-                None => report::console_no_client(id),
-            },
+            Command::To { id, text } => self.send_text(id, &text, report::console_sent),
             Command::Reply(text) => match self.heard.last_speaker {
                 None => report::console_nobody_spoke(),
-                Some(id) => match self.find(id) {
-                    Some(key) => {
-                        if let Some(peer) = self.send(key, queue::line(text.as_bytes())) {
-                            report::console_replied(id, peer);
-                        }
-                    }
-                    None => report::console_no_client(id),
-                },
+                Some(id) => self.send_text(id, &text, report::console_replied),
             },
             Command::All(text) => {
                 // Encoded once, shared by every queue.
@@ -720,6 +748,8 @@ impl Server {
             }
             Command::Kick(id) => match self.find(id) {
                 Some(key) => {
+                    // What it sent before the kick is heard, not dropped with the socket.
+                    self.on_readable(key);
                     if let Some(conn) = self.clients.get_mut(key) {
                         let _ = conn.queue_line(KICKED);
                         conn.close(Reason::Kicked);
@@ -733,28 +763,46 @@ impl Server {
         }
     }
 
+    /// The operator's line for client `id`, confirmed with `confirm`; the operator is told if the
+    /// client is not there or could not take it.
+    fn send_text(&mut self, id: ConnId, text: &str, confirm: fn(ConnId, Peer)) {
+        let Some(key) = self.find(id) else {
+            return report::console_no_client(id);
+        };
+        match self.send(key, queue::line(text.as_bytes())) {
+            Some(peer) => confirm(id, peer),
+            None => report::console_not_sent(id),
+        }
+    }
+
     /// Queues one line (shared, ending in `\n`) for client `key`; a client whose queue overflows is dropped `slow`.
     /// Returns the client's address if the line was queued.
     fn send(&mut self, key: usize, line: Rc<[u8]>) -> Option<Peer> {
         let conn = self.clients.get_mut(key)?;
-        let queued = conn.queue(line).is_ok();
-        if !queued {
-            conn.abort(Reason::Slow);
+        let peer = conn.peer;
+        match conn.queue(line) {
+            Ok(()) => {
+                mark_dirty(&mut self.dirty, key, conn);
+                Some(peer)
+            }
+            Err(QueueError::Overflow) => {
+                conn.abort(Reason::Slow);
+                mark_dirty(&mut self.dirty, key, conn);
+                None
+            }
+            Err(QueueError::Failed) => {
+                self.on_write_error(key);
+                None
+            }
         }
-        mark_dirty(&mut self.dirty, key, conn);
-        queued.then_some(conn.peer)
     }
 
     fn drain_signals(&mut self) {
         let signals: Vec<i32> = self.signals.pending().collect();
         for signal in signals {
-            match (signal, self.phase) {
-                (SIGINT, Phase::Draining) => {
-                    report::shutdown_forced();
-                    self.phase = Phase::Forced;
-                }
-                (SIGINT, _) => self.begin_shutdown("SIGINT"),
-                (SIGTERM, _) => self.begin_shutdown("SIGTERM"),
+            match signal {
+                SIGINT => self.begin_shutdown("SIGINT"),
+                SIGTERM => self.begin_shutdown("SIGTERM"),
                 _ => {}
             }
         }
@@ -767,13 +815,22 @@ impl Server {
             return;
         }
         report::shutting_down(cause);
+        // From now on a SIGINT ends the process in the signal handler itself, even if the loop is
+        // stuck (say, on a terminal paused with Ctrl-S).
+        self.interrupt_exits.store(true, Ordering::SeqCst);
+        self.pending_listeners.clear();
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        for (key, conn) in &mut self.clients {
-            let _ = conn.queue_line(SHUTTING_DOWN);
-            conn.close(Reason::Shutdown);
-            mark_dirty(&mut self.dirty, key, conn);
+        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            // What a client sent before the shutdown is heard, not dropped with the socket.
+            self.on_readable(key);
+            if let Some(conn) = self.clients.get_mut(key) {
+                let _ = conn.queue_line(SHUTTING_DOWN);
+                conn.close(Reason::Shutdown);
+                mark_dirty(&mut self.dirty, key, conn);
+            }
         }
         self.phase = Phase::Draining;
         self.timers.arm(Instant::now() + GRACE, Due::Shutdown);
@@ -840,6 +897,25 @@ fn mark_dirty(dirty: &mut Vec<(usize, ConnId)>, key: usize, conn: &mut Connectio
     }
 }
 
+/// Makes SIGINT end the process at once, with exit code 130 (as a shell reports a process ended
+/// by SIGINT) and one line on stderr, whenever `armed` is set. It runs in the signal handler, so
+/// it works even when the loop is stuck.
+fn exit_on_interrupt_when(armed: Arc<AtomicBool>) -> io::Result<()> {
+    let action = move || {
+        if armed.load(Ordering::SeqCst) {
+            const LINE: &[u8] = b"chatd: second interrupt: exiting now\n";
+            // SAFETY: write(2) and _exit(2) are async-signal-safe; LINE is a static buffer.
+            unsafe {
+                libc::write(2, LINE.as_ptr().cast(), LINE.len());
+                libc::_exit(130);
+            }
+        }
+    };
+    // SAFETY: the action only loads an atomic, writes to stderr and exits, all of which are
+    // allowed in a signal handler; it allocates nothing and takes no lock.
+    unsafe { signal_hook::low_level::register(SIGINT, action) }.map(|_| ())
+}
+
 /// A non-blocking listener with our backlog (mio's own `bind` listens with 128, which a burst of
 /// connects overflows) and SO_REUSEADDR, so a restart need not wait out TIME_WAIT.
 fn listen(addr: SocketAddr, backlog: u32, only_v6: bool) -> io::Result<TcpListener> {
@@ -870,9 +946,14 @@ const READ_BUFFER: usize = 64 * 1024;
 const EVENTS_PER_TURN: usize = 1024;
 /// How long a closing client's output may take to drain, at shutdown and otherwise.
 const GRACE: Duration = Duration::from_secs(2);
+/// Timers beyond twice the clients that are tolerated before dead ones are swept.
+const TIMER_SWEEP_SLACK: usize = 1024;
+/// Connections accepted from one listener per turn.
+const ACCEPT_BUDGET: usize = 256;
 /// How soon to try `accept` again after it failed (typically out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+const SERVER_FULL: &[u8] = b"server full\n";
 const GOODBYE: &[u8] = b"goodbye";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";

@@ -42,6 +42,19 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Keeps only the timers `keep` says are still wanted.
+    pub fn retain(&mut self, mut keep: impl FnMut(Due) -> bool) {
+        self.heap.retain(|Reverse((_, due))| keep(*due));
+    }
+
     /// Removes and returns the earliest timer if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.heap.peek() {
