@@ -123,11 +123,13 @@ Console (type on stdin):
   <text>                          reply to the client that spoke last (//text sends /text)
   /list, /kick <id>, /quit, /help
 Reports (stdout, and --log-file):
+  listening on <addr>
   connect <peer> #<id> (<n> online)
   message <peer> #<id>: <text>
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow or timeout
-SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once.";
+  refused <peer> (server full)
+SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once (code 130).";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
