@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 
 use crate::framing::{Line, LineDecoder};
 use crate::queue::{self, OutQueue, Overflow};
-use crate::report::{self, Peer};
+use crate::report::Peer;
 
 /// A client's number for the server's whole life: slab keys and tokens come back, ids never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,12 +68,12 @@ pub enum State {
 }
 
 /// Why a line could not be queued.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum QueueError {
     /// The client does not read: its queue would pass `--max-queue`. The caller drops it `slow`.
     Overflow,
     /// Writing what was queued failed: the socket is broken.
-    Failed,
+    Failed(io::Error),
 }
 
 /// How a read ended.
@@ -131,6 +131,7 @@ impl Connection {
         stream: TcpStream,
         id: ConnId,
         peer: Peer,
+        label: Rc<str>,
         max_line: usize,
         max_queue: usize,
     ) -> Self {
@@ -139,7 +140,7 @@ impl Connection {
             stream,
             id,
             peer,
-            label: report::label(peer, id).into(),
+            label,
             name: id.to_string().into(),
             state: State::Open,
             connected_at: now,
@@ -204,7 +205,8 @@ impl Connection {
         });
     }
 
-    /// Forgets the unfinished line: the client has left, and what it sent after leaving is not heard.
+    /// Forgets the unfinished line: the client has left, and what it sent after leaving is not
+    /// heard.
     pub fn discard_partial(&mut self) {
         self.decoder.discard_partial();
     }
@@ -222,8 +224,8 @@ impl Connection {
         }
         // Before calling the client slow, try the write: the socket may take what is queued now
         // (a burst can fill the queue within one turn, before `before_sleep` has written any).
-        if !self.out.fits(line.len(), self.max_queue) && self.flush().is_err() {
-            return Err(QueueError::Failed);
+        if !self.out.fits(line.len(), self.max_queue) {
+            self.flush().map_err(QueueError::Failed)?;
         }
         self.out
             .push(line, self.max_queue)
@@ -252,6 +254,11 @@ impl Connection {
     /// Closes at once and forgets what is queued: for a client that cannot be written to.
     pub fn abort(&mut self, reason: Reason) {
         self.close(reason);
+        self.drop_output();
+    }
+
+    /// Forgets what is queued (a closing client that did not take its last lines in time).
+    pub fn drop_output(&mut self) {
         self.out.clear();
     }
 

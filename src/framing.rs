@@ -1,12 +1,13 @@
 //! Bytes in, lines out: the chat protocol's framing.
 //!
 //! A message is a line ending in `\n`; a `\r` just before the `\n` is dropped, and empty lines are
-//! messages too. A line longer than `max_line` keeps its first `max_line` bytes and counts the rest,
-//! which are thrown away up to the newline, so a client can never make us hold more than `max_line`
-//! bytes of an unfinished line (the idea of tokio-util's `LinesCodec::new_with_max_length`).
+//! messages too. A line longer than `max_line` keeps its first `max_line` bytes and counts the
+//! rest, which are thrown away up to the newline, so a client can never make us hold more than
+//! `max_line` bytes of an unfinished line (the idea of tokio-util's
+//! `LinesCodec::new_with_max_length`).
 //!
-//! This module is pure: no I/O, no clock, no logging. The caller says when an unfinished line is due
-//! (line timeout, EOF, close) by calling [`LineDecoder::take_partial`].
+//! This module is pure: no I/O, no clock, no logging. The caller says when an unfinished line is
+//! due (line timeout, EOF, close) by calling [`LineDecoder::take_partial`].
 
 /// One framed message, borrowed from the bytes that carried it or from the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,8 @@ impl LineDecoder {
             } else {
                 self.append(head);
                 if self.ends_in_cr {
-                    // The `\r` is the line's last byte: either the last one kept or the last dropped.
+                    // The `\r` is the line's last byte: either the last one kept or the last
+                    // dropped.
                     if self.dropped > 0 {
                         self.dropped -= 1;
                     } else {
@@ -77,8 +79,8 @@ impl LineDecoder {
         self.append(rest);
     }
 
-    /// Hands out the unfinished line, if there is one, as a message of its own (a `\r` at its end is
-    /// kept: no newline followed it).
+    /// Hands out the unfinished line, if there is one, as a message of its own (a `\r` at its end
+    /// is kept: no newline followed it).
     pub fn take_partial(&mut self, on_line: impl FnOnce(Line<'_>)) {
         if !self.is_empty() {
             on_line(Line {

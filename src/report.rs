@@ -1,14 +1,14 @@
 //! Everything the operator reads: logger setup, the report lines and the console's replies.
 //!
 //! Every line goes through `log` so that reports and console replies come out whole and in one
-//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped here, before it
-//! reaches the logger, so no client can put a control character on the operator's screen.
+//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped here, before
+//! it reaches the logger, so no client can put a control character on the operator's screen.
 //!
 //! Deliberately not here: deciding who gets what or when a client is closed (that is `server.rs`).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,8 +25,8 @@ use crate::logfile::{self, LogFile};
 use crate::logger::TurnLogger;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
-/// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn). With
-/// `log_file`, that file is appended to by a `TurnLogger` too.
+/// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
+/// With `log_file`, that file is appended to by a `TurnLogger` too.
 pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<()> {
     let file = match log_file {
         Some(path) => Some(LogFile::open(path).map_err(|e| {
@@ -110,10 +110,15 @@ pub fn message(label: &str, text: &[u8], dropped: usize) {
         line.push_str(": ");
         escape_into(line, text);
         if dropped > 0 {
-            let _ = write!(line, "... [+{dropped} bytes]");
+            line.push_str(&cut_marker(dropped));
         }
         info!("{line}");
     });
+}
+
+/// What follows a message cut at `--max-line`: `... [+N bytes]`.
+pub fn cut_marker(dropped: usize) -> String {
+    format!("... [+{dropped} bytes]")
 }
 
 thread_local! {
@@ -313,7 +318,7 @@ const HELP: &[&str] = &[
     "commands:",
     "  /to <id> <text>   send <text> to client #<id> (also: @<id> <text>)",
     "  /all <text>       send <text> to every client",
-    "  <text>            reply to the client that spoke last (//text sends a line that starts with /)",
+    "  <text>            reply to the client that spoke last (//text sends /text)",
     "  /list             list clients: id, address, time connected, messages in and out",
     "  /kick <id>        disconnect client #<id>",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",

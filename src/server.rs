@@ -60,7 +60,7 @@ impl std::error::Error for BindError {}
 enum Phase {
     Running,
     /// Shutting down: no listeners; clients flush their last line until they are gone or until
-    /// the `Due::Shutdown` timer closes whatever is left.
+    /// their `Due::Linger` grace runs out.
     Draining,
 }
 
@@ -73,7 +73,8 @@ pub struct Server {
     /// The id the next client gets; ids are never reused.
     next_id: u64,
     waker: Arc<Waker>,
-    /// Lines from the stdin thread; `None` once the console has closed, so it is never polled again.
+    /// Lines from the stdin thread; `None` once the console has closed, so it is never polled
+    /// again.
     console: Option<Receiver<ConsoleInput>>,
     signals: Signals,
     timers: Timers,
@@ -315,7 +316,8 @@ impl Server {
         }
         let id = ConnId(self.next_id);
         self.next_id += 1;
-        let mut conn = Connection::new(stream, id, peer, self.max_line, self.max_queue);
+        let label = report::label(peer, id).into();
+        let mut conn = Connection::new(stream, id, peer, label, self.max_line, self.max_queue);
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = conn.queue(Rc::clone(&self.greeting));
         if let Some(who) = who {
@@ -363,11 +365,7 @@ impl Server {
             ReadStatus::Eof => {
                 // The unfinished line is a message now: the lab's client sends a bare `exit` and
                 // closes at once.
-                let mut exit = false;
-                conn.take_partial(|line| exit = on_line(&label, key, id, line, &mut self.heard));
-                if exit {
-                    leave(conn);
-                }
+                hear_partial(conn, key, &mut self.heard);
                 conn.close(Reason::Closed);
             }
             ReadStatus::Failed(_) => conn.abort(Reason::Reset),
@@ -384,19 +382,25 @@ impl Server {
 
     fn on_writable(&mut self, key: usize) {
         if let Some(conn) = self.clients.get_mut(key) {
-            if conn.flush().is_err() {
-                self.on_write_error(key);
-            } else {
-                mark_dirty(&mut self.dirty, key, conn);
+            match conn.flush() {
+                Ok(()) => mark_dirty(&mut self.dirty, key, conn),
+                Err(error) => self.on_write_error(key, &error),
             }
         }
     }
 
     /// A write failed (typically the client is gone): what it sent before is still in the socket
     /// and is heard first, so its lines are reported and an EOF makes the reason `closed`.
-    fn on_write_error(&mut self, key: usize) {
+    fn on_write_error(&mut self, key: usize, error: &io::Error) {
         self.on_readable(key);
         if let Some(conn) = self.clients.get_mut(key) {
+            // The write took the reset's error, which leaves the read only an EOF to see: it was a
+            // reset all the same. (A reset after the client's own FIN shows as EPIPE: `closed`.)
+            if error.kind() == io::ErrorKind::ConnectionReset
+                && conn.reason() == Some(Reason::Closed)
+            {
+                conn.state = State::Closing(Reason::Reset);
+            }
             conn.abort(Reason::Reset);
             mark_dirty(&mut self.dirty, key, conn);
         }
@@ -423,13 +427,7 @@ impl Server {
                 Due::Linger(key, id) => {
                     if let Some(conn) = slot(&mut self.clients, key, id) {
                         // It had its grace period to take its last lines and did not.
-                        conn.abort(Reason::Reset);
-                        mark_dirty(&mut self.dirty, key, conn);
-                    }
-                }
-                Due::Shutdown => {
-                    for (key, conn) in &mut self.clients {
-                        conn.abort(Reason::Shutdown);
+                        conn.drop_output();
                         mark_dirty(&mut self.dirty, key, conn);
                     }
                 }
@@ -475,11 +473,7 @@ impl Server {
                 .arm(conn.last_input + self.line_timeout, Due::Line(key, id));
             return;
         }
-        let label = Rc::clone(&conn.label);
-        let mut exit = false;
-        conn.take_partial(|line| exit = on_line(&label, key, id, line, &mut self.heard));
-        if exit {
-            leave(conn);
+        if hear_partial(conn, key, &mut self.heard) {
             mark_dirty(&mut self.dirty, key, conn);
         }
         self.hear_room();
@@ -546,9 +540,9 @@ impl Server {
             return;
         };
         conn.flags.dirty = false;
-        if conn.flush().is_err() {
+        if let Err(error) = conn.flush() {
             // Marks it dirty again: reaped in the next round.
-            self.on_write_error(key);
+            self.on_write_error(key, &error);
             return;
         }
         if conn.state != State::Open && conn.is_flushed() {
@@ -576,12 +570,8 @@ impl Server {
 
     /// Removes a closing client: its unfinished line is reported, then its disconnect.
     fn reap(&mut self, key: usize) {
-        let heard = &mut self.heard;
         if let Some(conn) = self.clients.get_mut(key) {
-            let (label, id) = (Rc::clone(&conn.label), conn.id);
-            conn.take_partial(|line| {
-                on_line(&label, key, id, line, heard);
-            });
+            hear_partial(conn, key, &mut self.heard);
         }
         self.hear_room();
         let Some(mut conn) = self.clients.try_remove(key) else {
@@ -598,7 +588,7 @@ impl Server {
                 Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => {
                     clients.get(key).is_some_and(|conn| conn.id == id)
                 }
-                Due::Shutdown | Due::AcceptRetry => true,
+                Due::AcceptRetry => true,
             });
         }
         let name = Rc::clone(&conn.name);
@@ -654,12 +644,12 @@ impl Server {
             match conn.queue(Rc::clone(&line)) {
                 Ok(()) => {}
                 Err(QueueError::Overflow) => conn.abort(Reason::Slow),
-                Err(QueueError::Failed) => failed.push(key),
+                Err(QueueError::Failed(error)) => failed.push((key, error)),
             }
             mark_dirty(&mut self.dirty, key, conn);
         }
-        for key in failed {
-            self.on_write_error(key);
+        for (key, error) in failed {
+            self.on_write_error(key, &error);
         }
     }
 
@@ -775,8 +765,8 @@ impl Server {
         }
     }
 
-    /// Queues one line (shared, ending in `\n`) for client `key`; a client whose queue overflows is dropped `slow`.
-    /// Returns the client's address if the line was queued.
+    /// Queues one line (shared, ending in `\n`) for client `key`; a client whose queue overflows is
+    /// dropped `slow`. Returns the client's address if the line was queued.
     fn send(&mut self, key: usize, line: Rc<[u8]>) -> Option<Peer> {
         let conn = self.clients.get_mut(key)?;
         let peer = conn.peer;
@@ -790,8 +780,8 @@ impl Server {
                 mark_dirty(&mut self.dirty, key, conn);
                 None
             }
-            Err(QueueError::Failed) => {
-                self.on_write_error(key);
+            Err(QueueError::Failed(error)) => {
+                self.on_write_error(key, &error);
                 None
             }
         }
@@ -808,8 +798,8 @@ impl Server {
         }
     }
 
-    /// Stops accepting, tells every client, and gives their queues `GRACE` to drain. Every trigger
-    /// (`/quit`, SIGINT, SIGTERM) comes here, and only the first one counts.
+    /// Stops accepting, hears and tells every client, and gives their queues `GRACE` to drain.
+    /// Every trigger (`/quit`, SIGINT, SIGTERM) comes here, and only the first one counts.
     fn begin_shutdown(&mut self, cause: &str) {
         if self.phase != Phase::Running {
             return;
@@ -832,8 +822,8 @@ impl Server {
                 mark_dirty(&mut self.dirty, key, conn);
             }
         }
+        // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
         self.phase = Phase::Draining;
-        self.timers.arm(Instant::now() + GRACE, Due::Shutdown);
     }
 
     /// The slot of the open client with this id. A scan, which is fine at typing speed.
@@ -869,9 +859,22 @@ fn on_line(label: &str, key: usize, id: ConnId, line: Line<'_>, heard: &mut Hear
         let mut said = room::parse(line.text);
         if let (Said::Text(text), 1..) = (&mut said, line.dropped) {
             // The room reads what the operator reads, the cut included.
-            text.extend_from_slice(format!("... [+{} bytes]", line.dropped).as_bytes());
+            text.extend_from_slice(report::cut_marker(line.dropped).as_bytes());
         }
         room.push((key, id, said));
+    }
+    exit
+}
+
+/// Hears the client's unfinished line as a message of its own, if it has one (at EOF, after the
+/// line timeout, when it is reaped). Returns whether it was `exit`, which the client has then left
+/// by.
+fn hear_partial(conn: &mut Connection, key: usize, heard: &mut Heard) -> bool {
+    let (label, id) = (Rc::clone(&conn.label), conn.id);
+    let mut exit = false;
+    conn.take_partial(|line| exit = on_line(&label, key, id, line, heard));
+    if exit {
+        leave(conn);
     }
     exit
 }

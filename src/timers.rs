@@ -19,10 +19,8 @@ pub enum Due {
     Line(usize, ConnId),
     /// The client may have been silent for `--idle-timeout`.
     Idle(usize, ConnId),
-    /// The closing client's last lines have had their grace period.
+    /// The closing client's last lines have had their grace period (at shutdown too).
     Linger(usize, ConnId),
-    /// The shutdown's grace period is over.
-    Shutdown,
     /// Time to try `accept` again after it failed.
     AcceptRetry,
 }
@@ -75,7 +73,7 @@ mod tests {
         let now = Instant::now();
         let ms = |ms| now + Duration::from_millis(ms);
         let mut timers = Timers::default();
-        timers.arm(ms(30), Due::Shutdown);
+        timers.arm(ms(30), Due::AcceptRetry);
         timers.arm(ms(10), Due::Line(1, ConnId(1)));
         timers.arm(ms(20), Due::Idle(2, ConnId(2)));
         assert_eq!(timers.next_deadline(), Some(ms(10)));
