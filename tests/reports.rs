@@ -37,18 +37,13 @@ fn log_file_gets_every_report_appended() {
 /// A log file that cannot be opened stops the server at start with one clear line.
 #[test]
 fn unopenable_log_file_is_one_clear_line() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-file",
-            "/nonexistent-dir/chatd.log",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run chatd");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = common::run_to_failure(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--log-file",
+        "/nonexistent-dir/chatd.log",
+    ]);
+    assert_eq!(code, Some(1));
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
     assert!(
         stderr.contains("cannot open log file /nonexistent-dir/chatd.log"),

@@ -269,6 +269,20 @@ impl Drop for Chatd {
     }
 }
 
+/// Runs `chatd` with `args` and stdin at end of file, expecting it to stop at once: its exit code
+/// and its stderr.
+#[track_caller]
+pub fn run_to_failure(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chatd");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "chatd panicked: {stderr}");
+    (output.status.code(), stderr)
+}
+
 /// `args` with `--listen 127.0.0.1:0` in front, unless they name a listener themselves.
 pub fn with_listen<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut all = Vec::new();
