@@ -223,16 +223,7 @@ fn bare_exit_then_half_close_is_an_exit() {
         .expect("half-close");
     assert_eq!(client.read_line(), "goodbye");
     assert_eq!(client.read_to_end(), "");
-    let lines = chatd.collect_until(&format!("disconnect {peer} #1"));
-    assert_eq!(
-        message_texts(&lines, &peer, 1),
-        ["exit"],
-        "reports: {lines:#?}"
-    );
-    assert_eq!(
-        report_body(lines.last().expect("a disconnect line")),
-        format!("disconnect {peer} #1 exit (0 online)")
-    );
+    expect_left_by_exit(&mut chatd, &peer, &["exit"]);
 }
 
 /// A bare `exit` followed at once by a full close is still `exit`, though the goodbye cannot be
@@ -244,16 +235,7 @@ fn bare_exit_then_close_is_an_exit() {
     let peer = client.peer();
     client.send(b"exit");
     drop(client);
-    let lines = chatd.collect_until(&format!("disconnect {peer} #1"));
-    assert_eq!(
-        message_texts(&lines, &peer, 1),
-        ["exit"],
-        "reports: {lines:#?}"
-    );
-    assert_eq!(
-        report_body(lines.last().expect("a disconnect line")),
-        format!("disconnect {peer} #1 exit (0 online)")
-    );
+    expect_left_by_exit(&mut chatd, &peer, &["exit"]);
 }
 
 /// Lines that follow `exit` in the same write, and an unfinished line after them, are not heard:
@@ -265,16 +247,7 @@ fn lines_after_exit_in_the_same_write_are_not_reported() {
     let peer = client.peer();
     client.send(b"before\nexit\nafter\nlate");
     assert_eq!(client.read_line(), "goodbye");
-    let lines = chatd.collect_until(&format!("disconnect {peer} #1"));
-    assert_eq!(
-        message_texts(&lines, &peer, 1),
-        ["before", "exit"],
-        "reports: {lines:#?}"
-    );
-    assert_eq!(
-        report_body(lines.last().expect("a disconnect line")),
-        format!("disconnect {peer} #1 exit (0 online)")
-    );
+    expect_left_by_exit(&mut chatd, &peer, &["before", "exit"]);
 }
 
 /// The same when the client closes its side right after: what followed `exit` is still not heard,
@@ -290,12 +263,15 @@ fn lines_after_exit_before_a_half_close_are_not_reported() {
         .shutdown(Shutdown::Write)
         .expect("half-close");
     assert_eq!(client.read_line(), "goodbye");
+    expect_left_by_exit(&mut chatd, &peer, &["exit"]);
+}
+
+/// Waits for client #1's disconnect and checks that its messages up to it were exactly `texts`,
+/// and that it left by `exit`.
+#[track_caller]
+fn expect_left_by_exit(chatd: &mut Chatd, peer: &str, texts: &[&str]) {
     let lines = chatd.collect_until(&format!("disconnect {peer} #1"));
-    assert_eq!(
-        message_texts(&lines, &peer, 1),
-        ["exit"],
-        "reports: {lines:#?}"
-    );
+    assert_eq!(message_texts(&lines, peer, 1), texts, "reports: {lines:#?}");
     assert_eq!(
         report_body(lines.last().expect("a disconnect line")),
         format!("disconnect {peer} #1 exit (0 online)")
