@@ -32,6 +32,23 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// One `poll`, with an interrupted wait counted as an empty one; false (and the error noted)
+    /// when polling itself failed.
+    pub fn poll(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        timeout: Option<Duration>,
+    ) -> bool {
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                self.add("poll", e);
+                false
+            }
+            _ => true,
+        }
+    }
+
     pub fn add(&mut self, what: &str, error: impl Display) {
         self.count += 1;
         if self.first.is_none() {
@@ -243,10 +260,7 @@ fn run_senders(
         } else {
             STOP_CHECK
         };
-        if let Err(e) = poll.poll(&mut events, Some(wait))
-            && e.kind() != ErrorKind::Interrupted
-        {
-            report.problems.add("poll", e);
+        if !report.problems.poll(&mut poll, &mut events, Some(wait)) {
             break;
         }
         for event in &events {
@@ -459,10 +473,7 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
         } else {
             NCAT_OUTPUT_CHECK
         };
-        if let Err(e) = poll.poll(&mut events, Some(wait))
-            && e.kind() != ErrorKind::Interrupted
-        {
-            report.problems.add("poll", e);
+        if !report.problems.poll(&mut poll, &mut events, Some(wait)) {
             report.end = HoldEnd::ServerGone("poll failed".into());
             break;
         }
@@ -796,10 +807,10 @@ fn run_audience(
             ready_sent = true;
             let _ = progress.send(Stage::Ready);
         }
-        if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
-            && e.kind() != ErrorKind::Interrupted
+        if !report
+            .problems
+            .poll(&mut poll, &mut events, Some(STOP_CHECK))
         {
-            report.problems.add("poll", e);
             break;
         }
         for event in &events {

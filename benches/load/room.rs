@@ -278,10 +278,10 @@ impl Room {
                     break;
                 }
             }
-            if let Err(e) = room.poll.poll(&mut room.events, Some(STOP_CHECK))
-                && e.kind() != ErrorKind::Interrupted
+            if !room
+                .problems
+                .poll(&mut room.poll, &mut room.events, Some(STOP_CHECK))
             {
-                room.problems.add("poll", e);
                 report.end = End::ServerGone("poll failed".into());
                 break;
             }
@@ -823,10 +823,10 @@ impl Room {
                     break;
                 }
             }
-            if let Err(e) = self.poll.poll(&mut self.events, Some(STOP_CHECK))
-                && e.kind() != ErrorKind::Interrupted
+            if !self
+                .problems
+                .poll(&mut self.poll, &mut self.events, Some(STOP_CHECK))
             {
-                self.problems.add("poll", e);
                 report.end = End::ServerGone("poll failed".into());
                 break;
             }
