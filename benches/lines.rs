@@ -4,9 +4,8 @@
 //! `cargo bench --bench lines`. The logger is the real `TurnLogger` with nowhere to write, so what
 //! is measured is the formatting, not a disk.
 
-use chatd::framing::{Line, LineDecoder};
-use chatd::logger::TurnLogger;
-use chatd::report;
+use chatd::TurnLogger;
+use chatd::{Line, LineDecoder};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use log::LevelFilter;
 
@@ -28,9 +27,9 @@ fn per_line_path(c: &mut Criterion) {
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(LevelFilter::Info);
     }
-    let label = report::label(
-        report::Peer(([127, 0, 0, 1], 40000).into()),
-        chatd::connection::ConnId(7),
+    let label = chatd::label(
+        chatd::Peer(([127, 0, 0, 1], 40000).into()),
+        chatd::ConnId(7),
     );
     let inputs = [
         ("ascii", lines_of("hello, world ")),
@@ -44,7 +43,7 @@ fn per_line_path(c: &mut Criterion) {
             let mut decoder = LineDecoder::new(65536);
             b.iter(|| {
                 decoder.feed(bytes, |line: Line<'_>| {
-                    report::message(&label, line.text, line.dropped)
+                    chatd::report_message(&label, line.text, line.dropped)
                 });
                 log::logger().flush();
             });

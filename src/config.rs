@@ -71,14 +71,6 @@ impl Config {
         Duration::from_millis(self.line_timeout)
     }
 
-    pub fn greeting(&self) -> &str {
-        match (&self.greeting, self.relay) {
-            (Some(text), _) => text,
-            (None, false) => DEFAULT_GREETING,
-            (None, true) => DEFAULT_ROOM_GREETING,
-        }
-    }
-
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout.map(Duration::from_secs)
     }
@@ -129,15 +121,12 @@ Reports (stdout, and --log-file):
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow or timeout
   refused <peer> (server full)
-SIGINT, SIGTERM and /quit shut down gracefully; a second SIGINT exits at once (code 130).";
+SIGINT, SIGTERM and /quit shut down gracefully; once a shutdown has begun, SIGINT exits at
+once (code 130).";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
-const DEFAULT_ROOM_GREETING: &str =
-    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
-const DEFAULT_GREETING: &str =
-    "welcome to chatd: type a line to talk to the operator, exit to leave";
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
 /// file, and room to accept and refuse one more client politely.
 const RESERVED_FILES: u64 = 32;

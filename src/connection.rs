@@ -1,11 +1,12 @@
 //! One peer: its socket, its id, its framing state, its output queue and its state.
 //!
 //! A `Connection` reads within a budget, queues lines, flushes what the socket takes and closes,
-//! and returns outcomes. Deliberately not here: the slab, other clients, timers or reporting; the
-//! server decides what an outcome means and what the operator reads.
+//! and returns outcomes. A failed write is kept as a state (`is_broken`) rather than handled on
+//! the spot: the loop resolves it once per turn, so that writing to one client never leads to
+//! reading another. Deliberately not here: the slab, other clients, timers or reporting; the
+//! registry and the chat decide what an outcome means and what the operator reads.
 
-use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
@@ -14,66 +15,38 @@ use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::framing::{Line, LineDecoder};
+use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{self, OutQueue, Overflow};
-use crate::report::Peer;
 
-/// A client's number for the server's whole life: slab keys and tokens come back, ids never do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
+/// What a connection needs of its socket. A trait so that the chat's tests can run clients on an
+/// in-memory stream; the server uses mio's `TcpStream`.
+pub trait Stream: Read + Write {
+    /// Sends a FIN after what was written.
+    fn shutdown_write(&self) -> io::Result<()>;
 }
 
-/// Why a client left; `Display` gives the word in its `disconnect` report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// The client sent `exit`.
-    Exit,
-    /// The client closed its side (EOF).
-    Closed,
-    /// The connection was reset or failed.
-    Reset,
-    /// The operator used `/kick`.
-    Kicked,
-    /// The server shut down.
-    Shutdown,
-    /// The client did not read, and its output queue passed `--max-queue`.
-    Slow,
-    /// The client sent nothing for `--idle-timeout`.
-    Timeout,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Reason::Exit => "exit",
-            Reason::Closed => "closed",
-            Reason::Reset => "reset",
-            Reason::Kicked => "kicked",
-            Reason::Shutdown => "shutdown",
-            Reason::Slow => "slow",
-            Reason::Timeout => "timeout",
-        })
+impl Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+enum State {
     Open,
     /// No more reading; what is queued is flushed, then the server reaps the client.
     Closing(Reason),
 }
 
-/// Why a line could not be queued.
-#[derive(Debug)]
-pub enum QueueError {
-    /// The client does not read: its queue would pass `--max-queue`. The caller drops it `slow`.
+/// Why a line was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// The client is closing: it gets nothing more.
+    Leaving,
+    /// The client does not read: its queue would pass `--max-queue`.
     Overflow,
-    /// Writing what was queued failed: the socket is broken.
-    Failed(io::Error),
+    /// A write to the client failed: its socket is broken.
+    Broken,
 }
 
 /// How a read ended.
@@ -85,52 +58,41 @@ pub enum ReadStatus {
     BudgetSpent,
     /// The client closed its side.
     Eof,
-    Failed(io::Error),
+    /// The read failed (typically a reset).
+    Failed,
 }
 
-pub struct Connection {
-    stream: TcpStream,
-    pub id: ConnId,
-    pub peer: Peer,
+pub struct Connection<S = TcpStream> {
+    stream: S,
+    id: ConnId,
+    peer: Peer,
     /// `PEER #ID`, as its message reports name it; shared with the callers that report them.
-    pub label: Rc<str>,
+    label: Rc<str>,
     /// How the relay room calls it: `#ID` until it picks a nickname.
-    pub name: Rc<str>,
-    pub state: State,
-    pub connected_at: Instant,
+    name: Rc<str>,
+    state: State,
+    connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
-    pub last_input: Instant,
-    pub lines_in: u64,
-    pub lines_out: u64,
+    last_input: Instant,
+    lines_in: u64,
+    lines_out: u64,
     decoder: LineDecoder,
     /// Lines queued for the client; holds no memory when empty.
     out: OutQueue,
     /// The cap on the queue's unsent bytes.
     max_queue: usize,
+    /// Set by the first failed write: nothing more is written, and the loop, once per turn, hears
+    /// what the client sent and then closes it (see `settle_broken`).
+    write_error: Option<io::ErrorKind>,
     /// The interest the socket is registered with, so the server reregisters only on a change.
-    pub registered: Interest,
-    /// Bookkeeping flags of the server's lists, so that a client is in each list at most once.
-    pub flags: Flags,
+    registered: Interest,
 }
 
-/// Which of the server's per-turn lists and timers a connection is in.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Flags {
-    /// In `pending`: it stopped at its read budget.
-    pub pending: bool,
-    /// In `dirty`: it has output to flush or is closing.
-    pub dirty: bool,
-    /// A line timer is armed for it.
-    pub line_timer: bool,
-    /// It is closing and its grace timer is armed.
-    pub linger_timer: bool,
-}
-
-impl Connection {
+impl<S: Stream> Connection<S> {
+    /// A new open client; `label` is how its reports name it.
     pub fn new(
-        stream: TcpStream,
-        id: ConnId,
-        peer: Peer,
+        stream: S,
+        (id, peer): (ConnId, Peer),
         label: Rc<str>,
         max_line: usize,
         max_queue: usize,
@@ -150,13 +112,60 @@ impl Connection {
             decoder: LineDecoder::new(max_line),
             out: OutQueue::default(),
             max_queue,
+            write_error: None,
             registered: Interest::READABLE,
-            flags: Flags::default(),
         }
     }
 
-    pub fn stream(&mut self) -> &mut TcpStream {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    pub fn label(&self) -> &Rc<str> {
+        &self.label
+    }
+
+    pub fn name(&self) -> &Rc<str> {
+        &self.name
+    }
+
+    /// Takes a new name in the room and gives back the old one.
+    pub fn rename(&mut self, name: Rc<str>) -> Rc<str> {
+        std::mem::replace(&mut self.name, name)
+    }
+
+    pub fn connected_at(&self) -> Instant {
+        self.connected_at
+    }
+
+    pub fn last_input(&self) -> Instant {
+        self.last_input
+    }
+
+    /// Messages heard from it and lines queued for it.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.lines_in, self.lines_out)
+    }
+
+    pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
+    }
+
+    /// Whether it is still being read and served (not closing).
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Why it is closing, if it is.
+    pub fn reason(&self) -> Option<Reason> {
+        match self.state {
+            State::Open => None,
+            State::Closing(reason) => Some(reason),
+        }
     }
 
     /// Reads until the socket would block, the client closes or `budget` bytes have come in, using
@@ -186,7 +195,7 @@ impl Connection {
                 // Would block "errors" are the OS's way of saying: nothing more for now.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return ReadStatus::Failed(e),
+                Err(_) => return ReadStatus::Failed,
             }
         }
     }
@@ -211,32 +220,63 @@ impl Connection {
         self.decoder.discard_partial();
     }
 
-    /// Queues `text` and a newline. Nothing is queued for a closing client.
-    pub fn queue_line(&mut self, text: &[u8]) -> Result<(), QueueError> {
+    /// Queues `text` and a newline.
+    pub fn queue_line(&mut self, text: &[u8]) -> Result<(), NotQueued> {
         self.queue(queue::line(text))
     }
 
-    /// Queues a line (ending in `\n`) that may be shared with other clients. Nothing is queued for
-    /// a closing client.
-    pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), QueueError> {
+    /// Queues a line (ending in `\n`) that may be shared with other clients.
+    pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), NotQueued> {
+        if self.write_error.is_some() {
+            return Err(NotQueued::Broken);
+        }
         if self.state != State::Open {
-            return Ok(());
+            return Err(NotQueued::Leaving);
         }
         // Before calling the client slow, try the write: the socket may take what is queued now
         // (a burst can fill the queue within one turn, before `before_sleep` has written any).
         if !self.out.fits(line.len(), self.max_queue) {
-            self.flush().map_err(QueueError::Failed)?;
+            self.flush();
+            if self.write_error.is_some() {
+                return Err(NotQueued::Broken);
+            }
         }
         self.out
             .push(line, self.max_queue)
-            .map_err(|Overflow| QueueError::Overflow)?;
+            .map_err(|Overflow| NotQueued::Overflow)?;
         self.lines_out += 1;
         Ok(())
     }
 
-    /// Writes queued lines until the socket would block or the queue is empty.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.write_to(&mut self.stream)
+    /// Writes queued lines until the socket would block or the queue is empty. A failure is kept,
+    /// not returned: see `is_broken`.
+    pub fn flush(&mut self) {
+        if self.write_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.out.write_to(&mut self.stream) {
+            self.write_error = Some(e.kind());
+            self.out.clear();
+        }
+    }
+
+    /// Whether a write failed and the failure is not settled yet. Such a client is written to no
+    /// more; the loop hears it out and then closes it with `settle_broken`.
+    pub fn is_broken(&self) -> bool {
+        self.write_error.is_some()
+    }
+
+    /// Closes a client whose write failed, once what it sent has been heard: `reset`, or `closed`
+    /// if the read saw its FIN and the write saw a broken pipe, not a reset. A reset that the write
+    /// took leaves the read only an EOF to see; it was a reset all the same.
+    pub fn settle_broken(&mut self) {
+        let Some(kind) = self.write_error.take() else {
+            return;
+        };
+        if kind == io::ErrorKind::ConnectionReset && self.state == State::Closing(Reason::Closed) {
+            self.state = State::Closing(Reason::Reset);
+        }
+        self.abort(Reason::Reset);
     }
 
     /// Whether everything queued has been written.
@@ -262,20 +302,18 @@ impl Connection {
         self.out.clear();
     }
 
-    pub fn reason(&self) -> Option<Reason> {
-        match self.state {
-            State::Open => None,
-            State::Closing(reason) => Some(reason),
-        }
-    }
-
-    /// The interest the socket needs now: always readable, writable while output waits.
-    pub fn interest(&self) -> Interest {
-        if self.is_flushed() {
+    /// The interest the socket needs now, if it differs from what it is registered with; the
+    /// caller reregisters. Always readable, writable while output waits.
+    pub fn interest_change(&mut self) -> Option<Interest> {
+        let wanted = if self.is_flushed() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
-        }
+        };
+        (wanted != self.registered).then(|| {
+            self.registered = wanted;
+            wanted
+        })
     }
 
     /// Ends the TCP session politely: a FIN after the queued bytes, and whatever the client still
@@ -286,7 +324,7 @@ impl Connection {
         if self.state == State::Closing(Reason::Closed) {
             return;
         }
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.stream.shutdown_write();
         for _ in 0..FINISH_READS {
             match self.stream.read(buf) {
                 Ok(n) if n > 0 => continue,

@@ -5,7 +5,7 @@
 //! stdout belongs to the loop thread. `parse` is pure: a line in, a [`Command`] or a
 //! [`ParseError`] out.
 //!
-//! Deliberately not here: sockets, the clients, or what a command does (that is `server.rs`).
+//! Deliberately not here: sockets, the clients, or what a command does (that is `chat.rs`).
 
 use std::fmt;
 use std::io::{self, BufRead, Read};
@@ -15,7 +15,7 @@ use std::thread;
 
 use mio::Waker;
 
-use crate::connection::ConnId;
+use crate::ids::ConnId;
 
 /// What the stdin thread hands to the loop.
 #[derive(Debug)]

@@ -4,17 +4,24 @@
 //! reported as one whole line, and the operator answers any client, or all, from stdin.
 //!
 //! # Layout
-//! - `config`: the command line → [`Config`].
-//! - `server`: the loop: tokens, dispatch, accept, pending reads, timers, `before_sleep`, shutdown.
-//! - `connection`: one peer: socket, id, framing state, output queue, state.
-//! - `queue`: a client's output queue of shared lines, capped in bytes.
-//! - `framing`: bytes → lines (pure).
-//! - `console`: the stdin thread, and `parse` for what the operator types (pure).
-//! - `room`: the `--relay` room: client commands and the lines clients read.
-//! - `report`: every line the operator reads, escaping, logger setup.
-//! - `logger`: the headless logger: each report formatted once, written once per turn.
-//! - `logfile`: the `--log-file` writer, which survives the file going away.
+//! Each module imports only those above it in this list, so the graph has no cycle:
+//! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
+//! - `escape`: client bytes made safe for a terminal (leaf, pure).
+//! - `framing`: bytes → lines (leaf, pure).
+//! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
+//! - `logfile`: the `--log-file` writer, which survives the file going away.
+//! - `logger`: the headless logger: each report formatted once, written once per turn.
+//! - `console`: the stdin thread, and `parse` for what the operator types (pure).
+//! - `report`: every line the operator reads, and the logger setup.
+//! - `room`: the `--relay` room's lines and client commands (pure).
+//! - `connection`: one peer's I/O: socket, framing state, output queue, state.
+//! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
+//! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
+//! - `config`: the command line → [`Config`].
+//! - `server`: the loop: poll, tokens, accept, reads, timers, `before_sleep`, signals, shutdown.
+//!
+//! docs/design.md describes the shape of a turn and what each module may not do.
 
 // Nothing a client, the console or the environment sends may panic the server.
 #![cfg_attr(
@@ -27,18 +34,30 @@
         clippy::unimplemented
     )
 )]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod config;
-pub mod connection;
-pub mod console;
-pub mod framing;
-pub mod logfile;
-pub mod logger;
-pub mod queue;
-pub mod report;
-pub mod room;
-pub mod server;
-pub mod timers;
+mod chat;
+mod clients;
+mod config;
+mod connection;
+mod console;
+mod escape;
+mod framing;
+mod ids;
+mod logfile;
+mod logger;
+mod queue;
+mod report;
+mod room;
+mod server;
+mod timers;
 
+// What the binary, the tests, the benchmarks and the fuzz targets use.
 pub use config::Config;
+pub use console::parse as parse_console_line;
+pub use escape::escape;
+pub use framing::{Line, LineDecoder};
+pub use ids::{ConnId, Peer};
+pub use logger::TurnLogger;
+pub use report::{flush as flush_reports, init_logging, label, message as report_message};
 pub use server::Server;

@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use chatd::{Config, Server, report};
+use chatd::{Config, Server};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(e) = report::init_logging(config.log_level, config.log_file.as_deref()) {
+    if let Err(e) = chatd::init_logging(config.log_level, config.log_file.as_deref()) {
         eprintln!("chatd: {e}");
         return ExitCode::FAILURE;
     }
@@ -25,6 +25,6 @@ fn main() -> ExitCode {
             }
         },
     };
-    report::flush();
+    chatd::flush_reports();
     code
 }

@@ -1,12 +1,12 @@
 //! Everything the operator reads: logger setup, the report lines and the console's replies.
 //!
 //! Every line goes through `log` so that reports and console replies come out whole and in one
-//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped here, before
-//! it reaches the logger, so no client can put a control character on the operator's screen.
+//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped (`escape.rs`)
+//! before it reaches the logger, so no client can put a control character on the operator's screen.
+//! docs/design.md says how a report travels from here to the terminal, a pipe and the log file.
 //!
-//! Deliberately not here: deciding who gets what or when a client is closed (that is `server.rs`).
+//! Deliberately not here: deciding who gets what or when a client is closed (that is `chat.rs`).
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, IsTerminal};
@@ -14,19 +14,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use log::{LevelFilter, info, warn};
-use simplelog::{
-    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode,
-};
+use log::{Level, LevelFilter, Log, Metadata, Record, info, warn};
+use simplelog::{ColorChoice, ConfigBuilder, SharedLogger, TermLogger, TerminalMode};
 
-use crate::connection::{ConnId, Reason};
 use crate::console::ParseError;
+use crate::escape::{escape_into, push_cut_marker};
+use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::TurnLogger;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
 /// With `log_file`, that file is appended to by a `TurnLogger` too.
+///
+/// `level` filters every line but the ones a script needs to find the server (`listening on`),
+/// which are shown at any level but `off`.
 pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<()> {
     let file = match log_file {
         Some(path) => Some(LogFile::open(path).map_err(|e| {
@@ -37,25 +39,64 @@ pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<(
         })?),
         None => None,
     };
+    // The sinks pass everything the gate lets through: the gate alone applies `level`.
+    let sink_level = if level == LevelFilter::Off {
+        LevelFilter::Off
+    } else {
+        level.max(LevelFilter::Info)
+    };
     let terminal = io::stdout().is_terminal();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
+    let mut sinks: Vec<Box<dyn SharedLogger>> = Vec::new();
     if terminal {
         let mut config = ConfigBuilder::new();
         // Local time is read once here, while the process has one thread (the `time` crate
         // refuses later); if it cannot be had, reports carry UTC.
         let _ = config.set_time_offset_to_local();
-        loggers.push(TermLogger::new(
-            level,
+        sinks.push(TermLogger::new(
+            sink_level,
             config.build(),
             TerminalMode::Stdout,
             ColorChoice::Auto,
         ));
     }
     if !terminal || file.is_some() {
-        loggers.push(Box::new(TurnLogger::new(level, !terminal, file)));
+        sinks.push(Box::new(TurnLogger::new(sink_level, !terminal, file)));
     }
-    CombinedLogger::init(loggers).map_err(io::Error::other)
+    log::set_boxed_logger(Box::new(Gate { level, sinks })).map_err(io::Error::other)?;
+    log::set_max_level(sink_level);
+    Ok(())
 }
+
+/// The installed logger: applies `--log-level`, lets the lines marked `ALWAYS` through at any
+/// level but `off`, and hands each record to every sink.
+struct Gate {
+    level: LevelFilter,
+    sinks: Vec<Box<dyn SharedLogger>>,
+}
+
+impl Log for Gate {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+            || (metadata.target() == ALWAYS && self.level != LevelFilter::Off)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.enabled(record.metadata()) {
+            for sink in &self.sinks {
+                sink.log(record);
+            }
+        }
+    }
+
+    fn flush(&self) {
+        for sink in &self.sinks {
+            sink.flush();
+        }
+    }
+}
+
+/// The target of the lines shown at any `--log-level` but `off`.
+const ALWAYS: &str = "chatd::always";
 
 /// Writes out whatever reports are buffered. The loop calls it once per turn and on every exit.
 pub fn flush() {
@@ -66,29 +107,13 @@ pub fn flush() {
     }
 }
 
-/// A client's address as the operator reads it: an IPv4 client that reached an IPv6 listener is
-/// shown as plain IPv4, not `[::ffff:a.b.c.d]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-                Some(v4) => write!(f, "{v4}:{}", v6.port()),
-                None => write!(f, "{v6}"),
-            },
-            SocketAddr::V4(v4) => write!(f, "{v4}"),
-        }
-    }
-}
-
+/// Shown at any level but `off`: scripts read it to find the port.
 pub fn listening(addr: SocketAddr) {
-    info!("listening on {addr}");
+    log::log!(target: ALWAYS, Level::Info, "listening on {addr}");
 }
 
 pub fn max_clients(max: usize) {
-    info!("accepting at most {max} clients");
+    info!("accepting at most {}", Count(max, "client"));
 }
 
 pub fn connect(peer: Peer, id: ConnId, online: usize) {
@@ -110,15 +135,10 @@ pub fn message(label: &str, text: &[u8], dropped: usize) {
         line.push_str(": ");
         escape_into(line, text);
         if dropped > 0 {
-            line.push_str(&cut_marker(dropped));
+            push_cut_marker(line, dropped);
         }
         info!("{line}");
     });
-}
-
-/// What follows a message cut at `--max-line`: `... [+N bytes]`.
-pub fn cut_marker(dropped: usize) -> String {
-    format!("... [+{dropped} bytes]")
 }
 
 thread_local! {
@@ -164,7 +184,7 @@ pub fn console_replied(id: ConnId, peer: Peer) {
 }
 
 pub fn console_sent_all(count: usize) {
-    info!("sent to all ({count} clients)");
+    info!("sent to all ({})", Count(count, "client"));
 }
 
 pub fn console_error(error: &ParseError) {
@@ -175,8 +195,14 @@ pub fn console_too_long(limit: u64) {
     warn!("console: line longer than {limit} bytes ignored");
 }
 
-pub fn console_not_sent(id: ConnId) {
+/// The client could not take the operator's line: it stopped reading and is dropped `slow`.
+pub fn console_not_sent_slow(id: ConnId) {
     warn!("console: {id} could not take the line and is dropped (slow)");
+}
+
+/// Writing to the client failed: its connection is gone, and its disconnect follows.
+pub fn console_not_sent_broken(id: ConnId) {
+    warn!("console: {id} could not take the line: its connection failed");
 }
 
 pub fn console_no_client(id: ConnId) {
@@ -191,11 +217,24 @@ pub fn console_list_header(online: usize) {
     info!("{online} online");
 }
 
-pub fn console_list_entry(id: ConnId, peer: Peer, age: Duration, lines_in: u64, lines_out: u64) {
-    info!(
-        "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
-        Age(age)
-    );
+/// One `/list` line; `leaving` is the reason of a client that is closing and not yet gone.
+pub fn console_list_entry(
+    id: ConnId,
+    peer: Peer,
+    age: Duration,
+    (lines_in, lines_out): (u64, u64),
+    leaving: Option<Reason>,
+) {
+    match leaving {
+        None => info!(
+            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
+            Age(age)
+        ),
+        Some(reason) => info!(
+            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out, leaving ({reason})",
+            Age(age)
+        ),
+    }
 }
 
 pub fn console_help() {
@@ -212,90 +251,14 @@ pub fn stopped() {
     info!("stopped");
 }
 
-/// Makes client bytes safe for a terminal and a log line. Valid UTF-8 is kept as it is, except that
-/// control characters other than tab (C0, DEL, C1), the bidi embeddings, overrides and isolates
-/// (U+202A-U+202E, U+2066-U+2069) and the Unicode line and paragraph separators become `\xNN` or
-/// `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
-/// sequence, so a client can neither move the cursor nor forge a report line.
-pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
-    if let Some(text) = plain(bytes) {
-        return Cow::Borrowed(text);
+/// `1 client`, `2 clients`.
+struct Count(usize, &'static str);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Count(n, noun) = *self;
+        write!(f, "{n} {noun}{}", if n == 1 { "" } else { "s" })
     }
-    let mut out = String::with_capacity(bytes.len() + 16);
-    escape_into(&mut out, bytes);
-    Cow::Owned(out)
-}
-
-/// Appends `bytes`, escaped as [`escape`] says, to `out`.
-pub fn escape_into(out: &mut String, bytes: &[u8]) {
-    if let Some(text) = plain(bytes) {
-        out.push_str(text);
-        return;
-    }
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if !is_unsafe(c) {
-                out.push(c);
-            } else if let Ok(byte) = u8::try_from(c) {
-                push_hex_byte(out, byte);
-            } else {
-                out.push_str("\\u{");
-                let code = c as u32;
-                let digits = (32 - code.leading_zeros()).div_ceil(4);
-                for shift in (0..digits).rev() {
-                    out.push(char::from(HEX[(code >> (4 * shift) & 0xf) as usize]));
-                }
-                out.push('}');
-            }
-        }
-        for &byte in chunk.invalid() {
-            push_hex_byte(out, byte);
-        }
-    }
-}
-
-/// Appends `\xNN`.
-fn push_hex_byte(out: &mut String, byte: u8) {
-    out.push_str("\\x");
-    out.push(char::from(HEX[usize::from(byte >> 4)]));
-    out.push(char::from(HEX[usize::from(byte & 0xf)]));
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// `bytes` as text if they need no escaping: printable ASCII and tabs (the common case, checked
-/// eight bytes at a time), or valid UTF-8 without a character to escape.
-fn plain(bytes: &[u8]) -> Option<&str> {
-    if is_printable_ascii(bytes) {
-        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
-        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
-    }
-    let text = std::str::from_utf8(bytes).ok()?;
-    (!text.chars().any(is_unsafe)).then_some(text)
-}
-
-/// Whether every byte is in `0x20..=0x7e` or a tab. A word at a time: the classic bit tricks flag
-/// a word holding a byte below 0x20 or above 0x7e, and only such a word is looked at byte by byte
-/// (it may just hold a tab).
-fn is_printable_ascii(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
-    let printable = |b: &u8| (0x20..0x7f).contains(b) || *b == b'\t';
-    let (words, rest) = bytes.as_chunks::<8>();
-    for word in words {
-        let w = u64::from_le_bytes(*word);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let above_tilde = (w.wrapping_add(ONES) | w) & HIGH;
-        if below_space | above_tilde != 0 && !word.iter().all(printable) {
-            return false;
-        }
-    }
-    rest.iter().all(printable)
-}
-
-fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 /// A connection's age as `1h02m03s`, `2m03s` or `3s`.
@@ -330,85 +293,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_plain_and_unicode_text_borrowed() {
-        for text in [
-            "hello, world",
-            "tab\there",
-            "你好，世界",
-            "emoji 🎉 and accents: café",
-            "",
-        ] {
-            assert!(matches!(escape(text.as_bytes()), Cow::Borrowed(t) if t == text));
-        }
-    }
-
-    #[test]
-    fn escapes_control_characters() {
-        assert_eq!(escape(b"\x1b[2J\x1b[H"), "\\x1b[2J\\x1b[H");
-        assert_eq!(escape(b"a\rb\nc\0d\x7f"), "a\\x0db\\x0ac\\x00d\\x7f");
-        assert_eq!(escape("c1:\u{85}\u{9b}".as_bytes()), "c1:\\x85\\x9b");
-    }
-
-    #[test]
-    fn escapes_bidi_controls_and_line_separators() {
-        assert_eq!(escape("abc\u{202e}def".as_bytes()), "abc\\u{202e}def");
-        assert_eq!(
-            escape("\u{2066}x\u{2069}".as_bytes()),
-            "\\u{2066}x\\u{2069}"
-        );
-        assert_eq!(escape("a\u{2028}b".as_bytes()), "a\\u{2028}b");
-    }
-
-    #[test]
-    fn escapes_invalid_utf8_bytes() {
-        assert_eq!(escape(b"ok\xff\xfe"), "ok\\xff\\xfe");
-        // Overlong encoding of '/' and a lone continuation byte.
-        assert_eq!(escape(b"\xc0\xaf\x80"), "\\xc0\\xaf\\x80");
-        // A truncated multi-byte sequence next to a valid one.
-        assert_eq!(
-            escape(
-                "é".as_bytes()
-                    .split_last()
-                    .map(|(_, head)| head)
-                    .unwrap_or_default()
-            ),
-            "\\xc3"
-        );
-    }
-
-    #[test]
-    fn printable_ascii_check_matches_the_plain_definition() {
-        let printable = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t';
-        for b in 0..=255u8 {
-            for at in 0..17 {
-                let mut bytes = vec![b'a'; 17];
-                bytes[at] = b;
-                assert_eq!(
-                    is_printable_ascii(&bytes),
-                    printable(b),
-                    "byte {b:#04x} at {at}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn escaped_text_has_no_control_characters_for_any_byte() {
-        for b in 0..=255u8 {
-            let bytes = [b'x', b, b'y'];
-            let text = escape(&bytes);
-            assert!(!text.chars().any(is_unsafe), "byte {b:#04x} gave {text:?}");
-        }
-    }
-
-    #[test]
-    fn shows_mapped_ipv4_peers_as_ipv4() {
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(Peer(mapped).to_string(), "127.0.0.1:4000");
-        let v6: SocketAddr = "[::1]:4000".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(Peer(v6).to_string(), "[::1]:4000");
+    fn counts_in_the_singular_and_plural() {
+        assert_eq!(Count(1, "client").to_string(), "1 client");
+        assert_eq!(Count(0, "client").to_string(), "0 clients");
+        assert_eq!(Count(2, "client").to_string(), "2 clients");
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! Relayed text is escaped exactly as the operator's reports are, so no client can put a control
 //! character on another client's terminal. Each line is built once, as a shareable `Rc<[u8]>`.
 //!
-//! Deliberately not here: who receives a line, or any socket (that is `server.rs`).
+//! Deliberately not here: who receives a line (that is `chat.rs`), or any socket.
 
 use std::rc::Rc;
 
+use crate::escape::escape_into;
 use crate::queue;
-use crate::report::escape_into;
 
 /// What a client's line means in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! A deadline queue: every timer the loop has, which also sets the poll timeout.
 //!
-//! Entries are never removed early: a timer that is no longer wanted is skipped when it fires,
-//! because its client is gone (the `ConnId` no longer matches its slot) or no longer needs it.
-//! That keeps arming O(log n) and avoids any scan of every client on every turn.
+//! A timer that is no longer wanted stays in the queue and is skipped when it fires, because its
+//! client is gone (the `ConnId` no longer matches its slot) or no longer needs it. That keeps
+//! arming O(log n) and avoids any scan of every client on every turn; the loop sweeps dead timers
+//! out with `retain` only when they come to outnumber the living clients.
 //!
 //! Deliberately not here: what a timer means; the server decides that when one fires.
 
@@ -10,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use crate::connection::ConnId;
+use crate::ids::ConnId;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,10 +43,6 @@ impl Timers {
 
     pub fn len(&self) -> usize {
         self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 
     /// Keeps only the timers `keep` says are still wanted.

@@ -2,9 +2,8 @@
 //! the same however a stream is split into reads, escaping never lets a control character through,
 //! and console parsing never panics.
 
-use chatd::console;
-use chatd::framing::{Line, LineDecoder};
-use chatd::report::escape;
+use chatd::escape;
+use chatd::{Line, LineDecoder};
 use proptest::prelude::*;
 
 /// Decodes `stream` read in pieces cut at `cuts`, then takes the partial line: every message as
@@ -85,12 +84,12 @@ proptest! {
     /// Console parsing never panics, whatever the operator types.
     #[test]
     fn console_parsing_never_panics(line in "(/|@|//)?[a-z0-9# @/\\PC]{0,40}") {
-        let _ = console::parse(&line);
+        let _ = chatd::parse_console_line(&line);
     }
 
     /// Console parsing of arbitrary Unicode never panics either.
     #[test]
     fn console_parsing_never_panics_on_any_string(line in any::<String>()) {
-        let _ = console::parse(&line);
+        let _ = chatd::parse_console_line(&line);
     }
 }

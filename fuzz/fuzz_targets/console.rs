@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);
-    let _ = chatd::console::parse(&line);
+    let _ = chatd::parse_console_line(&line);
 });

@@ -3,8 +3,8 @@
 
 #![no_main]
 
-use chatd::framing::{Line, LineDecoder};
-use chatd::report::escape;
+use chatd::{Line, LineDecoder};
+use chatd::escape;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,0 +1,274 @@
+//! The chat: what a client's line, an operator's command, a join and a leave cause, and every
+//! line the server itself says to clients.
+//!
+//! It works on the client registry and decides: who is reported, who gets which line, who is
+//! closed and why. It reads no socket and knows no poll, so its policy is tested here, in-process,
+//! on clients whose streams are buffers. With `--relay` the lines members send are acted on after
+//! each read (`act`), in the order they came; the room's own texts and parsing are in `room.rs`.
+//!
+//! Deliberately not here: reading, flushing, timers or the phases of a shutdown (that is the
+//! loop's, `server.rs`), and report formatting (`report.rs`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::clients::Clients;
+use crate::connection::{Connection, NotQueued, Stream};
+use crate::console::Command;
+use crate::escape::push_cut_marker;
+use crate::framing::Line;
+use crate::ids::{ConnId, Peer, Reason};
+use crate::queue;
+use crate::report;
+use crate::room::{self, Said};
+
+pub struct Chat {
+    /// The line every newcomer gets first, shared by every queue.
+    greeting: Rc<[u8]>,
+    /// With `--relay`: one room, where members hear each other.
+    relay: bool,
+    /// The client whose message was reported last: the target of a bare console line.
+    last_speaker: Option<ConnId>,
+    /// In the room: what members said since the chat last acted, as (slot, id, what), in order.
+    said: Vec<(usize, ConnId, Said)>,
+}
+
+impl Chat {
+    /// A chat that greets with `greeting`, or with the default welcome for its mode.
+    pub fn new(greeting: Option<&str>, relay: bool) -> Chat {
+        let greeting = match (greeting, relay) {
+            (Some(text), _) => text,
+            (None, false) => DEFAULT_GREETING,
+            (None, true) => DEFAULT_ROOM_GREETING,
+        };
+        Chat {
+            greeting: queue::line(greeting.as_bytes()),
+            relay,
+            last_speaker: None,
+            said: Vec::new(),
+        }
+    }
+
+    /// A client was seated in slot `key`: it is reported and greeted, and in the room it is told
+    /// who else is there and the others are told it joined.
+    pub fn join<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize) {
+        let Some(conn) = clients.get(key) else {
+            return;
+        };
+        report::connect(conn.peer(), conn.id(), clients.len());
+        let name = Rc::clone(conn.name());
+        // A greeting longer than --max-queue is not sent; the client is still served.
+        let _ = clients.send(key, Rc::clone(&self.greeting));
+        if self.relay {
+            let others = clients
+                .open_ones()
+                .filter(|&(other, _)| other != key)
+                .map(|(_, conn)| &**conn.name());
+            let who = room::who(others);
+            let _ = clients.send(key, who);
+            clients.send_all(Some(key), &room::joined(&name, clients.len()));
+        }
+    }
+
+    /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported,
+    /// its sender becomes the target of the operator's bare replies, and in the room anything but
+    /// `exit` is kept for `act`. Returns whether it was `exit`, which the caller ends the session
+    /// for with [`Chat::exit`]. This is the per-line hot path: no registry, no allocation outside
+    /// the room.
+    pub fn hear(&mut self, key: usize, id: ConnId, label: &str, line: Line<'_>) -> bool {
+        report::message(label, line.text, line.dropped);
+        self.last_speaker = Some(id);
+        let exit = line.text == b"exit" && line.dropped == 0;
+        if self.relay && !exit {
+            let mut said = room::parse(line.text);
+            if let (Said::Text(text), 1..) = (&mut said, line.dropped) {
+                // The room reads what the operator reads, the cut included.
+                let mut mark = String::new();
+                push_cut_marker(&mut mark, line.dropped);
+                text.extend_from_slice(mark.as_bytes());
+            }
+            self.said.push((key, id, said));
+        }
+        exit
+    }
+
+    /// Hears client `key`'s unfinished line as a message of its own, if it has one (at EOF, after
+    /// the line timeout, when it is reaped).
+    pub fn hear_partial<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
+        let (id, label) = (conn.id(), Rc::clone(conn.label()));
+        let mut exit = false;
+        conn.take_partial(|line| exit = self.hear(key, id, &label, line));
+        if exit {
+            Self::exit(conn);
+        }
+    }
+
+    /// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever
+    /// it sent after `exit` is not heard.
+    pub fn exit<S: Stream>(conn: &mut Connection<S>) {
+        conn.discard_partial();
+        let _ = conn.queue_line(GOODBYE);
+        conn.close(Reason::Exit);
+    }
+
+    /// In the room, acts on what was heard since the last call: relays text to everyone else, and
+    /// answers `/nick`, `/who` and unknown commands, in the order the lines came.
+    pub fn act<S: Stream>(&mut self, clients: &mut Clients<S>) {
+        if self.said.is_empty() {
+            return;
+        }
+        let mut said = std::mem::take(&mut self.said);
+        for (key, id, what) in said.drain(..) {
+            let Some(sender) = clients.slot(key, id) else {
+                continue;
+            };
+            // A client on its way out may still be heard, but its commands are moot.
+            if !sender.is_open() && !matches!(what, Said::Text(_)) {
+                continue;
+            }
+            let name = Rc::clone(sender.name());
+            match what {
+                Said::Text(text) => {
+                    clients.send_all(Some(key), &room::message(&name, &text));
+                }
+                Said::Nick(new) => self.rename(clients, key, &new),
+                Said::Who => {
+                    let line = room::who(clients.open_ones().map(|(_, conn)| &**conn.name()));
+                    let _ = clients.send(key, line);
+                }
+                Said::Unknown(line) => {
+                    let _ = clients.send(key, room::unknown_command(&line));
+                }
+            }
+        }
+        // Keep the list's memory for the next read.
+        if self.said.is_empty() {
+            self.said = said;
+        }
+    }
+
+    /// `/nick NAME` from client `key`: checked, reported, announced, confirmed.
+    fn rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, new: &[u8]) {
+        let new = match std::str::from_utf8(new) {
+            Ok(new) if room::valid_name(new.as_bytes()) => new,
+            _ => {
+                let _ = clients.send(key, room::bad_name());
+                return;
+            }
+        };
+        let taken = room::reserved(new)
+            || clients
+                .open_ones()
+                .any(|(other, conn)| other != key && conn.name().eq_ignore_ascii_case(new));
+        if taken {
+            let _ = clients.send(key, room::name_taken(new));
+            return;
+        }
+        let Some(conn) = clients.get_mut(key) else {
+            return;
+        };
+        let old = conn.rename(Rc::from(new));
+        report::renamed(conn.label(), &old, new);
+        clients.send_all(Some(key), &room::renamed(&old, new));
+        let _ = clients.send(key, room::you_are(new));
+    }
+
+    /// A client left and was taken out of the registry: its disconnect is reported, and while the
+    /// server runs, the room is told.
+    pub fn leave<S: Stream>(
+        &mut self,
+        clients: &mut Clients<S>,
+        (peer, id, name): (Peer, ConnId, &str),
+        reason: Reason,
+        running: bool,
+    ) {
+        report::disconnect(peer, id, reason, clients.len());
+        if self.relay && running {
+            clients.send_all(None, &room::left(name, reason));
+        }
+    }
+
+    /// What the operator typed, but `/quit` (the loop's) and the hearing out before `/kick` (also
+    /// the loop's: it reads the socket first).
+    pub fn command<S: Stream>(&mut self, clients: &mut Clients<S>, command: Command) {
+        match command {
+            Command::To { id, text } => Self::send_text(clients, id, &text, report::console_sent),
+            Command::Reply(text) => match self.last_speaker {
+                None => report::console_nobody_spoke(),
+                Some(id) => Self::send_text(clients, id, &text, report::console_replied),
+            },
+            Command::All(text) => {
+                // Encoded once, shared by every queue; in the room it is the server speaking.
+                let line = match self.relay {
+                    true => room::from_server(&text),
+                    false => queue::line(text.as_bytes()),
+                };
+                let sent = clients.send_all(None, &line);
+                report::console_sent_all(sent);
+            }
+            Command::List => {
+                let now = Instant::now();
+                report::console_list_header(clients.len());
+                for (_, conn) in clients.iter() {
+                    let age = now.saturating_duration_since(conn.connected_at());
+                    report::console_list_entry(
+                        conn.id(),
+                        conn.peer(),
+                        age,
+                        conn.counts(),
+                        conn.reason(),
+                    );
+                }
+            }
+            Command::Kick(id) => match clients.find(id) {
+                Some(key) => clients.close(key, Some(KICKED), Reason::Kicked),
+                None => report::console_no_client(id),
+            },
+            Command::Help => report::console_help(),
+            Command::Quit => {}
+        }
+    }
+
+    /// The operator's line for client `id`, confirmed with `confirm`; the operator is told if the
+    /// client is not there or could not take it.
+    fn send_text<S: Stream>(
+        clients: &mut Clients<S>,
+        id: ConnId,
+        text: &str,
+        confirm: fn(ConnId, Peer),
+    ) {
+        let Some(key) = clients.find(id) else {
+            return report::console_no_client(id);
+        };
+        match clients.send(key, queue::line(text.as_bytes())) {
+            Ok(peer) => confirm(id, peer),
+            Err(NotQueued::Overflow) => report::console_not_sent_slow(id),
+            Err(NotQueued::Broken) => report::console_not_sent_broken(id),
+            Err(NotQueued::Leaving) => report::console_no_client(id),
+        }
+    }
+
+    /// Client `key` has sent nothing for `--idle-timeout`: it is told and closed.
+    pub fn time_out<S: Stream>(clients: &mut Clients<S>, key: usize) {
+        clients.close(key, Some(IDLE), Reason::Timeout);
+    }
+
+    /// The server is shutting down: every client is told and closed.
+    pub fn shut_down<S: Stream>(clients: &mut Clients<S>) {
+        let keys: Vec<usize> = clients.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            clients.close(key, Some(SHUTTING_DOWN), Reason::Shutdown);
+        }
+    }
+}
+
+/// What a client past `--max-clients` reads before its connection closes.
+pub const SERVER_FULL: &[u8] = b"server full\n";
+const GOODBYE: &[u8] = b"goodbye";
+const KICKED: &[u8] = b"you were disconnected by the operator";
+const SHUTTING_DOWN: &[u8] = b"server shutting down";
+const IDLE: &[u8] = b"disconnected: idle for too long";
+const DEFAULT_GREETING: &str =
+    "welcome to chatd: type a line to talk to the operator, exit to leave";
+const DEFAULT_ROOM_GREETING: &str =
+    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";

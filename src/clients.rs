@@ -1,0 +1,296 @@
+//! The client registry: every connection, the never-reused ids, and the loop's per-client marks
+//! (pending reads, output to see to, failed writes, armed timers).
+//!
+//! One rule lives here for everyone: slab keys (and so tokens) are reused, ids never are. Anything
+//! kept across turns names a client by `(key, ConnId)`, and [`Clients::slot`] gives it back only
+//! while the slot still holds that client. Every send goes through here, so that a client with
+//! output, a slow one and a broken one are each put on the list the loop sees to, exactly once.
+//!
+//! Deliberately not here: the poll, timers, reading, or what a line means (that is `chat.rs`).
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use mio::net::TcpStream;
+use slab::Slab;
+
+use crate::connection::{Connection, NotQueued, Stream};
+use crate::ids::{ConnId, Peer, Reason};
+use crate::report;
+
+pub struct Clients<S = TcpStream> {
+    slab: Slab<Client<S>>,
+    /// The id the next client gets; ids are never reused.
+    next_id: u64,
+    lists: Lists,
+    max_line: usize,
+    max_queue: usize,
+}
+
+struct Client<S> {
+    conn: Connection<S>,
+    marks: Marks,
+}
+
+/// The loop's work lists. Each entry pairs the slot with the id, so that an entry for a client
+/// that left (its slot perhaps taken by a newcomer) is skipped.
+#[derive(Default)]
+struct Lists {
+    /// Clients with output to flush or that are closing: seen to at the end of the turn.
+    dirty: VecDeque<(usize, ConnId)>,
+    /// Clients that stopped at their read budget: read again next turn without waiting for an event
+    /// (readiness is edge-triggered, so none would come).
+    pending: Vec<(usize, ConnId)>,
+    /// Clients whose write failed: heard out and closed by the loop, once, later in the turn.
+    broken: VecDeque<(usize, ConnId)>,
+}
+
+impl Lists {
+    /// Puts a client on the list of clients to see to (once), and on the list of broken ones if
+    /// its write failed.
+    fn see_to<S: Stream>(&mut self, key: usize, client: &mut Client<S>) {
+        let Client { conn, marks } = client;
+        if !mem_set(&mut marks.dirty) {
+            self.dirty.push_back((key, conn.id()));
+        }
+        if conn.is_broken() && !mem_set(&mut marks.broken) {
+            self.broken.push_back((key, conn.id()));
+        }
+    }
+}
+
+/// Which of the loop's lists and timers a client is in, so that it is in each at most once.
+#[derive(Debug, Default)]
+pub struct Marks {
+    pending: bool,
+    dirty: bool,
+    broken: bool,
+    /// A line timer is armed for it.
+    pub line_timer: bool,
+    /// It is closing and its grace timer is armed.
+    pub linger_timer: bool,
+}
+
+impl<S: Stream> Clients<S> {
+    pub fn new(max_line: usize, max_queue: usize) -> Clients<S> {
+        Clients {
+            slab: Slab::new(),
+            next_id: 1,
+            lists: Lists::default(),
+            max_line,
+            max_queue,
+        }
+    }
+
+    /// The slot the next `open` fills, so that its socket can be registered first.
+    pub fn next_key(&self) -> usize {
+        self.slab.vacant_key()
+    }
+
+    /// Seats a new client and gives its slot and id.
+    pub fn open(&mut self, stream: S, peer: Peer) -> (usize, ConnId) {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let label = report::label(peer, id).into();
+        let conn = Connection::new(stream, (id, peer), label, self.max_line, self.max_queue);
+        let key = self.slab.insert(Client {
+            conn,
+            marks: Marks::default(),
+        });
+        (key, id)
+    }
+
+    /// Takes a client out for good (the loop reaps it at the end of a turn).
+    pub fn remove(&mut self, key: usize) -> Option<Connection<S>> {
+        self.slab.try_remove(key).map(|client| client.conn)
+    }
+
+    /// Every connection held, open or leaving: what "online" counts.
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    pub fn get(&self, key: usize) -> Option<&Connection<S>> {
+        self.slab.get(key).map(|client| &client.conn)
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Connection<S>> {
+        self.slab.get_mut(key).map(|client| &mut client.conn)
+    }
+
+    /// The client in slot `key`, if it is still the one with this `id` (slots are reused, ids
+    /// never).
+    pub fn slot(&mut self, key: usize, id: ConnId) -> Option<&mut Connection<S>> {
+        self.slab
+            .get_mut(key)
+            .map(|client| &mut client.conn)
+            .filter(|conn| conn.id() == id)
+    }
+
+    /// Whether slot `key` still holds the client with this `id`.
+    pub fn holds(&self, key: usize, id: ConnId) -> bool {
+        self.get(key).is_some_and(|conn| conn.id() == id)
+    }
+
+    /// The marks of the client in slot `key`, if it is still the one with this `id`.
+    pub fn marks(&mut self, key: usize, id: ConnId) -> Option<&mut Marks> {
+        self.slab
+            .get_mut(key)
+            .filter(|client| client.conn.id() == id)
+            .map(|client| &mut client.marks)
+    }
+
+    /// The slot of the open client with this id. A scan, which is fine at typing speed.
+    pub fn find(&self, id: ConnId) -> Option<usize> {
+        self.open_ones()
+            .find(|(_, conn)| conn.id() == id)
+            .map(|(key, _)| key)
+    }
+
+    /// Every connection held, with its slot, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Connection<S>)> {
+        self.slab.iter().map(|(key, client)| (key, &client.conn))
+    }
+
+    /// The clients that are not leaving.
+    pub fn open_ones(&self) -> impl Iterator<Item = (usize, &Connection<S>)> {
+        self.iter().filter(|(_, conn)| conn.is_open())
+    }
+
+    /// Queues one line (shared, ending in `\n`) for client `key` and gives its address if the line
+    /// was queued. A client whose queue would overflow is dropped `slow`; one whose write failed is
+    /// left for the loop to hear out and close.
+    pub fn send(&mut self, key: usize, line: Rc<[u8]>) -> Result<Peer, NotQueued> {
+        let Some(client) = self.slab.get_mut(key) else {
+            return Err(NotQueued::Leaving);
+        };
+        let result = deliver(client, line);
+        let peer = client.conn.peer();
+        self.lists.see_to(key, client);
+        result.map(|()| peer)
+    }
+
+    /// Queues `line` for every open client but `except`, and says how many took it.
+    pub fn send_all(&mut self, except: Option<usize>, line: &Rc<[u8]>) -> usize {
+        let mut sent = 0;
+        for (key, client) in &mut self.slab {
+            if Some(key) == except || !client.conn.is_open() {
+                continue;
+            }
+            if deliver(client, Rc::clone(line)).is_ok() {
+                sent += 1;
+            }
+            self.lists.see_to(key, client);
+        }
+        sent
+    }
+
+    /// Closes client `key` for `reason`, after `farewell` if it can still take a line.
+    pub fn close(&mut self, key: usize, farewell: Option<&[u8]>, reason: Reason) {
+        if let Some(conn) = self.get_mut(key) {
+            if let Some(text) = farewell {
+                let _ = conn.queue_line(text);
+            }
+            conn.close(reason);
+            self.see_to(key);
+        }
+    }
+
+    /// Writes what client `key` has queued and what the socket takes.
+    pub fn flush(&mut self, key: usize) {
+        if let Some(conn) = self.get_mut(key) {
+            conn.flush();
+            self.see_to(key);
+        }
+    }
+
+    /// Puts client `key` on the lists the loop sees to: output or closing, and broken.
+    pub fn see_to(&mut self, key: usize) {
+        if let Some(client) = self.slab.get_mut(key) {
+            self.lists.see_to(key, client);
+        }
+    }
+
+    /// The next client to see to at the end of the turn (flush, reap, interest).
+    pub fn next_dirty(&mut self) -> Option<usize> {
+        while let Some((key, id)) = self.lists.dirty.pop_front() {
+            if let Some(marks) = self.marks(key, id) {
+                marks.dirty = false;
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Closes client `key`, whose write failed and who has been heard out (see
+    /// `Connection::settle_broken`).
+    pub fn settle(&mut self, key: usize) {
+        if let Some(client) = self.slab.get_mut(key) {
+            client.conn.settle_broken();
+            client.marks.broken = false;
+            self.lists.see_to(key, client);
+        }
+    }
+
+    /// The next client whose write failed, to be heard out and then `settle`d.
+    pub fn next_broken(&mut self) -> Option<usize> {
+        while let Some((key, id)) = self.lists.broken.pop_front() {
+            if self.marks(key, id).is_some() {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Whether client `key` waits to be read again next turn.
+    pub fn is_pending(&self, key: usize) -> bool {
+        self.slab
+            .get(key)
+            .is_some_and(|client| client.marks.pending)
+    }
+
+    /// Remembers that client `key` stopped at its read budget.
+    pub fn pend(&mut self, key: usize) {
+        if let Some(Client { conn, marks }) = self.slab.get_mut(key)
+            && !mem_set(&mut marks.pending)
+        {
+            self.lists.pending.push((key, conn.id()));
+        }
+    }
+
+    /// Whether any client waits to be read again.
+    pub fn any_pending(&self) -> bool {
+        !self.lists.pending.is_empty()
+    }
+
+    /// The clients that stopped at their read budget, to be read again now.
+    pub fn take_pending(&mut self) -> Vec<usize> {
+        let pending = std::mem::take(&mut self.lists.pending);
+        pending
+            .into_iter()
+            .filter_map(|(key, id)| {
+                let marks = self.marks(key, id)?;
+                marks.pending = false;
+                Some(key)
+            })
+            .collect()
+    }
+}
+
+/// Queues `line` for one client; one whose queue would overflow is dropped `slow`.
+fn deliver<S: Stream>(client: &mut Client<S>, line: Rc<[u8]>) -> Result<(), NotQueued> {
+    let result = client.conn.queue(line);
+    if result == Err(NotQueued::Overflow) {
+        client.conn.abort(Reason::Slow);
+    }
+    result
+}
+
+/// Sets `flag` and says whether it was set already.
+fn mem_set(flag: &mut bool) -> bool {
+    std::mem::replace(flag, true)
+}
