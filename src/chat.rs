@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::clients::Clients;
-use crate::connection::{Connection, NotQueued, Stream};
+use crate::connection::{Connection, NotQueued, ReadStatus, Stream};
 use crate::console::Command;
 use crate::escape::push_cut_marker;
 use crate::framing::Line;
@@ -103,6 +103,38 @@ impl Chat {
         }
     }
 
+    /// A read of client `key` ended with `status`, after the client said `exit` if `exit`: it
+    /// leaves by `exit`; at EOF its unfinished line is a message now (the lab's client sends a
+    /// bare `exit` and closes at once) and it leaves `closed`; a failed read is a `reset`.
+    pub fn read_ended<S: Stream>(
+        &mut self,
+        key: usize,
+        conn: &mut Connection<S>,
+        status: &ReadStatus,
+        exit: bool,
+    ) {
+        if exit {
+            Self::exit(conn);
+        }
+        match status {
+            ReadStatus::Drained | ReadStatus::BudgetSpent => {}
+            ReadStatus::Eof => {
+                self.hear_partial(key, conn);
+                conn.close(Reason::Closed);
+            }
+            ReadStatus::Failed => conn.abort(Reason::Reset),
+        }
+    }
+
+    /// Client `key`'s unfinished line waited `--line-timeout` without more bytes: it is a message.
+    pub fn line_timed_out<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize) {
+        if let Some(conn) = clients.get_mut(key) {
+            self.hear_partial(key, conn);
+            clients.see_to(key);
+        }
+        self.act(clients);
+    }
+
     /// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever
     /// it sent after `exit` is not heard.
     pub fn exit<S: Stream>(conn: &mut Connection<S>) {
@@ -178,13 +210,13 @@ impl Chat {
     pub fn leave<S: Stream>(
         &mut self,
         clients: &mut Clients<S>,
-        (peer, id, name): (Peer, ConnId, &str),
-        reason: Reason,
+        gone: &Connection<S>,
         running: bool,
     ) {
-        report::disconnect(peer, id, reason, clients.len());
+        let reason = gone.reason().unwrap_or(Reason::Closed);
+        report::disconnect(gone.peer(), gone.id(), reason, clients.len());
         if self.relay && running {
-            clients.send_all(None, &room::left(name, reason));
+            clients.send_all(None, &room::left(gone.name(), reason));
         }
     }
 
@@ -255,8 +287,7 @@ impl Chat {
 
     /// The server is shutting down: every client is told and closed.
     pub fn shut_down<S: Stream>(clients: &mut Clients<S>) {
-        let keys: Vec<usize> = clients.iter().map(|(key, _)| key).collect();
-        for key in keys {
+        for key in clients.keys() {
             clients.close(key, Some(SHUTTING_DOWN), Reason::Shutdown);
         }
     }

@@ -1,6 +1,7 @@
 //! The client registry: every connection, the never-reused ids, and the loop's per-client marks
 //! (pending reads, output to see to, failed writes, armed timers).
 //!
+//! Client `k` is registered with the poll as `Token(CLIENT_BASE + k)` ([`token`], [`key_of`]).
 //! One rule lives here for everyone: slab keys (and so tokens) are reused, ids never are. Anything
 //! kept across turns names a client by `(key, ConnId)`, and [`Clients::slot`] gives it back only
 //! while the slot still holds that client. Every send goes through here, so that a client with
@@ -12,6 +13,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::connection::{Connection, NotQueued, Stream};
@@ -23,6 +25,8 @@ pub struct Clients<S = TcpStream> {
     /// The id the next client gets; ids are never reused.
     next_id: u64,
     lists: Lists,
+    /// `--max-clients`: how many connections are held at most.
+    max_clients: usize,
     max_line: usize,
     max_queue: usize,
 }
@@ -68,41 +72,70 @@ pub struct Marks {
     /// A line timer is armed for it.
     pub line_timer: bool,
     /// It is closing and its grace timer is armed.
-    pub linger_timer: bool,
+    linger_timer: bool,
 }
 
 impl<S: Stream> Clients<S> {
-    pub fn new(max_line: usize, max_queue: usize) -> Clients<S> {
+    pub fn new((max_clients, max_line, max_queue): (usize, usize, usize)) -> Clients<S> {
         Clients {
             slab: Slab::new(),
             next_id: 1,
             lists: Lists::default(),
+            max_clients,
             max_line,
             max_queue,
         }
     }
 
-    /// The slot the next `open` fills, so that its socket can be registered first.
-    pub fn next_key(&self) -> usize {
-        self.slab.vacant_key()
+    /// Whether `--max-clients` connections are held: the next one is refused.
+    pub fn is_full(&self) -> bool {
+        self.slab.len() >= self.max_clients
     }
 
-    /// Seats a new client and gives its slot and id.
-    pub fn open(&mut self, stream: S, peer: Peer) -> (usize, ConnId) {
+    /// Registers a new client's socket with the poll and seats it; gives its slot and id.
+    pub fn open(
+        &mut self,
+        mut stream: S,
+        peer: Peer,
+        registry: &Registry,
+    ) -> std::io::Result<(usize, ConnId)> {
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        registry.register(&mut stream, token(key), Interest::READABLE)?;
         let id = ConnId(self.next_id);
         self.next_id += 1;
         let label = report::label(peer, id).into();
         let conn = Connection::new(stream, (id, peer), label, self.max_line, self.max_queue);
-        let key = self.slab.insert(Client {
+        entry.insert(Client {
             conn,
             marks: Marks::default(),
         });
-        (key, id)
+        Ok((key, id))
     }
 
     /// Takes a client out for good (the loop reaps it at the end of a turn).
-    pub fn remove(&mut self, key: usize) -> Option<Connection<S>> {
-        self.slab.try_remove(key).map(|client| client.conn)
+    pub fn remove(&mut self, key: usize, registry: &Registry) -> Option<Connection<S>> {
+        let mut conn = self.slab.try_remove(key)?.conn;
+        let _ = registry.deregister(conn.stream_mut());
+        Some(conn)
+    }
+
+    /// Reregisters client `key` if the interest it needs changed (writable while output waits).
+    /// If the poll refuses, the client is closed as `reset` and `false` returned: reap it.
+    pub fn update_interest(&mut self, key: usize, registry: &Registry) -> bool {
+        let Some(conn) = self.get_mut(key) else {
+            return true;
+        };
+        let Some(interest) = conn.interest_change() else {
+            return true;
+        };
+        let ok = registry
+            .reregister(conn.stream_mut(), token(key), interest)
+            .is_ok();
+        if !ok {
+            conn.abort(Reason::Reset);
+        }
+        ok
     }
 
     /// Every connection held, open or leaving: what "online" counts.
@@ -156,6 +189,11 @@ impl<S: Stream> Clients<S> {
         self.slab.iter().map(|(key, client)| (key, &client.conn))
     }
 
+    /// The slots of every connection held, taken now: the caller may change the registry.
+    pub fn keys(&self) -> Vec<usize> {
+        self.slab.iter().map(|(key, _)| key).collect()
+    }
+
     /// The clients that are not leaving.
     pub fn open_ones(&self) -> impl Iterator<Item = (usize, &Connection<S>)> {
         self.iter().filter(|(_, conn)| conn.is_open())
@@ -196,6 +234,15 @@ impl<S: Stream> Clients<S> {
                 let _ = conn.queue_line(text);
             }
             conn.close(reason);
+            self.see_to(key);
+        }
+    }
+
+    /// Client `(key, id)` had its grace period to take its last lines and did not: they are
+    /// dropped, so it can be reaped.
+    pub fn give_up(&mut self, key: usize, id: ConnId) {
+        if let Some(conn) = self.slot(key, id) {
+            conn.drop_output();
             self.see_to(key);
         }
     }
@@ -281,6 +328,19 @@ impl<S: Stream> Clients<S> {
     }
 }
 
+/// The poll token of client slot `key`.
+pub fn token(key: usize) -> Token {
+    Token(CLIENT_BASE + key)
+}
+
+/// The client slot a poll token stands for, if it is a client's.
+pub fn key_of(token: Token) -> Option<usize> {
+    token.0.checked_sub(CLIENT_BASE)
+}
+
+/// The first client token; the ones below are the loop's own (waker, signals, listeners).
+pub const CLIENT_BASE: usize = 1024;
+
 /// Queues `line` for one client; one whose queue would overflow is dropped `slow`.
 fn deliver<S: Stream>(client: &mut Client<S>, line: Rc<[u8]>) -> Result<(), NotQueued> {
     let result = client.conn.queue(line);
@@ -288,6 +348,18 @@ fn deliver<S: Stream>(client: &mut Client<S>, line: Rc<[u8]>) -> Result<(), NotQ
         client.conn.abort(Reason::Slow);
     }
     result
+}
+
+impl Marks {
+    /// Its line timer fired: a new one may be armed.
+    pub fn disarm_line(&mut self) {
+        self.line_timer = false;
+    }
+
+    /// Marks the closing client's grace timer armed; `true` if it was not, so arm it now.
+    pub fn arm_linger(&mut self) -> bool {
+        !mem_set(&mut self.linger_timer)
+    }
 }
 
 /// Sets `flag` and says whether it was set already.

@@ -18,9 +18,10 @@ use crate::framing::{Line, LineDecoder};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{self, OutQueue, Overflow};
 
-/// What a connection needs of its socket. A trait so that the chat's tests can run clients on an
-/// in-memory stream; the server uses mio's `TcpStream`.
-pub trait Stream: Read + Write {
+/// What a connection needs of its socket: bytes both ways, registration with the poll, and a FIN.
+/// A trait so that the chat's tests can run clients on an in-memory stream; the server uses mio's
+/// `TcpStream`.
+pub trait Stream: Read + Write + mio::event::Source {
     /// Sends a FIN after what was written.
     fn shutdown_write(&self) -> io::Result<()>;
 }

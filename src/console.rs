@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
 
 use mio::Waker;
@@ -28,8 +28,42 @@ pub enum ConsoleInput {
     Closed(Option<io::Error>),
 }
 
+/// The loop's end of the console: what the stdin thread read, until stdin closes.
+pub struct Console {
+    /// `None` before `start` and once the console has closed, so it is never polled again.
+    rx: Option<Receiver<ConsoleInput>>,
+}
+
+impl Console {
+    /// No console yet.
+    pub fn closed() -> Console {
+        Console { rx: None }
+    }
+
+    /// Starts the stdin thread, which wakes the loop through `waker` for everything it sends.
+    pub fn start(waker: Arc<Waker>) -> io::Result<Console> {
+        let (tx, rx) = mpsc::channel();
+        spawn(tx, waker)?;
+        Ok(Console { rx: Some(rx) })
+    }
+
+    /// The next input, without waiting; `Closed` comes once, then nothing more. Wakes coalesce
+    /// (one event may stand for many lines), so the loop calls this until it gives `None`.
+    pub fn next(&mut self) -> Option<ConsoleInput> {
+        let input = match self.rx.as_ref()?.try_recv() {
+            Ok(input) => input,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => ConsoleInput::Closed(None),
+        };
+        if matches!(input, ConsoleInput::Closed(_)) {
+            self.rx = None;
+        }
+        Some(input)
+    }
+}
+
 /// Starts the thread that reads stdin line by line and hands each line to the loop.
-pub fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
+fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
     // A background job (`chatd &`) that reads its terminal gets SIGTTIN, which stops the whole
     // process, loop included. With SIGTTIN ignored the read fails with EIO instead, and only the
     // console closes.

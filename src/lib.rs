@@ -19,6 +19,8 @@
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
+//! - `listeners`: binding the `--listen` addresses, and accepting within a budget.
+//! - `signals`: SIGINT and SIGTERM as loop events; the second interrupt's exit.
 //! - `server`: the loop: poll, tokens, accept, reads, timers, `before_sleep`, signals, shutdown.
 //!
 //! docs/design.md describes the shape of a turn and what each module may not do.
@@ -44,12 +46,14 @@ mod console;
 mod escape;
 mod framing;
 mod ids;
+mod listeners;
 mod logfile;
 mod logger;
 mod queue;
 mod report;
 mod room;
 mod server;
+mod signals;
 mod timers;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.

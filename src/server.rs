@@ -15,51 +15,26 @@
 //! Deliberately not here: what a line or a command causes (`chat.rs`), byte parsing
 //! (`framing.rs`), report text (`report.rs`), or anything that blocks.
 
-use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::mem;
-use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
 
 use crate::chat::{self, Chat};
-use crate::clients::Clients;
+use crate::clients::{self, CLIENT_BASE, Clients, Marks};
 use crate::config::Config;
 use crate::connection::ReadStatus;
-use crate::console::{self, Command, ConsoleInput};
-use crate::ids::{ConnId, Peer, Reason};
+use crate::console::{self, Command, Console, ConsoleInput};
+use crate::ids::{ConnId, Peer};
+use crate::listeners::{self, Accepted, BindError, Listeners};
 use crate::report;
+use crate::signals::Interrupts;
 use crate::timers::{Due, Timers};
-
-/// Why the server could not start: one line for the operator.
-#[derive(Debug)]
-pub enum BindError {
-    /// A listener: prints as `cannot listen on ADDR: REASON`.
-    Listen { addr: SocketAddr, source: io::Error },
-    /// The poll, the waker or the signals: the OS refused the event loop itself.
-    Setup(io::Error),
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BindError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            BindError::Setup(source) => write!(f, "cannot set up the event loop: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for BindError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -71,29 +46,19 @@ enum Phase {
 
 pub struct Server {
     poll: Poll,
-    /// Listener `i` is registered as `Token(LISTENER_BASE + i)`; emptied at shutdown.
-    listeners: Vec<TcpListener>,
+    /// Listener `i` is registered as `Token(LISTENER_BASE + i)`.
+    listeners: Listeners,
     /// Every client; slot `k` is registered as `Token(CLIENT_BASE + k)`.
     clients: Clients,
     chat: Chat,
     waker: Arc<Waker>,
-    /// Lines from the stdin thread; `None` once the console has closed, so it is never polled
-    /// again.
-    console: Option<Receiver<ConsoleInput>>,
-    signals: Signals,
+    /// What the operator types, from the stdin thread.
+    console: Console,
+    interrupts: Interrupts,
     timers: Timers,
     /// The one read buffer, shared by all clients.
     read_buf: Box<[u8]>,
     phase: Phase,
-    /// Set when the shutdown begins: a SIGINT then exits at once, from the signal handler.
-    interrupt_exits: Arc<AtomicBool>,
-    /// Set from the first failed `accept` (out of descriptors) until one succeeds again.
-    accept_paused: bool,
-    /// Whether a `Due::AcceptRetry` is armed; there is never more than one.
-    accept_retry_armed: bool,
-    /// Listeners that stopped at their accept budget: accepted from again next turn.
-    pending_listeners: Vec<usize>,
-    max_clients: usize,
     line_timeout: Duration,
     idle_timeout: Option<Duration>,
 }
@@ -104,62 +69,22 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, BindError> {
         let poll = Poll::new().map_err(BindError::Setup)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(BindError::Setup)?;
-        let interrupt_exits = Arc::new(AtomicBool::new(false));
-        exit_on_interrupt_when(Arc::clone(&interrupt_exits)).map_err(BindError::Setup)?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(BindError::Setup)?;
-
-        if config.listen.len() > MAX_LISTENERS {
-            let too_many =
-                io::Error::new(io::ErrorKind::InvalidInput, "too many --listen addresses");
-            return Err(BindError::Setup(too_many));
-        }
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for (i, &addr) in config.listen.iter().enumerate() {
-            // An IPv6 wildcard listener also takes IPv4 (dual stack) unless an IPv4 listener on the
-            // same port is asked for too, which it would otherwise collide with.
-            let only_v6 = addr.is_ipv6()
-                && addr.port() != 0
-                && config
-                    .listen
-                    .iter()
-                    .any(|other| other.is_ipv4() && other.port() == addr.port());
-            let listen_error = |source| BindError::Listen { addr, source };
-            let mut listener = listen(addr, config.backlog, only_v6).map_err(listen_error)?;
-            let token = Token(LISTENER_BASE + i);
-            poll.registry()
-                .register(&mut listener, token, Interest::READABLE)
-                .map_err(listen_error)?;
-            listeners.push(listener);
-        }
-        // Only once every listener is up: a script that reads `listening on` can rely on it.
-        for listener in &listeners {
-            match listener.local_addr() {
-                Ok(local) => report::listening(local),
-                Err(source) => return Err(BindError::Setup(source)),
-            }
-        }
-        let max_clients = config.max_clients();
-        report::max_clients(max_clients);
-
+        let interrupts = Interrupts::install(poll.registry(), SIGNALS).map_err(BindError::Setup)?;
+        let tokens = LISTENER_BASE..CLIENT_BASE;
+        let listeners = Listeners::bind(&config.listen, config.backlog, poll.registry(), tokens)?;
+        let limits = (config.max_clients(), config.max_line(), config.max_queue());
+        report::max_clients(limits.0);
         Ok(Server {
             poll,
             listeners,
-            clients: Clients::new(config.max_line(), config.max_queue()),
+            clients: Clients::new(limits),
             chat: Chat::new(config.greeting.as_deref(), config.relay),
             waker: Arc::new(waker),
-            console: None,
-            signals,
+            console: Console::closed(),
+            interrupts,
             timers: Timers::default(),
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
             phase: Phase::Running,
-            interrupt_exits,
-            accept_paused: false,
-            accept_retry_armed: false,
-            pending_listeners: Vec::new(),
-            max_clients,
             line_timeout: config.line_timeout(),
             idle_timeout: config.idle_timeout(),
         })
@@ -167,14 +92,14 @@ impl Server {
 
     /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
     pub fn run(mut self) -> io::Result<()> {
-        let (tx, rx) = mpsc::channel();
-        console::spawn(tx, Arc::clone(&self.waker))?;
-        self.console = Some(rx);
+        self.console = Console::start(Arc::clone(&self.waker))?;
         report::flush(); // The `listening on` lines, before the first wait.
 
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
-            if self.finished() {
+            // The shutdown is complete once every client is told, flushed (or given up on after
+            // its grace period) and reported.
+            if self.phase == Phase::Draining && self.clients.is_empty() {
                 report::stopped();
                 return Ok(());
             }
@@ -195,16 +120,10 @@ impl Server {
         }
     }
 
-    /// Whether the shutdown is complete: every client told, flushed (or given up on after the
-    /// grace period) and reported.
-    fn finished(&self) -> bool {
-        self.phase == Phase::Draining && self.clients.is_empty()
-    }
-
     /// Zero while clients or listeners wait to be read again, else until the next timer (or
     /// forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.clients.any_pending() || !self.pending_listeners.is_empty() {
+        if self.clients.any_pending() || self.listeners.any_pending() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -215,89 +134,58 @@ impl Server {
         match event.token() {
             WAKER => self.drain_console(),
             SIGNALS => self.drain_signals(),
-            Token(t) if t >= CLIENT_BASE => {
-                let key = t - CLIENT_BASE;
-                // Read first: if the write then fails, what the client sent is already heard.
-                // A client waiting in `pending` is read there, within its budget for the turn.
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                if readable && !self.clients.is_pending(key) {
-                    self.hear(key);
+            token => match clients::key_of(token) {
+                None => self.accept(token.0 - LISTENER_BASE),
+                Some(key) => {
+                    // Read first: if the write then fails, what the client sent is already heard.
+                    // A client waiting in `pending` is read there, within its budget for the turn.
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    if readable && !self.clients.is_pending(key) {
+                        self.hear(key);
+                    }
+                    if event.is_writable() || event.is_write_closed() {
+                        self.clients.flush(key);
+                    }
                 }
-                if event.is_writable() || event.is_write_closed() {
-                    self.clients.flush(key);
-                }
-            }
-            Token(t) => self.accept(t - LISTENER_BASE),
+            },
         }
     }
 
     /// Accepts until the listener would block, or up to `ACCEPT_BUDGET` connections a turn (a
     /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
-    /// When accept fails for want of descriptors, no new readiness edge comes for the connections
-    /// already queued, so a timer retries instead.
     fn accept(&mut self, index: usize) {
         for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = self.listeners.get(index) else {
-                return; // Closed at shutdown; a late event.
-            };
-            match listener.accept() {
-                Ok((stream, addr)) => {
-                    if mem::take(&mut self.accept_paused) {
-                        report::accepting_again();
-                    }
-                    self.admit(stream, Peer(addr));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => {
-                    // Typically EMFILE or ENFILE. Warn once per episode.
-                    if !mem::replace(&mut self.accept_paused, true) {
-                        report::accept_failed(&e);
-                    }
-                    if !mem::replace(&mut self.accept_retry_armed, true) {
-                        self.timers
-                            .arm(Instant::now() + ACCEPT_RETRY, Due::AcceptRetry);
+            match self.listeners.accept(index) {
+                Accepted::Client(stream, peer) => self.admit(stream, peer),
+                Accepted::Drained => return,
+                Accepted::Failed { retry } => {
+                    if retry {
+                        let at = Instant::now() + ACCEPT_RETRY;
+                        self.timers.arm(at, Due::AcceptRetry);
                     }
                     return;
                 }
             }
         }
-        if !self.pending_listeners.contains(&index) {
-            self.pending_listeners.push(index);
-        }
+        self.listeners.pend(index);
     }
 
     /// Seats a new client and lets the chat greet it, or refuses it past `--max-clients`.
-    fn admit(&mut self, mut stream: TcpStream, peer: Peer) {
-        if self.clients.len() >= self.max_clients {
-            let _ = stream.write(chat::SERVER_FULL);
-            let _ = stream.shutdown(Shutdown::Write);
-            // Closing with unread input sends a reset, which can destroy the line: read what has
-            // arrived so far (what comes later may still cause one; the client is gone to us).
-            let _ = stream.read(&mut self.read_buf);
-            report::refused(peer, "server full");
-            return;
+    fn admit(&mut self, stream: TcpStream, peer: Peer) {
+        if self.clients.is_full() {
+            let buf = &mut self.read_buf;
+            return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
         }
         // Chat lines are small and interactive: send them now, not after the client's delayed ACK.
         let _ = stream.set_nodelay(true);
-        let token = client_token(self.clients.next_key());
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
-            report::refused(peer, &e.to_string());
-            return;
+        match self.clients.open(stream, peer, self.poll.registry()) {
+            Ok((key, id)) => {
+                self.arm_idle_timer(key, id);
+                self.chat.join(&mut self.clients, key);
+            }
+            Err(e) => report::refused(peer, &e.to_string()),
         }
-        let (key, id) = self.clients.open(stream, peer);
-        if let Some(idle) = self.idle_timeout {
-            self.timers.arm(Instant::now() + idle, Due::Idle(key, id));
-        }
-        self.chat.join(&mut self.clients, key);
     }
 
     /// Reads client `key` within its budget and hands every line to the chat, then lets the chat
@@ -316,39 +204,17 @@ impl Server {
                 exit = chat.hear(key, id, &label, line);
             }
         });
-        if exit {
-            Chat::exit(conn);
-        }
-        match status {
-            ReadStatus::Drained | ReadStatus::BudgetSpent => {}
-            ReadStatus::Eof => {
-                // The unfinished line is a message now: the lab's client sends a bare `exit` and
-                // closes at once.
-                chat.hear_partial(key, conn);
-                conn.close(Reason::Closed);
-            }
-            ReadStatus::Failed => conn.abort(Reason::Reset),
-        }
-        let line_due =
-            (conn.is_open() && conn.has_partial()).then(|| conn.last_input() + self.line_timeout);
+        chat.read_ended(key, conn, &status, exit);
+        self.clients.see_to(key);
         if matches!(status, ReadStatus::BudgetSpent) {
             self.clients.pend(key);
         }
-        match line_due {
-            None => self.clients.see_to(key),
-            Some(at) => {
-                if let Some(marks) = self.clients.marks(key, id)
-                    && !mem::replace(&mut marks.line_timer, true)
-                {
-                    self.timers.arm(at, Due::Line(key, id));
-                }
-            }
-        }
+        self.arm_line_timer(key, id);
         self.chat.act(&mut self.clients);
     }
 
     fn resume_pending(&mut self) {
-        for index in mem::take(&mut self.pending_listeners) {
+        for index in self.listeners.take_pending() {
             self.accept(index);
         }
         for key in self.clients.take_pending() {
@@ -360,18 +226,26 @@ impl Server {
         let now = Instant::now();
         while let Some(due) = self.timers.pop_due(now) {
             match due {
-                Due::Line(key, id) => self.on_line_timer(key, id, now),
-                Due::Idle(key, id) => self.on_idle_timer(key, id, now),
-                Due::Linger(key, id) => {
-                    if let Some(conn) = self.clients.slot(key, id) {
-                        // It had its grace period to take its last lines and did not.
-                        conn.drop_output();
-                        self.clients.see_to(key);
+                Due::Line(key, id) => {
+                    self.clients.marks(key, id).map(Marks::disarm_line);
+                    if self.silent(key, id, self.line_timeout, now) {
+                        self.chat.line_timed_out(&mut self.clients, key);
+                    }
+                    // Bytes still unfinished (more came since it was armed): wait out the rest.
+                    self.arm_line_timer(key, id);
+                }
+                Due::Idle(key, id) => {
+                    let idle = self.idle_timeout;
+                    if idle.is_some_and(|idle| self.silent(key, id, idle, now)) {
+                        Chat::time_out(&mut self.clients, key);
+                    } else {
+                        self.arm_idle_timer(key, id);
                     }
                 }
+                Due::Linger(key, id) => self.clients.give_up(key, id),
                 Due::AcceptRetry => {
                     // Still failing, `accept` arms the next retry itself.
-                    self.accept_retry_armed = false;
+                    self.listeners.retry_fired();
                     for index in 0..self.listeners.len() {
                         self.accept(index);
                     }
@@ -380,54 +254,44 @@ impl Server {
         }
     }
 
-    /// An unfinished line becomes a message once no bytes have come for `--line-timeout`.
-    fn on_line_timer(&mut self, key: usize, id: ConnId, now: Instant) {
-        let timeout = self.line_timeout;
-        let silent = |conn: &crate::connection::Connection| {
-            conn.is_open() && conn.has_partial() && conn.last_input() + timeout <= now
+    /// Whether open client `(key, id)` has sent nothing for `span` at `now`. Bytes that arrived
+    /// during a long turn wait unread in the socket, and no event announces them until the next
+    /// poll: they are heard first, so a timer that measures silence never fires on them (and never
+    /// cuts a line in two).
+    fn silent(&mut self, key: usize, id: ConnId, span: Duration, now: Instant) -> bool {
+        let silent = |clients: &mut Clients| {
+            let conn = clients.slot(key, id).filter(|conn| conn.is_open());
+            conn.is_some_and(|conn| conn.last_input() + span <= now)
         };
-        if self.clients.slot(key, id).is_some_and(|conn| silent(conn)) {
-            // Bytes that arrived during a long turn wait unread in the socket (no event announces
-            // them until the next poll): hear them first, or the line would be cut in two. The
-            // timer's mark is still set, so this read arms no second timer.
+        silent(&mut self.clients) && {
             self.hear(key);
-            if let Some(conn) = self.clients.slot(key, id).filter(|conn| silent(conn)) {
-                self.chat.hear_partial(key, conn);
-                self.clients.see_to(key);
-                self.chat.act(&mut self.clients);
-            }
-        }
-        // Bytes still unfinished (more came since the timer was armed): wait out the rest.
-        let Some(conn) = self.clients.slot(key, id) else {
-            return; // The client is gone: the timer went with it.
-        };
-        match (conn.is_open() && conn.has_partial()).then(|| conn.last_input() + timeout) {
-            Some(at) => self.timers.arm(at, Due::Line(key, id)),
-            None => {
-                if let Some(marks) = self.clients.marks(key, id) {
-                    marks.line_timer = false;
-                }
-            }
+            silent(&mut self.clients)
         }
     }
 
-    /// A client that has sent nothing for `--idle-timeout` is told and closed.
-    fn on_idle_timer(&mut self, key: usize, id: ConnId, now: Instant) {
-        let Some(idle) = self.idle_timeout else {
+    /// Arms the line timer of client `(key, id)` if it is open with an unfinished line and has
+    /// none armed.
+    fn arm_line_timer(&mut self, key: usize, id: ConnId) {
+        let Some(conn) = self.clients.slot(key, id) else {
             return;
         };
-        let due = |clients: &mut Clients| {
-            let conn = clients.slot(key, id).filter(|conn| conn.is_open())?;
-            Some(conn.last_input() + idle)
-        };
-        if due(&mut self.clients).is_some_and(|at| at <= now) {
-            // As for the line timer: bytes may wait unread after a long turn.
-            self.hear(key);
+        let at = conn.last_input() + self.line_timeout;
+        if conn.is_open()
+            && conn.has_partial()
+            && let Some(marks) = self.clients.marks(key, id)
+            && !mem::replace(&mut marks.line_timer, true)
+        {
+            self.timers.arm(at, Due::Line(key, id));
         }
-        match due(&mut self.clients) {
-            Some(at) if at <= now => Chat::time_out(&mut self.clients, key),
-            Some(at) => self.timers.arm(at, Due::Idle(key, id)),
-            None => {}
+    }
+
+    /// Arms the idle timer of open client `(key, id)`, due `--idle-timeout` after its last input.
+    fn arm_idle_timer(&mut self, key: usize, id: ConnId) {
+        if let (Some(idle), Some(conn)) = (self.idle_timeout, self.clients.slot(key, id))
+            && conn.is_open()
+        {
+            self.timers
+                .arm(conn.last_input() + idle, Due::Idle(key, id));
         }
     }
 
@@ -438,7 +302,11 @@ impl Server {
     fn before_sleep(&mut self) {
         loop {
             if let Some(key) = self.clients.next_broken() {
-                self.settle(key);
+                // Its write failed (typically the client is gone): what it sent before is still in
+                // the socket and is heard first, so its lines are reported and an EOF can make the
+                // reason `closed`; then it is closed.
+                self.hear(key);
+                self.clients.settle(key);
             } else if let Some(key) = self.clients.next_dirty() {
                 self.tend(key);
             } else {
@@ -448,43 +316,22 @@ impl Server {
         report::flush();
     }
 
-    /// A write to client `key` failed (typically the client is gone): what it sent before is
-    /// still in the socket and is heard first, so its lines are reported and an EOF can make the
-    /// reason `closed`; then it is closed.
-    fn settle(&mut self, key: usize) {
-        self.hear(key);
-        self.clients.settle(key);
-    }
-
     /// Flushes one client, reaps it if it is closing and done, and sets its interest.
     fn tend(&mut self, key: usize) {
         let Some(conn) = self.clients.get_mut(key) else {
             return;
         };
         conn.flush();
+        let (id, closing, flushed) = (conn.id(), !conn.is_open(), conn.is_flushed());
         if conn.is_broken() {
-            // Settled first (it is on the broken list now), then seen to again.
-            self.clients.see_to(key);
-            return;
-        }
-        let (id, closing) = (conn.id(), !conn.is_open());
-        if closing && conn.is_flushed() {
+            return self.clients.see_to(key); // Settled first, then seen to again.
+        } else if closing && flushed {
             return self.reap(key);
         }
-        if let Some(interest) = conn.interest_change() {
-            let registry = self.poll.registry();
-            if registry
-                .reregister(conn.stream_mut(), client_token(key), interest)
-                .is_err()
-            {
-                conn.abort(Reason::Reset);
-                return self.reap(key);
-            }
+        if !self.clients.update_interest(key, self.poll.registry()) {
+            return self.reap(key);
         }
-        if closing
-            && let Some(marks) = self.clients.marks(key, id)
-            && !mem::replace(&mut marks.linger_timer, true)
-        {
+        if closing && self.clients.marks(key, id).is_some_and(Marks::arm_linger) {
             self.timers
                 .arm(Instant::now() + GRACE, Due::Linger(key, id));
         }
@@ -496,48 +343,30 @@ impl Server {
             self.chat.hear_partial(key, conn);
         }
         self.chat.act(&mut self.clients);
-        let Some(mut conn) = self.clients.remove(key) else {
+        let Some(conn) = self.clients.remove(key, self.poll.registry()) else {
             return;
         };
-        let _ = self.poll.registry().deregister(conn.stream_mut());
-        let reason = conn.reason().unwrap_or(Reason::Closed);
-        let (peer, id, name) = (conn.peer(), conn.id(), Rc::clone(conn.name()));
-        conn.finish(&mut self.read_buf);
         let running = self.phase == Phase::Running;
-        self.chat
-            .leave(&mut self.clients, (peer, id, &name), reason, running);
+        self.chat.leave(&mut self.clients, &conn, running);
+        conn.finish(&mut self.read_buf);
         // Timers are dropped lazily, when they fire; with a long --idle-timeout and many short
         // visits the dead ones could pile up, so sweep them once they outnumber the living.
         if self.timers.len() > 2 * self.clients.len() + TIMER_SWEEP_SLACK {
             let clients = &self.clients;
-            self.timers.retain(|due| match due {
-                Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => {
-                    clients.holds(key, id)
-                }
-                Due::AcceptRetry => true,
-            });
+            self.timers.sweep(|key, id| clients.holds(key, id));
         }
     }
 
     fn drain_console(&mut self) {
-        // Wakes coalesce: one event may stand for many lines, so read until the channel is empty.
-        while let Some(rx) = &self.console {
-            match rx.try_recv() {
-                Ok(ConsoleInput::Line(line)) => match console::parse(&line) {
+        while let Some(input) = self.console.next() {
+            match input {
+                ConsoleInput::Line(line) => match console::parse(&line) {
                     Some(Ok(command)) => self.execute(command),
                     Some(Err(error)) => report::console_error(&error),
                     None => {}
                 },
-                Ok(ConsoleInput::TooLong) => report::console_too_long(console::MAX_CONSOLE_LINE),
-                Ok(ConsoleInput::Closed(error)) => {
-                    report::console_closed(error.as_ref());
-                    self.console = None;
-                }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    report::console_closed(None);
-                    self.console = None;
-                }
+                ConsoleInput::TooLong => report::console_too_long(console::MAX_CONSOLE_LINE),
+                ConsoleInput::Closed(error) => report::console_closed(error.as_ref()),
             }
         }
     }
@@ -559,13 +388,8 @@ impl Server {
     }
 
     fn drain_signals(&mut self) {
-        let signals: Vec<i32> = self.signals.pending().collect();
-        for signal in signals {
-            match signal {
-                SIGINT => self.begin_shutdown("SIGINT"),
-                SIGTERM => self.begin_shutdown("SIGTERM"),
-                _ => {}
-            }
+        for cause in self.interrupts.pending() {
+            self.begin_shutdown(cause);
         }
     }
 
@@ -576,16 +400,10 @@ impl Server {
             return;
         }
         report::shutting_down(cause);
-        // From now on a SIGINT ends the process in the signal handler itself, even if the loop is
-        // stuck (say, on a terminal paused with Ctrl-S).
-        self.interrupt_exits.store(true, Ordering::SeqCst);
-        self.pending_listeners.clear();
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.interrupts.exit_on_next_interrupt();
+        self.listeners.close(self.poll.registry());
         // What a client sent before the shutdown is heard, not dropped with the socket.
-        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
-        for key in keys {
+        for key in self.clients.keys() {
             self.hear(key);
         }
         Chat::shut_down(&mut self.clients);
@@ -594,48 +412,10 @@ impl Server {
     }
 }
 
-/// Makes SIGINT end the process at once, with exit code 130 (as a shell reports a process ended
-/// by SIGINT) and one line on stderr, whenever `armed` is set. It runs in the signal handler, so
-/// it works even when the loop is stuck.
-fn exit_on_interrupt_when(armed: Arc<AtomicBool>) -> io::Result<()> {
-    let action = move || {
-        if armed.load(Ordering::SeqCst) {
-            const LINE: &[u8] = b"chatd: second interrupt: exiting now\n";
-            // SAFETY: write(2) and _exit(2) are async-signal-safe; LINE is a static buffer.
-            unsafe {
-                libc::write(2, LINE.as_ptr().cast(), LINE.len());
-                libc::_exit(130);
-            }
-        }
-    };
-    // SAFETY: the action only loads an atomic, writes to stderr and exits, all of which are
-    // allowed in a signal handler; it allocates nothing and takes no lock.
-    unsafe { signal_hook::low_level::register(SIGINT, action) }.map(|_| ())
-}
-
-/// A non-blocking listener with our backlog (mio's own `bind` listens with 128, which a burst of
-/// connects overflows) and SO_REUSEADDR, so a restart need not wait out TIME_WAIT.
-fn listen(addr: SocketAddr, backlog: u32, only_v6: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(only_v6)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
-fn client_token(key: usize) -> Token {
-    Token(CLIENT_BASE + key)
-}
-
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// Listener `i` is `Token(LISTENER_BASE + i)`, below the clients' tokens.
 const LISTENER_BASE: usize = 2;
-const CLIENT_BASE: usize = 1024;
-const MAX_LISTENERS: usize = CLIENT_BASE - LISTENER_BASE;
 
 /// Bytes read from one client per turn before the others get their go.
 const READ_BUDGET: usize = 256 * 1024;

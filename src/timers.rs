@@ -3,7 +3,7 @@
 //! A timer that is no longer wanted stays in the queue and is skipped when it fires, because its
 //! client is gone (the `ConnId` no longer matches its slot) or no longer needs it. That keeps
 //! arming O(log n) and avoids any scan of every client on every turn; the loop sweeps dead timers
-//! out with `retain` only when they come to outnumber the living clients.
+//! out (`sweep`) only when they come to outnumber the living clients.
 //!
 //! Deliberately not here: what a timer means; the server decides that when one fires.
 
@@ -45,9 +45,13 @@ impl Timers {
         self.heap.len()
     }
 
-    /// Keeps only the timers `keep` says are still wanted.
-    pub fn retain(&mut self, mut keep: impl FnMut(Due) -> bool) {
-        self.heap.retain(|Reverse((_, due))| keep(*due));
+    /// Drops the timers of clients that are gone: `alive` says whether slot `key` still holds the
+    /// client with that id.
+    pub fn sweep(&mut self, alive: impl Fn(usize, ConnId) -> bool) {
+        self.heap.retain(|Reverse((_, due))| match *due {
+            Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => alive(key, id),
+            Due::AcceptRetry => true,
+        });
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
