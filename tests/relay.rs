@@ -574,6 +574,8 @@ fn member_that_reads_is_not_dropped_by_a_burst_its_buffers_can_take() {
     }
     talker.say("done");
     listener.expect("#1: done");
+    // Every report up to the last line heard, before counting in them.
+    chatd.expect_body(&format!("message {} #1: done", talker.peer()));
     assert_eq!(chatd.seen_count(" slow ("), 0);
 }
 

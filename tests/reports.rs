@@ -120,3 +120,29 @@ fn wait_for_file_line(path: &Path, line: &str) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// `--log-level warn` keeps the warnings and the `listening on` line that scripts read to find the
+/// port, and drops the INFO reports.
+#[test]
+fn listening_on_survives_a_quieter_log_level() {
+    let mut chatd = Chatd::spawn(&["--log-level", "warn"]);
+    let mut client = Client::connect(chatd.addr());
+    client.send_line("not shown");
+    chatd.send_console("/nonsense");
+    chatd.expect_report("[WARN] console: ");
+    assert_eq!(chatd.seen_count("listening on "), 1);
+    assert_eq!(chatd.seen_count("[INFO] listening on "), 1);
+    assert_eq!(chatd.seen_count("connect "), 0);
+    assert_eq!(chatd.seen_count("not shown"), 0);
+}
+
+/// Counts of one are singular: `accepting at most 1 client`, `sent to all (1 client)`.
+#[test]
+fn one_client_is_singular() {
+    let mut chatd = Chatd::spawn(&["--max-clients", "1"]);
+    chatd.expect_body("accepting at most 1 client");
+    let mut client = Client::connect(chatd.addr());
+    chatd.send_console("/all hi");
+    chatd.expect_body("sent to all (1 client)");
+    assert_eq!(client.read_line(), "hi");
+}
