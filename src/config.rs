@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
-/// chatd: a TCP chat server. Clients connect with netcat (`nc HOST PORT`); every connect, message
+/// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
 /// and disconnect is reported on stdout, and the operator answers any client from stdin
 /// (type /help there).
 #[derive(Debug, Clone, Parser)]
