@@ -15,6 +15,8 @@
 
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "../tests/support/procfs.rs"]
+mod procfs;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/room.rs"]
@@ -27,7 +29,7 @@ mod sys;
 mod targets;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
 
     // Before any child is spawned: they inherit it, and chatd sizes --max-clients from it.
     let open_files = sys::raise_open_files_limit();
-    let machine = sys::Machine::read();
+    let machine = procfs::Machine::read();
     println!("command: {command}");
     println!(
         "machine: {} CPUs, {}, Linux {}; open-files limit {open_files}",
@@ -265,7 +267,7 @@ fn remove_stale_dirs() {
             continue;
         };
         // Only a directory whose run is over: no process of that id any more.
-        if !Path::new("/proc").join(pid).exists() {
+        if !pid.parse().is_ok_and(procfs::process_exists) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::sys::Machine;
+use crate::procfs::Machine;
 use crate::targets::Kind;
 
 /// One scenario run against one server.

@@ -12,9 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::clients::{self, Audience, HoldEnd, HoldReport, IngestLoad, Pace};
+use crate::procfs;
 use crate::report::{self, Row, Status};
 use crate::room::{End, LINE_LEN, Room, SeatReport};
-use crate::sys;
 use crate::targets::{Chatd, Kind, LogCounts, Ncat, NcatMode, POLL_FILE, Sink, Target};
 
 /// One kind of load with its size.
@@ -148,7 +148,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
         );
         return row;
     }
-    let overflows_before = sys::listen_overflows();
+    let overflows_before = procfs::listen_overflows();
     match start(kind, scenario, context, &dir) {
         Ok(target) => {
             let budget = scenario.budget(context.quick);
@@ -184,7 +184,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
     let _ = fs::remove_dir_all(&dir);
     // A full listen queue drops SYNs, and each dropped SYN costs its client a second: a slow row
     // with this note measured the backlog, not the loop.
-    if let (Some(before), Some(after)) = (overflows_before, sys::listen_overflows())
+    if let (Some(before), Some(after)) = (overflows_before, procfs::listen_overflows())
         && after > before
     {
         row.note(format!(
@@ -826,7 +826,7 @@ impl Usage {
 
 /// The harness's own CPU time so far (this process: every client, and every thread).
 fn harness_cpu() -> Option<(Duration, Duration)> {
-    sys::process_cpu_split(std::process::id())
+    procfs::process_cpu_split(std::process::id())
 }
 
 /// `1.23 CPU-s (61% of a core, 80% of it in the kernel)`, or `n/a`.

@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::sys;
+use crate::{procfs, sys};
 
 /// Which server a row measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,27 +83,27 @@ impl Target {
     /// CPU time the server has used so far: the child process, or the sink's own thread.
     pub fn cpu(&self) -> Option<Duration> {
         match self {
-            Target::Chatd(chatd) => sys::process_cpu(chatd.child.id()),
-            Target::Sink(sink) => sys::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
-            Target::Ncat(ncat) => sys::process_cpu(ncat.child.id()),
+            Target::Chatd(chatd) => procfs::process_cpu(chatd.child.id()),
+            Target::Sink(sink) => procfs::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
+            Target::Ncat(ncat) => procfs::process_cpu(ncat.child.id()),
         }
     }
 
     /// The server process's CPU time so far, user and system apart; `None` for the sink.
     pub fn cpu_split(&self) -> Option<(Duration, Duration)> {
         match self {
-            Target::Chatd(chatd) => sys::process_cpu_split(chatd.child.id()),
+            Target::Chatd(chatd) => procfs::process_cpu_split(chatd.child.id()),
             Target::Sink(_) => None,
-            Target::Ncat(ncat) => sys::process_cpu_split(ncat.child.id()),
+            Target::Ncat(ncat) => procfs::process_cpu_split(ncat.child.id()),
         }
     }
 
     /// Resident memory of the server process; `None` for the sink, which shares the harness's.
     pub fn rss(&self) -> Option<u64> {
         match self {
-            Target::Chatd(chatd) => sys::rss_bytes(chatd.child.id()),
+            Target::Chatd(chatd) => procfs::rss_bytes(chatd.child.id()),
             Target::Sink(_) => None,
-            Target::Ncat(ncat) => sys::rss_bytes(ncat.child.id()),
+            Target::Ncat(ncat) => procfs::rss_bytes(ncat.child.id()),
         }
     }
 
@@ -129,7 +129,7 @@ impl Target {
         // Each accepted client is one more open descriptor.
         let (pid, idle) = (ncat.child.id(), ncat.idle_fds);
         Some(Box::new(move || {
-            sys::open_fds(pid).map_or(0, |fds| fds.saturating_sub(idle))
+            procfs::open_fds(pid).map_or(0, |fds| fds.saturating_sub(idle))
         }))
     }
 
@@ -515,7 +515,7 @@ impl Ncat {
         die_with_parent(&mut command);
         let mut child = command.spawn()?;
         let deadline = Instant::now() + START_WAIT;
-        while !sys::is_listening(port) {
+        while !procfs::is_listening(port) {
             let exited = child.try_wait()?;
             if exited.is_some() || Instant::now() >= deadline {
                 stop(&mut child);
@@ -527,7 +527,7 @@ impl Ncat {
             }
             thread::sleep(POLL_FILE);
         }
-        let idle_fds = sys::open_fds(child.id()).unwrap_or(0);
+        let idle_fds = procfs::open_fds(child.id()).unwrap_or(0);
         Ok(Ncat {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

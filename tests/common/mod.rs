@@ -8,6 +8,9 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
+#[path = "../support/procfs.rs"]
+mod procfs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -231,34 +234,15 @@ impl Chatd {
     }
 
     /// The child's resident memory now, from /proc.
+    #[track_caller]
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("VmRSS in /proc status");
-        kib * 1024
+        procfs::rss_bytes(self.child.id()).expect("VmRSS in /proc/PID/status")
     }
 
     /// The child's CPU time so far (user + system), from /proc.
+    #[track_caller]
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc stat");
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_millis(ticks * 1000 / per_second)
+        procfs::process_cpu(self.child.id()).expect("CPU times in /proc/PID/stat")
     }
 }
 
