@@ -19,6 +19,8 @@ mod clients;
 mod procfs;
 #[path = "load/report.rs"]
 mod report;
+#[path = "../tests/support/reports.rs"]
+mod reports;
 #[path = "load/room.rs"]
 mod room;
 #[path = "load/scenarios.rs"]

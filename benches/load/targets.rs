@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::reports::{self, Report};
 use crate::{procfs, sys};
 
 /// Which server a row measured.
@@ -223,11 +224,13 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
     let deadline = Instant::now() + START_WAIT;
     loop {
         let text = fs::read_to_string(stdout_path).unwrap_or_default();
-        if let Some(addr) = text
+        let listening = text
             .lines()
-            .find_map(|line| line.split_once("listening on "))
-            .and_then(|(_, addr)| addr.trim().parse().ok())
-        {
+            .find_map(|line| match reports::parse(reports::body(line)) {
+                Some(Report::Listening(addr)) => Some(addr),
+                _ => None,
+            });
+        if let Some(addr) = listening {
             return Ok(addr);
         }
         if let Some(status) = child.try_wait()? {
@@ -309,30 +312,32 @@ impl LogTail {
 impl LogCounts {
     /// Counts one report line, `HH:MM:SS [LEVEL] body`.
     fn count(&mut self, line: &[u8]) {
-        let body = match line.iter().take(32).position(|&b| b == b']') {
-            Some(i) => line.get(i + 2..).unwrap_or_default(),
-            None => return,
+        let Some(body) = reports::body_bytes(line) else {
+            return;
         };
-        if body.starts_with(b"message ") {
-            self.messages += 1;
-            if let Some(client) = crate::clients::end_marker(body) {
-                if self.end_seen.len() <= client {
-                    self.end_seen.resize(client + 1, false);
-                }
-                if !std::mem::replace(&mut self.end_seen[client], true) {
-                    self.ends += 1;
+        match reports::kind(body) {
+            Some(reports::Kind::Message) => {
+                self.messages += 1;
+                if let Some(client) = crate::clients::end_marker(body) {
+                    if self.end_seen.len() <= client {
+                        self.end_seen.resize(client + 1, false);
+                    }
+                    if !std::mem::replace(&mut self.end_seen[client], true) {
+                        self.ends += 1;
+                    }
                 }
             }
-        } else if body.starts_with(b"connect ") {
-            self.connects += 1;
-        } else if body.starts_with(b"disconnect ") {
-            self.disconnects += 1;
-            // `disconnect <peer> #<id> slow (<n> online)`
-            if memchr::memmem::find(body, b" slow (").is_some() {
-                self.slow += 1;
+            Some(reports::Kind::Connect) => self.connects += 1,
+            Some(reports::Kind::Disconnect) => {
+                self.disconnects += 1;
+                // Read in full only here: disconnects are few, messages are most of the log.
+                let report = std::str::from_utf8(body).ok().and_then(reports::parse);
+                if let Some(Report::Disconnect { reason: "slow", .. }) = report {
+                    self.slow += 1;
+                }
             }
-        } else if body.starts_with(b"refused ") {
-            self.refused += 1;
+            Some(reports::Kind::Refused) => self.refused += 1,
+            Some(reports::Kind::Listening) | None => {}
         }
     }
 }

@@ -4,12 +4,17 @@
 //! `listening on` line, and feeds its stdout to a channel from a reader thread, so a test waits for
 //! the report it expects with a deadline instead of sleeping. The child is killed on drop.
 //!
+//! The /proc readers and the reading of report lines (`reports`, with `report_body`) come from
+//! `tests/support`, shared with the load bench.
+//!
 //! Deliberately not here: sleeps used as waits, fixed ports, or `#[test]`s.
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
 #[path = "../support/procfs.rs"]
 mod procfs;
+#[path = "../support/reports.rs"]
+pub mod reports;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,6 +22,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use reports::{Report, body as report_body};
 
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -88,10 +95,10 @@ impl Chatd {
         let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
         for _ in 0..listeners {
             let line = chatd.expect_report("listening on ");
-            let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-            chatd
-                .addrs
-                .push(addr.unwrap_or_else(|| panic!("no address in {line:?}")));
+            match reports::parse(report_body(&line)) {
+                Some(Report::Listening(addr)) => chatd.addrs.push(addr),
+                _ => panic!("no address in {line:?}"),
+            }
         }
         chatd
     }
@@ -275,11 +282,6 @@ pub fn with_listen<'a>(args: &[&'a str]) -> Vec<&'a str> {
     }
     all.extend_from_slice(args);
     all
-}
-
-/// A report line without the logger's prefix `HH:MM:SS [LEVEL] `.
-pub fn report_body(line: &str) -> &str {
-    line.split_once("] ").map_or(line, |(_, body)| body)
 }
 
 /// A plain TCP client with read timeouts, like a person at netcat.
