@@ -18,6 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender as ChannelSender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chatd::framing::LineDecoder;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -393,8 +394,8 @@ fn hello(i: usize) -> Vec<u8> {
 /// One held client's progress.
 struct Held {
     stream: TcpStream,
-    /// Bytes of the greeting so far; `None` once the client is settled (served or failed).
-    greeting: Option<Vec<u8>>,
+    /// The greeting so far; `None` once the client is settled (served or failed).
+    greeting: Option<LineDecoder>,
 }
 
 /// Connects `n` clients to the target, keeping at most `window` waiting to be served at a time,
@@ -444,7 +445,7 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
             match registered {
                 Ok(stream) => held.push(Held {
                     stream,
-                    greeting: Some(Vec::new()),
+                    greeting: Some(LineDecoder::new(MAX_LINE)),
                 }),
                 // Typically EMFILE or EADDRNOTAVAIL: hold what we have and say so.
                 Err(e) => {
@@ -522,10 +523,11 @@ enum First {
 /// Reads towards the first line; `Some` once it is complete.
 fn read_greeting(
     stream: &mut TcpStream,
-    greeting: &mut Vec<u8>,
+    greeting: &mut LineDecoder,
     scratch: &mut [u8],
 ) -> io::Result<Option<First>> {
-    loop {
+    let mut first = None;
+    while first.is_none() {
         match stream.read(scratch) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -533,19 +535,19 @@ fn read_greeting(
                     "closed, no greeting",
                 ));
             }
-            Ok(n) => greeting.extend_from_slice(&scratch[..n]),
+            Ok(n) => greeting.feed(&scratch[..n], |line| {
+                first.get_or_insert(if line.text == b"server full" {
+                    First::ServerFull
+                } else {
+                    First::Welcome
+                });
+            }),
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if let Some(end) = greeting.iter().position(|&b| b == b'\n') {
-            return Ok(Some(if &greeting[..end] == b"server full" {
-                First::ServerFull
-            } else {
-                First::Welcome
-            }));
-        }
     }
+    Ok(first)
 }
 
 /// Writes the hello line once the connection is up (it fits any empty send buffer).
@@ -753,10 +755,10 @@ impl Audience {
     }
 }
 
-/// One listening client: the bytes of its unfinished line, and whether its greeting is in.
+/// One listening client: its unfinished line, and whether its greeting is in.
 struct Listener {
     stream: TcpStream,
-    partial: Vec<u8>,
+    lines: LineDecoder,
     greeted: bool,
 }
 
@@ -794,7 +796,7 @@ fn run_audience(
             match registered {
                 Ok(stream) => listeners.push(Listener {
                     stream,
-                    partial: Vec::new(),
+                    lines: LineDecoder::new(MAX_LINE),
                     greeted: false,
                 }),
                 Err(e) => {
@@ -835,13 +837,13 @@ fn run_audience(
                 };
                 // One clock reading per read: every line in it arrived together.
                 let now_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                for_each_line(&mut listener.partial, &buf[..got], |line| {
+                listener.lines.feed(&buf[..got], |line| {
                     if !listener.greeted {
                         listener.greeted = true;
                         report.greeted += 1;
                         return;
                     }
-                    let Some((seq, sent_ns)) = parse_broadcast(line) else {
+                    let Some((seq, sent_ns)) = parse_broadcast(line.text) else {
                         return;
                     };
                     let Some(entry) = arrivals.get_mut(seq) else {
@@ -881,22 +883,6 @@ fn run_audience(
     report
 }
 
-/// Calls `on_line` for each complete line in `data`, carrying an unfinished one over in
-/// `partial`.
-fn for_each_line(partial: &mut Vec<u8>, mut data: &[u8], mut on_line: impl FnMut(&[u8])) {
-    while let Some(end) = data.iter().position(|&b| b == b'\n') {
-        if partial.is_empty() {
-            on_line(&data[..end]);
-        } else {
-            partial.extend_from_slice(&data[..end]);
-            on_line(partial);
-            partial.clear();
-        }
-        data = &data[end + 1..];
-    }
-    partial.extend_from_slice(data);
-}
-
 /// `<seq> <ns>` as the clients receive an `/all <seq> <ns>` console line.
 fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
     let text = std::str::from_utf8(line).ok()?;
@@ -904,6 +890,9 @@ fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
     Some((seq.parse().ok()?, ns.trim_end_matches('\r').parse().ok()?))
 }
 
+/// The most of one line the harness keeps (`LineDecoder` cuts a line there): far more than any
+/// line a scenario sends or a server writes, so that no line is ever cut.
+pub const MAX_LINE: usize = 1 << 20;
 /// The length of every `hello` line.
 const HELLO_LEN: usize = 13;
 /// Concurrent clients per source address before the next 127.0.0.x is used.

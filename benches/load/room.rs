@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chatd::framing::LineDecoder;
 use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::clients::{Problems, close_hard, connect, source_for};
+use crate::clients::{MAX_LINE, Problems, close_hard, connect, source_for};
 use crate::targets::{Kind, Target};
 
 /// How a server speaks to the room, which decides how its lines are read.
@@ -139,11 +140,20 @@ fn number(digits: &[u8]) -> Option<usize> {
 }
 
 /// One client of the room, apart from its socket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Member {
-    /// Bytes of an unfinished line.
-    partial: Vec<u8>,
+    /// Its unfinished line.
+    lines: LineDecoder,
     seat: Seat,
+}
+
+impl Default for Member {
+    fn default() -> Member {
+        Member {
+            lines: LineDecoder::new(MAX_LINE),
+            seat: Seat::default(),
+        }
+    }
 }
 
 /// How far a member is through taking its seat.
@@ -299,7 +309,7 @@ impl Room {
                 let (mut who, mut joins, mut left) = (None, 0, 0);
                 let read = read_lines(
                     stream,
-                    &mut member.partial,
+                    &mut member.lines,
                     &mut room.buf,
                     room.epoch,
                     &mut report.bytes_read,
@@ -362,7 +372,7 @@ impl Room {
 /// once the server has closed or the read failed.
 fn read_lines(
     mut stream: &TcpStream,
-    partial: &mut Vec<u8>,
+    lines: &mut LineDecoder,
     buf: &mut [u8],
     epoch: Instant,
     bytes: &mut u64,
@@ -379,19 +389,7 @@ fn read_lines(
         *bytes += got as u64;
         // One clock reading per read: every line in it arrived together.
         let now_ns = nanos_since(epoch);
-        let data = &buf[..got];
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', data) {
-            if partial.is_empty() {
-                on_line(&data[start..end], now_ns);
-            } else {
-                partial.extend_from_slice(&data[start..end]);
-                on_line(partial, now_ns);
-                partial.clear();
-            }
-            start = end + 1;
-        }
-        partial.extend_from_slice(&data[start..]);
+        lines.feed(&buf[..got], |line| on_line(line.text, now_ns));
     }
 }
 
@@ -541,7 +539,7 @@ impl Room {
                     let expected = &mut next[r * n..(r + 1) * n];
                     let read = read_lines(
                         stream,
-                        &mut member.partial,
+                        &mut member.lines,
                         buf,
                         epoch,
                         &mut bytes,

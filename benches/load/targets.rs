@@ -16,11 +16,13 @@ use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chatd::framing::LineDecoder;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::clients::MAX_LINE;
 use crate::reports::{self, Report};
 use crate::{procfs, sys};
 
@@ -253,9 +255,9 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
 pub struct LogTail {
     file: File,
     buf: Vec<u8>,
-    /// Bytes of an unfinished last line, kept until its newline arrives (a turn's write may end
-    /// mid-line when the logger's buffer fills).
-    partial: Vec<u8>,
+    /// An unfinished last line, kept until its newline arrives (a turn's write may end mid-line
+    /// when the logger's buffer fills).
+    lines: LineDecoder,
     pub counts: LogCounts,
 }
 
@@ -278,7 +280,7 @@ impl LogTail {
         Ok(LogTail {
             file: File::open(path)?,
             buf: vec![0; READ_CHUNK],
-            partial: Vec::new(),
+            lines: LineDecoder::new(MAX_LINE),
             counts: LogCounts::default(),
         })
     }
@@ -290,21 +292,9 @@ impl LogTail {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            // memchr finds newlines many bytes at a time: this thread shares two cores with the
-            // server and the senders, and a million-line run is over 100 MB of log.
-            let chunk = &self.buf[..n];
-            let mut start = 0;
-            for end in memchr::memchr_iter(b'\n', chunk) {
-                if self.partial.is_empty() {
-                    self.counts.count(&chunk[start..end]);
-                } else {
-                    self.partial.extend_from_slice(&chunk[start..end]);
-                    let line = std::mem::take(&mut self.partial);
-                    self.counts.count(&line);
-                }
-                start = end + 1;
-            }
-            self.partial.extend_from_slice(&chunk[start..]);
+            let counts = &mut self.counts;
+            self.lines
+                .feed(&self.buf[..n], |line| counts.count(line.text));
         }
     }
 }
