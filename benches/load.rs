@@ -15,6 +15,8 @@
 
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "load/net.rs"]
+mod net;
 #[path = "../tests/support/procfs.rs"]
 mod procfs;
 #[path = "load/report.rs"]

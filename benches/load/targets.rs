@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::clients::MAX_LINE;
+use crate::net::{MAX_LINE, read_available};
 use crate::reports::{self, Report};
 use crate::{procfs, sys};
 
@@ -413,20 +413,11 @@ fn run_sink(mut poll: Poll, listener: TcpListener, stats: &SinkStats, stop: &Ato
                     let Some(stream) = clients.get_mut(key) else {
                         continue;
                     };
-                    // Edge-triggered: drain until WouldBlock, or the peer is done.
-                    let open = loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) => break false,
-                            Ok(n) => {
-                                let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
-                                stats.lines.fetch_add(lines as u64, Ordering::Relaxed);
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                            Err(_) => break false,
-                        }
-                    };
-                    if !open {
+                    let read = read_available(stream, &mut buf, |data| {
+                        let lines = data.iter().filter(|&&b| b == b'\n').count();
+                        stats.lines.fetch_add(lines as u64, Ordering::Relaxed);
+                    });
+                    if !matches!(read, Ok(true)) {
                         let mut stream = clients.remove(key);
                         let _ = poll.registry().deregister(&mut stream);
                         stats.closed.fetch_add(1, Ordering::Relaxed);
