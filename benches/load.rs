@@ -11,7 +11,8 @@
 //! stdout as a table, to `target/load-report.json` and to `target/load-chart.svg`. The exit code is
 //! 1 only when chatd itself misbehaved: it failed, or a check of its reports did not hold.
 //!
-//! Deliberately not here: anything but the plan and the output; see `load/*.rs`.
+//! Deliberately not here: anything but the plan and the output; see `load/*.rs`, and
+//! `tests/support/*.rs` for the /proc and report-line readers the tests use too.
 
 #[path = "load/clients.rs"]
 mod clients;
@@ -21,8 +22,8 @@ mod net;
 mod procfs;
 #[path = "load/report.rs"]
 mod report;
-#[path = "../tests/support/reports.rs"]
-mod reports;
+#[path = "../tests/support/report_lines.rs"]
+mod report_lines;
 #[path = "load/room.rs"]
 mod room;
 #[path = "load/scenarios.rs"]
@@ -31,6 +32,8 @@ mod scenarios;
 mod sys;
 #[path = "load/targets.rs"]
 mod targets;
+#[path = "../tests/support/xorshift.rs"]
+mod xorshift;
 
 use std::fs;
 use std::path::PathBuf;

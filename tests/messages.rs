@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Chatd, Client, Report, WAIT, report_body, reports};
+use common::{Chatd, Client, Report, WAIT, report_body, report_lines};
 
 /// Fifty clients sending at once, each in several writes, are each heard exactly once: every
 /// message with the sender's own address and id, in the order it was sent, and not garbled.
@@ -67,7 +67,7 @@ fn concurrent_clients_are_each_heard_once_in_order() {
             left,
         );
         let body = report_body(&line);
-        let Some(Report::Message { peer, id, text }) = reports::parse(body) else {
+        let Some(Report::Message { peer, id, text }) = report_lines::parse(body) else {
             panic!("malformed message report {body:?}");
         };
         let i = *senders
@@ -136,7 +136,7 @@ fn netcat_is_a_working_client() {
     assert!(nc.read_line().contains("welcome"), "no greeting in nc");
     let connect = chatd.expect_report("connect 127.0.0.1:");
     // `connect 127.0.0.1:PORT #1 (1 online)`: nc's own address, as the server saw it.
-    let Some(Report::Connect { peer, .. }) = reports::parse(report_body(&connect)) else {
+    let Some(Report::Connect { peer, .. }) = report_lines::parse(report_body(&connect)) else {
         panic!("no address in {connect:?}");
     };
     let peer = peer.to_owned();

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use common::{Chatd, Report, report_body, reports};
+use common::xorshift::XorShift;
+use common::{Chatd, Report, report_body, report_lines};
 
 const CLIENTS: usize = 1000;
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -117,7 +118,7 @@ fn soak_nothing_lost_nothing_invented() {
             continue;
         };
         let body = report_body(&line).to_owned();
-        match reports::parse(&body) {
+        match report_lines::parse(&body) {
             Some(Report::Message { id, text, .. }) => {
                 if let Some(k) = text
                     .strip_prefix('c')
@@ -162,9 +163,9 @@ fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
     let mut messages: HashMap<u64, Vec<String>> = HashMap::new();
     let mut reasons: HashMap<u64, String> = HashMap::new();
     for body in lines {
-        let Some(report) = reports::parse(body) else {
+        let Some(report) = report_lines::parse(body) else {
             assert!(
-                reports::kind(body.as_bytes()).is_none(),
+                report_lines::kind(body.as_bytes()).is_none(),
                 "malformed report {body:?}"
             );
             continue;
@@ -248,7 +249,7 @@ fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
 /// One client's life: connect, say hello, send numbered messages at a random pace, then leave the
 /// way its number says.
 fn run_client(addr: SocketAddr, k: usize, gone: &AtomicBool) -> Record {
-    let mut rng = Rng(k as u64 + 1);
+    let mut rng = XorShift(k as u64 + 1);
     thread::sleep(Duration::from_millis(rng.below(10_000))); // Staggered arrivals.
     let ending = Ending::pick(rng.next());
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
@@ -338,20 +339,4 @@ fn read_rest(reader: &mut BufReader<TcpStream>) -> String {
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
     String::from_utf8_lossy(&rest).into_owned()
-}
-
-/// xorshift64*: a small reproducible generator, one per client.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }

@@ -26,6 +26,7 @@ use crate::net::{
     source_for,
 };
 use crate::targets::{Kind, Target};
+use crate::xorshift::XorShift;
 
 /// How a server speaks to the room, which decides how its lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -630,14 +631,15 @@ fn send_paced(
     let mut problems = Problems::default();
     let mut late = 0;
     let mut line = Vec::with_capacity(LINE_LEN);
-    let mut jitter = Jitter(0x9e37_79b9_7f4a_7c15);
+    // The sends' jitter, the same on every run.
+    let mut jitter = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut dead = vec![false; streams.len()];
     for m in 0..plan.total {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         // Due at (m + u) intervals, u uniform in [0, 1): evenly spread, in order, not in lockstep.
-        let due = plan.start + plan.interval.mul_f64(m as f64 + jitter.next());
+        let due = plan.start + plan.interval.mul_f64(m as f64 + jitter.fraction());
         let now = Instant::now();
         if due > now {
             thread::sleep(due - now);
@@ -695,19 +697,6 @@ fn parse_stamp(text: &[u8]) -> Option<(usize, u32, u64)> {
     let seq = u32::try_from(number(fields.next()?)?).ok()?;
     let ns = u64::try_from(number(fields.next()?)?).ok()?;
     Some((client, seq, ns))
-}
-
-/// xorshift64*: the sends' jitter, the same on every run.
-struct Jitter(u64);
-
-impl Jitter {
-    /// Uniform in [0, 1).
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::net::{MAX_LINE, read_available};
-use crate::reports::{self, Report};
+use crate::report_lines::{self, Report};
 use crate::{procfs, sys};
 
 /// Which server a row measured.
@@ -226,12 +226,12 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
     let deadline = Instant::now() + START_WAIT;
     loop {
         let text = fs::read_to_string(stdout_path).unwrap_or_default();
-        let listening = text
-            .lines()
-            .find_map(|line| match reports::parse(reports::body(line)) {
-                Some(Report::Listening(addr)) => Some(addr),
-                _ => None,
-            });
+        let listening =
+            text.lines()
+                .find_map(|line| match report_lines::parse(report_lines::body(line)) {
+                    Some(Report::Listening(addr)) => Some(addr),
+                    _ => None,
+                });
         if let Some(addr) = listening {
             return Ok(addr);
         }
@@ -302,11 +302,11 @@ impl LogTail {
 impl LogCounts {
     /// Counts one report line, `HH:MM:SS [LEVEL] body`.
     fn count(&mut self, line: &[u8]) {
-        let Some(body) = reports::body_bytes(line) else {
+        let Some(body) = report_lines::body_bytes(line) else {
             return;
         };
-        match reports::kind(body) {
-            Some(reports::Kind::Message) => {
+        match report_lines::kind(body) {
+            Some(report_lines::Kind::Message) => {
                 self.messages += 1;
                 if let Some(client) = crate::clients::end_marker(body) {
                     if self.end_seen.len() <= client {
@@ -317,17 +317,17 @@ impl LogCounts {
                     }
                 }
             }
-            Some(reports::Kind::Connect) => self.connects += 1,
-            Some(reports::Kind::Disconnect) => {
+            Some(report_lines::Kind::Connect) => self.connects += 1,
+            Some(report_lines::Kind::Disconnect) => {
                 self.disconnects += 1;
                 // Read in full only here: disconnects are few, messages are most of the log.
-                let report = std::str::from_utf8(body).ok().and_then(reports::parse);
+                let report = std::str::from_utf8(body).ok().and_then(report_lines::parse);
                 if let Some(Report::Disconnect { reason: "slow", .. }) = report {
                     self.slow += 1;
                 }
             }
-            Some(reports::Kind::Refused) => self.refused += 1,
-            Some(reports::Kind::Listening) | None => {}
+            Some(report_lines::Kind::Refused) => self.refused += 1,
+            Some(report_lines::Kind::Listening) | None => {}
         }
     }
 }

@@ -4,8 +4,8 @@
 //! `listening on` line, and feeds its stdout to a channel from a reader thread, so a test waits for
 //! the report it expects with a deadline instead of sleeping. The child is killed on drop.
 //!
-//! The /proc readers and the reading of report lines (`reports`, with `report_body`) come from
-//! `tests/support`, shared with the load bench.
+//! The /proc readers (`procfs`) and the reading of report lines (`report_lines`, with
+//! `report_body`) come from `tests/support`, shared with the load bench.
 //!
 //! Deliberately not here: sleeps used as waits, fixed ports, or `#[test]`s.
 
@@ -13,8 +13,10 @@
 
 #[path = "../support/procfs.rs"]
 mod procfs;
-#[path = "../support/reports.rs"]
-pub mod reports;
+#[path = "../support/report_lines.rs"]
+pub mod report_lines;
+#[path = "../support/xorshift.rs"]
+pub mod xorshift;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,7 +25,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use reports::{Report, body as report_body};
+pub use report_lines::{Report, body as report_body};
 
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -95,7 +97,7 @@ impl Chatd {
         let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
         for _ in 0..listeners {
             let line = chatd.expect_report("listening on ");
-            match reports::parse(report_body(&line)) {
+            match report_lines::parse(report_body(&line)) {
                 Some(Report::Listening(addr)) => chatd.addrs.push(addr),
                 _ => panic!("no address in {line:?}"),
             }

@@ -107,30 +107,23 @@ pub fn parse(body: &str) -> Option<Report<'_>> {
     Some(match kind {
         Kind::Listening => Report::Listening(rest.trim_end().parse().ok()?),
         Kind::Connect => {
-            let (peer, rest) = rest.split_once(' ')?;
-            let (id, online) = rest.split_once(' ')?;
+            let (peer, id, online) = label(rest, " ")?;
             Report::Connect {
                 peer,
-                id: id_of(id)?,
+                id,
                 online: online_of(online)?,
             }
         }
         Kind::Message => {
-            let (peer, rest) = rest.split_once(' ')?;
-            let (id, text) = rest.split_once(": ")?;
-            Report::Message {
-                peer,
-                id: id_of(id)?,
-                text,
-            }
+            let (peer, id, text) = label(rest, ": ")?;
+            Report::Message { peer, id, text }
         }
         Kind::Disconnect => {
-            let (peer, rest) = rest.split_once(' ')?;
-            let (id, rest) = rest.split_once(' ')?;
+            let (peer, id, rest) = label(rest, " ")?;
             let (reason, online) = rest.split_once(' ')?;
             Report::Disconnect {
                 peer,
-                id: id_of(id)?,
+                id,
                 reason,
                 online: online_of(online)?,
             }
@@ -143,9 +136,12 @@ pub fn parse(body: &str) -> Option<Report<'_>> {
     })
 }
 
-/// `#ID` as its number.
-fn id_of(word: &str) -> Option<u64> {
-    word.strip_prefix('#')?.parse().ok()
+/// The client's label `PEER #ID` at the start of `text`, up to `separator`: the peer, the id's
+/// number, and what follows the separator.
+fn label<'a>(text: &'a str, separator: &str) -> Option<(&'a str, u64, &'a str)> {
+    let (peer, rest) = text.split_once(' ')?;
+    let (id, rest) = rest.split_once(separator)?;
+    Some((peer, id.strip_prefix('#')?.parse().ok()?, rest))
 }
 
 /// `(N online)` as N.
