@@ -59,10 +59,17 @@ fn main() -> ExitCode {
     // Before any child is spawned: they inherit it, and chatd sizes --max-clients from it.
     let open_files = sys::raise_open_files_limit();
     let machine = procfs::Machine::read();
-    println!("command: {command}");
     println!(
-        "machine: {} CPUs, {}, Linux {}; open-files limit {open_files}",
+        "{}",
+        report::wrap_words("command: ", &command, report::HANG)
+    );
+    let machine_text = format!(
+        "{} CPUs, {}, Linux {}; open-files limit {open_files}",
         machine.cpus, machine.model, machine.kernel
+    );
+    println!(
+        "{}",
+        report::wrap_words("machine: ", &machine_text, report::HANG)
     );
 
     let dir = match TempDir::create() {
