@@ -4,8 +4,9 @@
 //! `listening on` line, and feeds its stdout to a channel from a reader thread, so a test waits for
 //! the report it expects with a deadline instead of sleeping. The child is killed on drop.
 //!
-//! The /proc readers (`procfs`) and the reading of report lines (`report_lines`, with
-//! `report_body`) come from `tests/support`, shared with the load bench.
+//! The /proc readers (`procfs`), the reading of report lines (`report_lines`, with
+//! `report_body`) and the soak test's generator (`xorshift`) come from `tests/support`, shared
+//! with the load bench.
 //!
 //! Deliberately not here: sleeps used as waits, fixed ports, or `#[test]`s.
 
