@@ -11,12 +11,19 @@
 //! stdout as a table, to `target/load-report.json` and to `target/load-chart.svg`. The exit code is
 //! 1 only when chatd itself misbehaved: it failed, or a check of its reports did not hold.
 //!
-//! Deliberately not here: anything but the plan and the output; see `load/*.rs`.
+//! Deliberately not here: anything but the plan and the output; see `load/*.rs`, and
+//! `tests/support/*.rs` for the /proc and report-line readers the tests use too.
 
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "load/net.rs"]
+mod net;
+#[path = "../tests/support/procfs.rs"]
+mod procfs;
 #[path = "load/report.rs"]
 mod report;
+#[path = "../tests/support/report_lines.rs"]
+mod report_lines;
 #[path = "load/room.rs"]
 mod room;
 #[path = "load/scenarios.rs"]
@@ -25,9 +32,11 @@ mod scenarios;
 mod sys;
 #[path = "load/targets.rs"]
 mod targets;
+#[path = "../tests/support/xorshift.rs"]
+mod xorshift;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -49,11 +58,18 @@ fn main() -> ExitCode {
 
     // Before any child is spawned: they inherit it, and chatd sizes --max-clients from it.
     let open_files = sys::raise_open_files_limit();
-    let machine = sys::Machine::read();
-    println!("command: {command}");
+    let machine = procfs::Machine::read();
     println!(
-        "machine: {} CPUs, {}, Linux {}; open-files limit {open_files}",
+        "{}",
+        report::wrap_words("command: ", &command, report::HANG)
+    );
+    let machine_text = format!(
+        "{} CPUs, {}, Linux {}; open-files limit {open_files}",
         machine.cpus, machine.model, machine.kernel
+    );
+    println!(
+        "{}",
+        report::wrap_words("machine: ", &machine_text, report::HANG)
     );
 
     let dir = match TempDir::create() {
@@ -265,7 +281,7 @@ fn remove_stale_dirs() {
             continue;
         };
         // Only a directory whose run is over: no process of that id any more.
-        if !Path::new("/proc").join(pid).exists() {
+        if !pid.parse().is_ok_and(procfs::process_exists) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

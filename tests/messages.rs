@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Chatd, Client, WAIT, report_body};
+use common::{Chatd, Client, Report, WAIT, report_body, report_lines};
 
 /// Fifty clients sending at once, each in several writes, are each heard exactly once: every
 /// message with the sender's own address and id, in the order it was sent, and not garbled.
@@ -33,10 +33,10 @@ fn concurrent_clients_are_each_heard_once_in_order() {
         clients.push(client);
     }
     // Who each sender is, as the server must show it: client `i` has id `i + 1`.
-    let senders: HashMap<String, usize> = clients
+    let senders: HashMap<(String, u64), usize> = clients
         .iter()
         .enumerate()
-        .map(|(i, client)| (format!("{} #{}", client.peer(), i + 1), i))
+        .map(|(i, client)| ((client.peer(), i as u64 + 1), i))
         .collect();
 
     let start = Arc::new(Barrier::new(CLIENTS));
@@ -68,11 +68,11 @@ fn concurrent_clients_are_each_heard_once_in_order() {
             left,
         );
         let body = report_body(&line);
-        let (who, text) = body["message ".len()..]
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("malformed message report {body:?}"));
+        let Some(Report::Message { peer, id, text }) = report_lines::parse(body) else {
+            panic!("malformed message report {body:?}");
+        };
         let i = *senders
-            .get(who)
+            .get(&(peer.to_owned(), id))
             .unwrap_or_else(|| panic!("message from an unknown sender: {body:?}"));
         assert_eq!(
             text,
@@ -204,11 +204,10 @@ fn chat_through(command: &ClientCommand) {
 #[track_caller]
 fn connected_peer(chatd: &mut Chatd, id: usize) -> String {
     let connect = chatd.expect_report("connect 127.0.0.1:");
-    let peer = report_body(&connect)
-        .split(' ')
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {connect:?}"))
-        .to_owned();
+    let Some(Report::Connect { peer, .. }) = report_lines::parse(report_body(&connect)) else {
+        panic!("no address in {connect:?}");
+    };
+    let peer = peer.to_owned();
     assert_eq!(
         report_body(&connect),
         format!("connect {peer} #{id} (1 online)")

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use common::{Chatd, report_body};
+use common::xorshift::XorShift;
+use common::{Chatd, Report, report_body, report_lines};
 
 const CLIENTS: usize = 1000;
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -117,27 +118,31 @@ fn soak_nothing_lost_nothing_invented() {
             continue;
         };
         let body = report_body(&line).to_owned();
-        if let Some((id, text)) = message_of(&body) {
-            if let Some(k) = text
-                .strip_prefix('c')
-                .and_then(|t| t.split(' ').next())
-                .and_then(|k| k.parse::<usize>().ok())
-            {
-                id_of.entry(k).or_insert(id);
-            }
-            if text.ends_with(" kick me") {
-                chatd.send_console(&format!("/kick {id}"));
-            } else if text.ends_with(" flood me") {
-                let flood = "f".repeat(60_000);
-                for _ in 0..100 {
-                    chatd.send_console(&format!("/to {id} {flood}"));
+        match report_lines::parse(&body) {
+            Some(Report::Message { id, text, .. }) => {
+                if let Some(k) = text
+                    .strip_prefix('c')
+                    .and_then(|t| t.split(' ').next())
+                    .and_then(|k| k.parse::<usize>().ok())
+                {
+                    id_of.entry(k).or_insert(id);
+                }
+                if text.ends_with(" kick me") {
+                    chatd.send_console(&format!("/kick {id}"));
+                } else if text.ends_with(" flood me") {
+                    let flood = "f".repeat(60_000);
+                    for _ in 0..100 {
+                        chatd.send_console(&format!("/to {id} {flood}"));
+                    }
                 }
             }
-        } else if let Some(id) = disconnect_of(&body) {
-            disconnects += 1;
-            if let Some((&k, _)) = id_of.iter().find(|(_, i)| **i == id) {
-                gone[k].store(true, Ordering::SeqCst);
+            Some(Report::Disconnect { id, .. }) => {
+                disconnects += 1;
+                if let Some((&k, _)) = id_of.iter().find(|(_, i)| **i == id) {
+                    gone[k].store(true, Ordering::SeqCst);
+                }
             }
+            _ => {}
         }
         lines.push(body);
     }
@@ -158,45 +163,51 @@ fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
     let mut messages: HashMap<u64, Vec<String>> = HashMap::new();
     let mut reasons: HashMap<u64, String> = HashMap::new();
     for body in lines {
-        if let Some(rest) = body.strip_prefix("connect ") {
-            let (peer, id, count) = parse_event(rest);
-            online += 1;
-            assert_eq!(count, online, "online count in {body:?}");
+        let Some(report) = report_lines::parse(body) else {
             assert!(
-                connects.insert(id, peer).is_none(),
-                "second connect for #{id}"
+                report_lines::kind(body.as_bytes()).is_none(),
+                "malformed report {body:?}"
             );
-        } else if let Some((id, text)) = message_of(body) {
-            assert!(
-                connects.contains_key(&id),
-                "message before connect: {body:?}"
-            );
-            assert!(
-                !reasons.contains_key(&id),
-                "message after disconnect: {body:?}"
-            );
-            messages.entry(id).or_default().push(text.to_owned());
-        } else if let Some(rest) = body.strip_prefix("disconnect ") {
-            let (peer_and_id, count) = rest.rsplit_once(" (").expect("online count");
-            let mut words = peer_and_id.split(' ');
-            let (_, id, reason) = (words.next(), words.next(), words.next());
-            let id: u64 = id
-                .and_then(|i| i.strip_prefix('#'))
-                .and_then(|i| i.parse().ok())
-                .expect("id");
-            online -= 1;
-            let count: usize = count
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("count");
-            assert_eq!(count, online, "online count in {body:?}");
-            assert!(
-                reasons
-                    .insert(id, reason.unwrap_or("").to_owned())
-                    .is_none(),
-                "second disconnect for #{id}"
-            );
+            continue;
+        };
+        match report {
+            Report::Connect {
+                peer,
+                id,
+                online: count,
+            } => {
+                online += 1;
+                assert_eq!(count, online, "online count in {body:?}");
+                assert!(
+                    connects.insert(id, peer.to_owned()).is_none(),
+                    "second connect for #{id}"
+                );
+            }
+            Report::Message { id, text, .. } => {
+                assert!(
+                    connects.contains_key(&id),
+                    "message before connect: {body:?}"
+                );
+                assert!(
+                    !reasons.contains_key(&id),
+                    "message after disconnect: {body:?}"
+                );
+                messages.entry(id).or_default().push(text.to_owned());
+            }
+            Report::Disconnect {
+                id,
+                reason,
+                online: count,
+                ..
+            } => {
+                online -= 1;
+                assert_eq!(count, online, "online count in {body:?}");
+                assert!(
+                    reasons.insert(id, reason.to_owned()).is_none(),
+                    "second disconnect for #{id}"
+                );
+            }
+            Report::Listening(_) | Report::Refused { .. } => {}
         }
     }
     assert_eq!(connects.len(), CLIENTS, "connects");
@@ -238,7 +249,7 @@ fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
 /// One client's life: connect, say hello, send numbered messages at a random pace, then leave the
 /// way its number says.
 fn run_client(addr: SocketAddr, k: usize, gone: &AtomicBool) -> Record {
-    let mut rng = Rng(k as u64 + 1);
+    let mut rng = XorShift(k as u64 + 1);
     thread::sleep(Duration::from_millis(rng.below(10_000))); // Staggered arrivals.
     let ending = Ending::pick(rng.next());
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
@@ -328,55 +339,4 @@ fn read_rest(reader: &mut BufReader<TcpStream>) -> String {
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
     String::from_utf8_lossy(&rest).into_owned()
-}
-
-/// `(id, text)` of a `message PEER #ID: TEXT` body.
-fn message_of(body: &str) -> Option<(u64, &str)> {
-    let rest = body.strip_prefix("message ")?;
-    let (head, text) = rest.split_once(": ")?;
-    let id = head.split(' ').nth(1)?.strip_prefix('#')?.parse().ok()?;
-    Some((id, text))
-}
-
-/// The id of a `disconnect PEER #ID REASON (N online)` body.
-fn disconnect_of(body: &str) -> Option<u64> {
-    body.strip_prefix("disconnect ")?
-        .split(' ')
-        .nth(1)?
-        .strip_prefix('#')?
-        .parse()
-        .ok()
-}
-
-/// `(peer, id, online)` of the part of a connect body after `connect `.
-fn parse_event(rest: &str) -> (String, u64, usize) {
-    let mut words = rest.split(' ');
-    let peer = words.next().unwrap_or("").to_owned();
-    let id = words
-        .next()
-        .and_then(|i| i.strip_prefix('#'))
-        .and_then(|i| i.parse().ok())
-        .expect("id");
-    let online = words
-        .next()
-        .and_then(|n| n.strip_prefix('('))
-        .and_then(|n| n.parse().ok())
-        .expect("online");
-    (peer, id, online)
-}
-
-/// xorshift64*: a small reproducible generator, one per client.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }

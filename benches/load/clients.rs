@@ -6,119 +6,26 @@
 //! blocking sockets on a few threads, which is simpler and is what a real client does. Every loop
 //! here is bounded by a deadline or a stop flag, and every address is on loopback.
 //!
-//! Deliberately not here: starting servers, or turning counts into figures.
+//! Deliberately not here: starting servers, turning counts into figures, or what every socket
+//! loop shares (connecting, reading, the deadline and server checks: `net.rs`).
 
-use std::fmt::Display;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender as ChannelSender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chatd::LineDecoder;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, Socket, Type};
+use mio::{Events, Interest, Token};
 
+use crate::net::{
+    End, MAX_LINE, Problems, STOP_CHECK, Watch, close_hard, connect, nanos_since, read_available,
+    read_client, socket_from, source_for,
+};
 use crate::targets::Target;
-
-/// Errors of one kind of work, counted, with the first one kept to show.
-#[derive(Debug, Default)]
-pub struct Problems {
-    pub count: u64,
-    pub first: Option<String>,
-}
-
-impl Problems {
-    /// One `poll`, with an interrupted wait counted as an empty one; false (and the error noted)
-    /// when polling itself failed.
-    pub fn poll(
-        &mut self,
-        poll: &mut Poll,
-        events: &mut Events,
-        timeout: Option<Duration>,
-    ) -> bool {
-        match poll.poll(events, timeout) {
-            Err(e) if e.kind() != ErrorKind::Interrupted => {
-                self.add("poll", e);
-                false
-            }
-            _ => true,
-        }
-    }
-
-    pub fn add(&mut self, what: &str, error: impl Display) {
-        self.count += 1;
-        if self.first.is_none() {
-            self.first = Some(format!("{what}: {error}"));
-        }
-    }
-
-    pub fn merge(&mut self, other: Problems) {
-        self.count += other.count;
-        if self.first.is_none() {
-            self.first = other.first;
-        }
-    }
-
-    /// `"N errors, first: ..."`, or `None` when there were none.
-    pub fn summary(&self) -> Option<String> {
-        let first = self.first.as_deref().unwrap_or("?");
-        (self.count > 0).then(|| format!("{} client errors, first: {first}", self.count))
-    }
-}
-
-/// A non-blocking connect to `dst`, from `source` if given (else the kernel's choice, 127.0.0.1).
-pub fn connect(dst: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
-    let socket = socket_from(source)?;
-    socket.set_nonblocking(true)?;
-    match socket.connect(&dst.into()) {
-        Ok(()) => {}
-        // The handshake finishes later; the first WRITABLE event says it has.
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
-}
-
-/// A TCP socket, bound to `source` if given.
-fn socket_from(source: Option<Ipv4Addr>) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(ip) = source {
-        // A plain bind() picks the port at once, and a port so picked serves one connection in
-        // all; IP_BIND_ADDRESS_NO_PORT leaves the choice to connect(), per destination, as when
-        // not binding at all. A kernel without it just spends ports faster.
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt reads an int from the pointer for the length given; `one` lives for
-        // the call and the descriptor is ours.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&raw const one).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        socket.bind(&SocketAddr::from((ip, 0)).into())?;
-    }
-    Ok(socket)
-}
-
-/// The source address of the `i`th of many concurrent clients: the kernel's choice (127.0.0.1)
-/// for the first `CLIENTS_PER_SOURCE`, then 127.0.0.2, 127.0.0.3, ... One source address has only
-/// ~28 000 ephemeral ports for one destination, and long before they run out connect() slows
-/// down: it tries the even half of the range first, one port at a time, so once that half is taken
-/// every connect scans all of it (at 19 900 clients from one address, 4 000 connects/s instead of
-/// 40 000, all of it the harness's kernel time).
-pub fn source_for(i: usize) -> Option<Ipv4Addr> {
-    match i / CLIENTS_PER_SOURCE {
-        0 => None,
-        block => Some(Ipv4Addr::new(127, 0, 0, 1 + (block % 250) as u8)),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Ingest
@@ -218,12 +125,8 @@ fn run_senders(
     stop: &AtomicBool,
 ) -> SendReport {
     let mut report = SendReport::default();
-    let mut poll = match Poll::new() {
-        Ok(poll) => poll,
-        Err(e) => {
-            report.problems.add("poll", e);
-            return report;
-        }
+    let Some(mut poll) = report.problems.new_poll() else {
+        return report;
     };
     let line_len = load.line_len as u64;
     let total = load.lines_per_client * line_len;
@@ -238,13 +141,9 @@ fn run_senders(
         // An overflowing listen backlog turns into dropped SYNs, SYN cookies and resets, so a
         // server with a short one (ncat's is 10) gets its clients at the pace it accepts them.
         while next < load.clients && pace.is_none_or(|p| next < (p.accepted)() + p.window) {
-            let registered = connect(addr, source_for(next)).and_then(|mut stream| {
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                poll.registry()
-                    .register(&mut stream, Token(senders.len()), interest)?;
-                Ok(stream)
-            });
-            match registered {
+            let token = Token(senders.len());
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match connect(&poll, token, interest, addr, source_for(next)) {
                 Ok(stream) => senders.push(Sender {
                     stream: Some(stream),
                     reading: true,
@@ -275,7 +174,7 @@ fn run_senders(
             // being empty), so the end of what it sends is no reason to stop sending.
             let mut step = Ok(());
             if event.is_readable() && sender.reading {
-                match drain(stream, &mut scratch) {
+                match read_available(&mut *stream, &mut scratch, |_| {}) {
                     Ok(reading) => sender.reading = reading,
                     Err(e) => step = Err(e),
                 }
@@ -294,14 +193,6 @@ fn run_senders(
         close_hard(stream);
     }
     report
-}
-
-/// Makes the coming close of `stream` a reset rather than a FIN, so that neither side keeps the
-/// connection in TIME_WAIT for a minute. Used only once a row has its figures: tens of thousands
-/// of TIME_WAIT entries would slow later rows, whose servers may be given the same ports, and a
-/// SYN that lands on a TIME_WAIT entry waits a second for its retransmit.
-pub fn close_hard(stream: &TcpStream) {
-    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 impl Sender {
@@ -343,19 +234,6 @@ fn body_chunk(line_len: usize) -> Vec<u8> {
     line.repeat((64 * 1024 / line.len()).max(1))
 }
 
-/// Reads and drops what is waiting. `Ok(false)` once the peer has closed.
-fn drain(stream: &mut TcpStream, scratch: &mut [u8]) -> io::Result<bool> {
-    loop {
-        match stream.read(scratch) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Hold
 
@@ -371,17 +249,10 @@ pub struct HoldReport {
     pub problems: Problems,
     /// From the first connect until every client was served.
     pub elapsed: Duration,
-    pub end: HoldEnd,
+    /// `Done` once every client that connected was served (or failed for a reason in
+    /// `problems`).
+    pub end: End,
     pub clients: Vec<TcpStream>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldEnd {
-    /// Every client that connected was served (or failed for a reason in `problems`).
-    Done,
-    TimedOut,
-    /// The server stopped; the reason.
-    ServerGone(String),
 }
 
 /// The line each hold client sends to a server that greets nobody (ncat), so that the server's
@@ -393,8 +264,8 @@ fn hello(i: usize) -> Vec<u8> {
 /// One held client's progress.
 struct Held {
     stream: TcpStream,
-    /// Bytes of the greeting so far; `None` once the client is settled (served or failed).
-    greeting: Option<Vec<u8>>,
+    /// The greeting so far; `None` once the client is settled (served or failed).
+    greeting: Option<LineDecoder>,
 }
 
 /// Connects `n` clients to the target, keeping at most `window` waiting to be served at a time,
@@ -409,22 +280,18 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
         refused: 0,
         problems: Problems::default(),
         elapsed: Duration::ZERO,
-        end: HoldEnd::Done,
+        end: End::Done,
         clients: Vec::new(),
     };
-    let mut poll = match Poll::new() {
-        Ok(poll) => poll,
-        Err(e) => {
-            report.problems.add("poll", e);
-            return report;
-        }
+    let Some(mut poll) = report.problems.new_poll() else {
+        return report;
     };
     let mut held: Vec<Held> = Vec::with_capacity(n);
     let mut failed = 0;
     let mut connecting = true;
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 4096];
-    let mut last_check = start;
+    let mut watch = Watch::new(deadline);
     loop {
         if !greets {
             // ncat greets nobody: its output file says how many hellos it has read.
@@ -436,15 +303,11 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
         // waits a whole second for its retransmit: that would time the harness, not the server.
         while connecting && held.len() < n && held.len().saturating_sub(settled) < window {
             let i = held.len();
-            let registered = connect(addr, source_for(i)).and_then(|mut stream| {
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                poll.registry().register(&mut stream, Token(i), interest)?;
-                Ok(stream)
-            });
-            match registered {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match connect(&poll, Token(i), interest, addr, source_for(i)) {
                 Ok(stream) => held.push(Held {
                     stream,
-                    greeting: Some(Vec::new()),
+                    greeting: Some(LineDecoder::new(MAX_LINE)),
                 }),
                 // Typically EMFILE or EADDRNOTAVAIL: hold what we have and say so.
                 Err(e) => {
@@ -456,25 +319,14 @@ pub fn hold(target: &mut Target, n: usize, window: usize, deadline: Instant) -> 
         if (held.len() == n || !connecting) && settled >= held.len() {
             break;
         }
-        let now = Instant::now();
-        if now >= deadline {
-            report.end = HoldEnd::TimedOut;
-            break;
-        }
-        if now - last_check >= SERVER_CHECK {
-            last_check = now;
-            if let Some(why) = target.exited() {
-                report.end = HoldEnd::ServerGone(why);
-                break;
-            }
-        }
         let wait = if greets {
             STOP_CHECK
         } else {
             NCAT_OUTPUT_CHECK
         };
-        if !report.problems.poll(&mut poll, &mut events, Some(wait)) {
-            report.end = HoldEnd::ServerGone("poll failed".into());
+        let problems = &mut report.problems;
+        if let Err(end) = watch.poll(target, problems, &mut poll, &mut events, wait) {
+            report.end = end;
             break;
         }
         for event in &events {
@@ -522,10 +374,11 @@ enum First {
 /// Reads towards the first line; `Some` once it is complete.
 fn read_greeting(
     stream: &mut TcpStream,
-    greeting: &mut Vec<u8>,
+    greeting: &mut LineDecoder,
     scratch: &mut [u8],
 ) -> io::Result<Option<First>> {
-    loop {
+    let mut first = None;
+    while first.is_none() {
         match stream.read(scratch) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -533,19 +386,19 @@ fn read_greeting(
                     "closed, no greeting",
                 ));
             }
-            Ok(n) => greeting.extend_from_slice(&scratch[..n]),
+            Ok(n) => greeting.feed(&scratch[..n], |line| {
+                first.get_or_insert(if line.text == b"server full" {
+                    First::ServerFull
+                } else {
+                    First::Welcome
+                });
+            }),
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if let Some(end) = greeting.iter().position(|&b| b == b'\n') {
-            return Ok(Some(if &greeting[..end] == b"server full" {
-                First::ServerFull
-            } else {
-                First::Welcome
-            }));
-        }
     }
+    Ok(first)
 }
 
 /// Writes the hello line once the connection is up (it fits any empty send buffer).
@@ -753,10 +606,10 @@ impl Audience {
     }
 }
 
-/// One listening client: the bytes of its unfinished line, and whether its greeting is in.
+/// One listening client: its unfinished line, and whether its greeting is in.
 struct Listener {
     stream: TcpStream,
-    partial: Vec<u8>,
+    lines: LineDecoder,
     greeted: bool,
 }
 
@@ -769,12 +622,8 @@ fn run_audience(
     progress: &ChannelSender<Stage>,
 ) -> BroadcastReport {
     let mut report = BroadcastReport::default();
-    let mut poll = match Poll::new() {
-        Ok(poll) => poll,
-        Err(e) => {
-            report.problems.add("poll", e);
-            return report;
-        }
+    let Some(mut poll) = report.problems.new_poll() else {
+        return report;
     };
     let mut arrivals = vec![Arrivals::default(); lines];
     let mut complete = 0;
@@ -786,15 +635,10 @@ fn run_audience(
         // Connect in a window, as hold does, so the backlog never overflows.
         while listeners.len() < n && listeners.len() - report.greeted < AUDIENCE_WINDOW {
             let i = listeners.len();
-            let registered = connect(addr, source_for(i)).and_then(|mut stream| {
-                poll.registry()
-                    .register(&mut stream, Token(i), Interest::READABLE)?;
-                Ok(stream)
-            });
-            match registered {
+            match connect(&poll, Token(i), Interest::READABLE, addr, source_for(i)) {
                 Ok(stream) => listeners.push(Listener {
                     stream,
-                    partial: Vec::new(),
+                    lines: LineDecoder::new(MAX_LINE),
                     greeted: false,
                 }),
                 Err(e) => {
@@ -817,31 +661,16 @@ fn run_audience(
             let Some(listener) = listeners.get_mut(event.token().0) else {
                 continue;
             };
-            loop {
-                let got = match listener.stream.read(&mut buf) {
-                    Ok(0) => Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
-                    Ok(got) => Ok(got),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => Err(e),
-                };
-                let got = match got {
-                    Ok(got) => got,
-                    Err(e) => {
-                        report.problems.add("read", e);
-                        let _ = poll.registry().deregister(&mut listener.stream);
-                        break;
-                    }
-                };
+            let read = read_client(&listener.stream, &mut buf, |data| {
                 // One clock reading per read: every line in it arrived together.
-                let now_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                for_each_line(&mut listener.partial, &buf[..got], |line| {
+                let now_ns = nanos_since(epoch);
+                listener.lines.feed(data, |line| {
                     if !listener.greeted {
                         listener.greeted = true;
                         report.greeted += 1;
                         return;
                     }
-                    let Some((seq, sent_ns)) = parse_broadcast(line) else {
+                    let Some((seq, sent_ns)) = parse_broadcast(line.text) else {
                         return;
                     };
                     let Some(entry) = arrivals.get_mut(seq) else {
@@ -857,6 +686,10 @@ fn run_audience(
                         complete += 1;
                     }
                 });
+            });
+            if let Err(e) = read {
+                report.problems.add("read", e);
+                let _ = poll.registry().deregister(&mut listener.stream);
             }
         }
         if ready_sent && complete == lines {
@@ -881,22 +714,6 @@ fn run_audience(
     report
 }
 
-/// Calls `on_line` for each complete line in `data`, carrying an unfinished one over in
-/// `partial`.
-fn for_each_line(partial: &mut Vec<u8>, mut data: &[u8], mut on_line: impl FnMut(&[u8])) {
-    while let Some(end) = data.iter().position(|&b| b == b'\n') {
-        if partial.is_empty() {
-            on_line(&data[..end]);
-        } else {
-            partial.extend_from_slice(&data[..end]);
-            on_line(partial);
-            partial.clear();
-        }
-        data = &data[end + 1..];
-    }
-    partial.extend_from_slice(data);
-}
-
 /// `<seq> <ns>` as the clients receive an `/all <seq> <ns>` console line.
 fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
     let text = std::str::from_utf8(line).ok()?;
@@ -906,20 +723,14 @@ fn parse_broadcast(line: &[u8]) -> Option<(usize, u64)> {
 
 /// The length of every `hello` line.
 const HELLO_LEN: usize = 13;
-/// Concurrent clients per source address before the next 127.0.0.x is used.
-const CLIENTS_PER_SOURCE: usize = 5_000;
 /// Source addresses churn workers spread over.
 const CHURN_SOURCES: usize = 4;
 /// Clients the audience has waiting for a greeting at once.
 const AUDIENCE_WINDOW: usize = 256;
 /// How often paced senders look again at how many clients the server has accepted.
 const PACE_CHECK: Duration = Duration::from_millis(1);
-/// How long a poll waits before looking at the stop flag and the deadline again.
-const STOP_CHECK: Duration = Duration::from_millis(20);
 /// How often the hold loop looks at ncat's output file while waiting for hellos.
 const NCAT_OUTPUT_CHECK: Duration = Duration::from_millis(2);
-/// How often the hold loop checks that the server is still running.
-const SERVER_CHECK: Duration = Duration::from_millis(50);
 /// The longest a churn worker waits for a connect or a greeting.
 const IO_WAIT: Duration = Duration::from_secs(2);
 /// A churn worker's pause after an error, so a failing server is not hammered in a hot loop.

@@ -9,7 +9,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::sys::Machine;
+use crate::procfs::Machine;
 use crate::targets::Kind;
 
 /// One scenario run against one server.
@@ -143,75 +143,103 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
     Some(chatd.primary()? / row.primary()?)
 }
 
-/// The table, with each row's checks, goals and notes indented below it.
+/// The table, with each row's checks, goals and notes indented below it, in lines of at most
+/// `WIDTH` columns: a row's figures wrap within their column, the rest wraps at spaces. (The JSON
+/// has every figure and note on one line.)
 pub fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<([String; 4], Vec<String>)> = rows
         .iter()
         .map(|row| {
+            let ratio = ratio(rows, row).map_or_else(String::new, |r| format!("{r:.2}"));
+            let columns = [
+                format!("{} {}", row.scenario, row.params),
+                row.server.name().to_owned(),
+                row.status.word().to_owned(),
+                ratio,
+            ];
             let figures = row
                 .figures
                 .iter()
                 .map(|f| format!("{} {}", number(f.value), f.unit))
-                .collect::<Vec<_>>()
-                .join("  ");
-            let ratio = ratio(rows, row).map_or_else(String::new, |r| format!("{r:.2}"));
-            [
-                format!("{} {}", row.scenario, row.params),
-                row.server.name().to_owned(),
-                row.status.word().to_owned(),
-                figures,
-                ratio,
-            ]
+                .collect();
+            (columns, figures)
         })
         .collect();
-    let header = [
-        "scenario".to_owned(),
-        "server".to_owned(),
-        "status".to_owned(),
-        "figures".to_owned(),
-        "chatd/this".to_owned(),
-    ];
+    let header = ["scenario", "server", "status", "chatd/this"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
+    for (columns, _) in &cells {
+        for (width, cell) in widths.iter_mut().zip(columns) {
             *width = (*width).max(cell.len());
         }
     }
-    let line = |cells: &[String; 5]| {
-        let mut out = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-            // The ratio is a number: right-aligned; the last column carries no trailing blanks.
-            match i {
-                4 => {
-                    let _ = write!(out, "{cell:>width$}");
-                }
-                _ => {
-                    let _ = write!(out, "{cell:<width$}  ");
-                }
-            }
-        }
-        out.trim_end().to_owned()
+    // Everything before the figures; the ratio is a number, so right-aligned.
+    let lead = |columns: &[String; 4]| {
+        let [w0, w1, w2, w3] = widths;
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  ",
+            columns[0], columns[1], columns[2], columns[3]
+        )
     };
-    let mut out = line(&header);
-    out.push('\n');
-    out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
-    out.push('\n');
-    for (row, cells) in rows.iter().zip(&cells) {
-        out.push_str(&line(cells));
-        out.push('\n');
+    let indent = lead(&header).len();
+    let lines: Vec<String> = cells
+        .iter()
+        .map(|(columns, figures)| wrap(&lead(columns), figures, "  ", indent))
+        .collect();
+    let rule = lines
+        .iter()
+        .flat_map(|line| line.lines())
+        .map(|line| line.chars().count())
+        .fold(indent + "figures".len(), usize::max);
+    let mut out = format!("{}figures\n{}\n", lead(&header), "-".repeat(rule));
+    for (row, line) in rows.iter().zip(&lines) {
+        let _ = writeln!(out, "{line}");
         for check in &row.checks {
             let verdict = if check.passed { "ok" } else { "FAILED" };
-            let _ = writeln!(out, "    check {verdict}: {}", check.what);
+            let lead = format!("    check {verdict}: ");
+            let _ = writeln!(out, "{}", wrap_words(&lead, &check.what, HANG));
         }
         for goal in &row.goals {
             let verdict = if goal.met { "met" } else { "MISSED" };
-            let _ = writeln!(out, "    goal {verdict}: {}", goal.what);
+            let lead = format!("    goal {verdict}: ");
+            let _ = writeln!(out, "{}", wrap_words(&lead, &goal.what, HANG));
         }
         for note in &row.notes {
-            let _ = writeln!(out, "    note: {note}");
+            let _ = writeln!(out, "{}", wrap_words("    note: ", note, HANG));
         }
     }
     out
+}
+
+/// `lead`, then `items` joined by `separator`, broken between items into lines of at most `WIDTH`
+/// columns, each line after the first starting with `indent` blanks. An item too long for any
+/// line stands alone on one.
+fn wrap(lead: &str, items: &[impl AsRef<str>], separator: &str, indent: usize) -> String {
+    let mut out = lead.to_owned();
+    let mut column = lead.chars().count();
+    let mut line_start = true;
+    for item in items {
+        let item = item.as_ref();
+        let len = item.chars().count();
+        if !line_start && column + separator.len() + len > WIDTH {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            column = indent;
+            line_start = true;
+        }
+        if !line_start {
+            out.push_str(separator);
+            column += separator.len();
+        }
+        out.push_str(item);
+        column += len;
+        line_start = false;
+    }
+    out.trim_end().to_owned()
+}
+
+/// `lead` and `text`, broken at spaces as [`wrap`] does.
+pub fn wrap_words(lead: &str, text: &str, indent: usize) -> String {
+    wrap(lead, &text.split(' ').collect::<Vec<_>>(), " ", indent)
 }
 
 /// A figure with three or so significant digits: `1.23M`, `45.6k`, `789`, `1.23`, `0.0123`.
@@ -339,12 +367,14 @@ pub fn chart(rows: &[Row], path: &Path) -> Result<(), String> {
         "ingest: lines/s (until the last line is reported)",
         "lines/s",
         &grouped(rows, |row| row.scenario == "ingest", "lines_per_s"),
+        Kind::name,
     )?;
     bars(
         &right,
         "hold: server RSS per client (KiB)",
         "KiB per client",
         &grouped(rows, |row| row.scenario == "hold", "rss_kib_per_client"),
+        Kind::name,
     )?;
     let (left, right) = bottom.split_horizontally(640);
     let relay = |row: &Row, load: &str| row.scenario == "relay" && row.params.ends_with(load);
@@ -353,12 +383,19 @@ pub fn chart(rows: &[Row], path: &Path) -> Result<(), String> {
         "relay, unthrottled: deliveries/s",
         "deliveries/s",
         &grouped(rows, |row| relay(row, "unthrottled"), "deliveries_per_s"),
+        // Its newlines are counted like chatd's, but it relays each read chunk whole, prefixed
+        // once: with few clients one chunk holds many lines, so its bars are not line by line.
+        |kind| match kind {
+            Kind::Ncat => "ncat (relays chunks, not lines)",
+            kind => kind.name(),
+        },
     )?;
     bars(
         &right,
         "relay, fixed load: p99 latency (ms)",
         "ms",
         &grouped(rows, |row| relay(row, "/s"), "p99_ms"),
+        Kind::name,
     )?;
     root.present().map_err(|e| e.to_string())
 }
@@ -391,19 +428,22 @@ fn grouped(
     groups
 }
 
-/// Grouped bars: one group per category on x, one bar per server within it.
+/// Grouped bars: one group per category on x, one bar per server within it, each server named in
+/// the legend as `name` says.
 fn bars<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     y_label: &str,
     groups: &[(String, [Option<f64>; 3])],
+    name: impl Fn(Kind) -> &'static str,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let top = groups
         .iter()
         .flat_map(|(_, values)| values.iter().flatten())
         .fold(0.0_f64, |a, &b| a.max(b));
-    let y_max = if top > 0.0 { top * 1.15 } else { 1.0 };
+    // Room above the tallest bar for its value and, clear of both, the legend in the corner.
+    let y_max = if top > 0.0 { top * 1.3 } else { 1.0 };
     // Category i spans x in [i - 0.5, i + 0.5]; integer key points carry its label.
     let n = groups.len().max(1);
     let mut chart = ChartBuilder::on(area)
@@ -453,7 +493,7 @@ fn bars<DB: DrawingBackend>(
         chart
             .draw_series(rectangles)
             .map_err(err)?
-            .label(kind.name())
+            .label(name(*kind))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         // The value on top of each bar: bars of very different heights stay readable.
         let labels = bars.iter().map(|&(x0, value)| {
@@ -474,6 +514,11 @@ fn bars<DB: DrawingBackend>(
         .map_err(err)?;
     Ok(())
 }
+
+/// The most columns a line of the printed table takes: a terminal of 100 shows it unbroken.
+pub const WIDTH: usize = 100;
+/// How far the continuation lines of a check, goal or note are indented.
+pub const HANG: usize = 6;
 
 /// The servers in the order their bars stand in each group.
 const SERIES: [Kind; 3] = [Kind::Chatd, Kind::Sink, Kind::Ncat];

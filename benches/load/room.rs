@@ -8,19 +8,25 @@
 //! do, and nothing else (no TCP_QUICKACK). Every loop is bounded by a deadline and every address
 //! is on loopback.
 //!
-//! Deliberately not here: starting servers, or turning counts into figures and checks.
+//! Deliberately not here: starting servers, turning counts into figures and checks, or what
+//! every socket loop shares (`net.rs`).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chatd::LineDecoder;
 use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::clients::{Problems, close_hard, connect, source_for};
+use crate::net::{
+    End, MAX_LINE, Problems, STOP_CHECK, Watch, close_hard, connect, nanos_since, read_client,
+    source_for,
+};
 use crate::targets::{Kind, Target};
+use crate::xorshift::XorShift;
 
 /// How a server speaks to the room, which decides how its lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +38,6 @@ pub enum Dialect {
     /// `<announce> already connected: nobody.` (or a list); `<announce> <userN> is
     /// disconnected.`; relayed text is each read chunk prefixed with `<userN> `, not each line.
     Ncat,
-}
-
-/// How a phase of the room ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    Done,
-    /// Out of time; what was still missing.
-    TimedOut(String),
-    /// The server stopped (ncat aborts past ~1017 clients); why.
-    ServerGone(String),
 }
 
 /// What one line a client read means.
@@ -139,11 +135,20 @@ fn number(digits: &[u8]) -> Option<usize> {
 }
 
 /// One client of the room, apart from its socket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Member {
-    /// Bytes of an unfinished line.
-    partial: Vec<u8>,
+    /// Its unfinished line.
+    lines: LineDecoder,
     seat: Seat,
+}
+
+impl Default for Member {
+    fn default() -> Member {
+        Member {
+            lines: LineDecoder::new(MAX_LINE),
+            seat: Seat::default(),
+        }
+    }
 }
 
 /// How far a member is through taking its seat.
@@ -228,7 +233,7 @@ impl Room {
         let mut failed = 0;
         let mut owed: u64 = 0;
         let mut connecting = true;
-        let mut last_check = start;
+        let mut watch = Watch::new(deadline);
         loop {
             let settled = report.seated + failed;
             while connecting
@@ -236,14 +241,12 @@ impl Room {
                 && room.streams.len().saturating_sub(settled) < window
             {
                 let i = room.streams.len();
-                let registered = connect(addr, source_for(i)).and_then(|mut stream| {
-                    stream.set_nodelay(true)?;
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    room.poll
-                        .registry()
-                        .register(&mut stream, Token(i), interest)?;
-                    Ok(stream)
-                });
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let registered = connect(&room.poll, Token(i), interest, addr, source_for(i))
+                    .and_then(|stream| {
+                        stream.set_nodelay(true)?;
+                        Ok(stream)
+                    });
                 match registered {
                     Ok(stream) => {
                         room.streams.push(stream);
@@ -264,25 +267,14 @@ impl Room {
                 report.joins_after = Some(now - start);
                 break;
             }
-            if now >= deadline {
-                report.end = End::TimedOut(format!(
-                    "{} of {n} clients seated, {owed} join announcements undelivered",
-                    report.seated
-                ));
-                break;
-            }
-            if now - last_check >= SERVER_CHECK {
-                last_check = now;
-                if let Some(why) = target.exited() {
-                    report.end = End::ServerGone(why);
-                    break;
-                }
-            }
-            if !room
-                .problems
-                .poll(&mut room.poll, &mut room.events, Some(STOP_CHECK))
-            {
-                report.end = End::ServerGone("poll failed".into());
+            if let Err(end) = room.wait(&mut watch, target) {
+                report.end = match end {
+                    End::TimedOut(_) => End::TimedOut(format!(
+                        "{} of {n} clients seated, {owed} join announcements undelivered",
+                        report.seated
+                    )),
+                    end => end,
+                };
                 break;
             }
             for event in &room.events {
@@ -299,7 +291,7 @@ impl Room {
                 let (mut who, mut joins, mut left) = (None, 0, 0);
                 let read = read_lines(
                     stream,
-                    &mut member.partial,
+                    &mut member.lines,
                     &mut room.buf,
                     room.epoch,
                     &mut report.bytes_read,
@@ -344,6 +336,12 @@ impl Room {
         Ok((room, report))
     }
 
+    /// The watch's checks, then one wait for the room's events.
+    fn wait(&mut self, watch: &mut Watch, target: &mut Target) -> Result<(), End> {
+        let (poll, events) = (&mut self.poll, &mut self.events);
+        watch.poll(target, &mut self.problems, poll, events, STOP_CHECK)
+    }
+
     /// Clients in the room.
     pub fn len(&self) -> usize {
         self.streams.len()
@@ -361,42 +359,19 @@ impl Room {
 /// time (ns since `epoch`) of the read that completed it, and adding the bytes to `bytes`. `Err`
 /// once the server has closed or the read failed.
 fn read_lines(
-    mut stream: &TcpStream,
-    partial: &mut Vec<u8>,
+    stream: &TcpStream,
+    lines: &mut LineDecoder,
     buf: &mut [u8],
     epoch: Instant,
     bytes: &mut u64,
     mut on_line: impl FnMut(&[u8], u64),
 ) -> io::Result<()> {
-    loop {
-        let got = match stream.read(buf) {
-            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
-            Ok(got) => got,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        *bytes += got as u64;
+    read_client(stream, buf, |data| {
+        *bytes += data.len() as u64;
         // One clock reading per read: every line in it arrived together.
         let now_ns = nanos_since(epoch);
-        let data = &buf[..got];
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', data) {
-            if partial.is_empty() {
-                on_line(&data[start..end], now_ns);
-            } else {
-                partial.extend_from_slice(&data[start..end]);
-                on_line(partial, now_ns);
-                partial.clear();
-            }
-            start = end + 1;
-        }
-        partial.extend_from_slice(&data[start..]);
-    }
-}
-
-fn nanos_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        lines.feed(data, |line| on_line(line.text, now_ns));
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,7 +469,7 @@ impl Room {
                 }
             };
             let mut drain_until = None;
-            let mut last_check = Instant::now();
+            let mut watch = Watch::new(deadline);
             loop {
                 let now = Instant::now();
                 if !sending.load(Ordering::Acquire) {
@@ -512,22 +487,8 @@ impl Room {
                         break;
                     }
                 }
-                if now >= deadline {
-                    report.end = Some(End::TimedOut("over the row's budget".into()));
-                    break;
-                }
-                if now - last_check >= SERVER_CHECK {
-                    last_check = now;
-                    if let Some(why) = target.exited() {
-                        report.end = Some(End::ServerGone(why));
-                        break;
-                    }
-                }
-                if let Err(e) = poll.poll(events, Some(STOP_CHECK))
-                    && e.kind() != ErrorKind::Interrupted
-                {
-                    problems.add("poll", e);
-                    report.end = Some(End::ServerGone("poll failed".into()));
+                if let Err(end) = watch.poll(target, problems, poll, events, STOP_CHECK) {
+                    report.end = Some(end);
                     break;
                 }
                 for event in events.iter() {
@@ -541,7 +502,7 @@ impl Room {
                     let expected = &mut next[r * n..(r + 1) * n];
                     let read = read_lines(
                         stream,
-                        &mut member.partial,
+                        &mut member.lines,
                         buf,
                         epoch,
                         &mut bytes,
@@ -670,14 +631,15 @@ fn send_paced(
     let mut problems = Problems::default();
     let mut late = 0;
     let mut line = Vec::with_capacity(LINE_LEN);
-    let mut jitter = Jitter(0x9e37_79b9_7f4a_7c15);
+    // The sends' jitter, the same on every run.
+    let mut jitter = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut dead = vec![false; streams.len()];
     for m in 0..plan.total {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         // Due at (m + u) intervals, u uniform in [0, 1): evenly spread, in order, not in lockstep.
-        let due = plan.start + plan.interval.mul_f64(m as f64 + jitter.next());
+        let due = plan.start + plan.interval.mul_f64(m as f64 + jitter.fraction());
         let now = Instant::now();
         if due > now {
             thread::sleep(due - now);
@@ -737,19 +699,6 @@ fn parse_stamp(text: &[u8]) -> Option<(usize, u32, u64)> {
     Some((client, seq, ns))
 }
 
-/// xorshift64*: the sends' jitter, the same on every run.
-struct Jitter(u64);
-
-impl Jitter {
-    /// Uniform in [0, 1).
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Unthrottled
 
@@ -795,7 +744,7 @@ impl Room {
         let start = Instant::now();
         let mut last_read = start;
         let mut progress_at = start;
-        let mut last_check = start;
+        let mut watch = Watch::new(deadline);
         // Edge-triggered: the sockets have been writable all along, so no event will say so now.
         for (i, stream) in self.streams.iter().enumerate() {
             if let Err(e) = pump(stream, &mut sent[i], total, &chunk) {
@@ -808,26 +757,12 @@ impl Room {
             if report.deliveries >= report.expected {
                 break;
             }
-            if now >= deadline {
-                report.end = End::TimedOut("over the row's budget".into());
-                break;
-            }
             if now - progress_at >= stall {
                 report.end = End::TimedOut(format!("no progress for {stall:?}"));
                 break;
             }
-            if now - last_check >= SERVER_CHECK {
-                last_check = now;
-                if let Some(why) = target.exited() {
-                    report.end = End::ServerGone(why);
-                    break;
-                }
-            }
-            if !self
-                .problems
-                .poll(&mut self.poll, &mut self.events, Some(STOP_CHECK))
-            {
-                report.end = End::ServerGone("poll failed".into());
+            if let Err(end) = self.wait(&mut watch, target) {
+                report.end = end;
                 break;
             }
             for event in &self.events {
@@ -887,25 +822,17 @@ fn pump(mut stream: &TcpStream, sent: &mut u64, total: u64, chunk: &[u8]) -> io:
 /// Reads until the socket would block and counts the newlines, and the announcements among them,
 /// nothing else: the reader must not be what limits the room. `Err` once the server closed.
 fn count_lines(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     buf: &mut [u8],
     announcement: &memmem::Finder<'_>,
 ) -> io::Result<(u64, u64)> {
     let (mut lines, mut announced) = (0, 0);
-    loop {
-        match stream.read(buf) {
-            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed")),
-            Ok(got) => {
-                let data = &buf[..got];
-                lines += memchr::memchr_iter(b'\n', data).count() as u64;
-                // (One that starts a read is missed; the log's check of `slow` still sees it.)
-                announced += announcement.find_iter(data).count() as u64;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((lines, announced)),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    read_client(stream, buf, |data| {
+        lines += memchr::memchr_iter(b'\n', data).count() as u64;
+        // (One that starts a read is missed; the log's check of `slow` still sees it.)
+        announced += announcement.find_iter(data).count() as u64;
+    })?;
+    Ok((lines, announced))
 }
 
 /// About 64 KiB of identical printable lines of LINE_LEN bytes.
@@ -926,7 +853,3 @@ const SEND_LEAD: Duration = Duration::from_millis(20);
 const LATE: Duration = Duration::from_millis(1);
 /// The longest a paced send waits for room in a full socket.
 const FULL_WAIT: Duration = Duration::from_secs(1);
-/// How long a poll waits before looking at the deadline and the server again.
-const STOP_CHECK: Duration = Duration::from_millis(20);
-/// How often a loop checks that the server is still running.
-const SERVER_CHECK: Duration = Duration::from_millis(50);

@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::clients::{self, Audience, HoldEnd, HoldReport, IngestLoad, Pace};
+use crate::clients::{self, Audience, HoldReport, IngestLoad, Pace};
+use crate::net::{self, End};
+use crate::procfs;
 use crate::report::{self, Row, Status};
-use crate::room::{End, LINE_LEN, Room, SeatReport};
-use crate::sys;
+use crate::room::{LINE_LEN, Room, SeatReport};
 use crate::targets::{Chatd, Kind, LogCounts, Ncat, NcatMode, POLL_FILE, Sink, Target};
 
 /// One kind of load with its size.
@@ -148,7 +149,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
         );
         return row;
     }
-    let overflows_before = sys::listen_overflows();
+    let overflows_before = procfs::listen_overflows();
     match start(kind, scenario, context, &dir) {
         Ok(target) => {
             let budget = scenario.budget(context.quick);
@@ -184,7 +185,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
     let _ = fs::remove_dir_all(&dir);
     // A full listen queue drops SYNs, and each dropped SYN costs its client a second: a slow row
     // with this note measured the backlog, not the loop.
-    if let (Some(before), Some(after)) = (overflows_before, sys::listen_overflows())
+    if let (Some(before), Some(after)) = (overflows_before, procfs::listen_overflows())
         && after > before
     {
         row.note(format!(
@@ -316,7 +317,7 @@ fn hold(mut target: Target, n: usize, budget: Duration, row: &mut Row) {
     // The server goes first, so it spends no time on the resets that close the clients.
     drop(target);
     for client in &held.clients {
-        clients::close_hard(client);
+        net::close_hard(client);
     }
 }
 
@@ -337,9 +338,10 @@ fn judge_hold(
         held.connected, held.served
     );
     match &held.end {
-        HoldEnd::Done => {}
-        HoldEnd::TimedOut => return row.end(Status::Timeout, progress),
-        HoldEnd::ServerGone(why) => return row.end(Status::Failed, format!("{why}; {progress}")),
+        End::Done => {}
+        // The progress says what the row's budget was not enough for.
+        End::TimedOut(_) => return row.end(Status::Timeout, progress),
+        End::ServerGone(why) => return row.end(Status::Failed, format!("{why}; {progress}")),
     }
     if held.served == 0 {
         return row.end(Status::Failed, progress);
@@ -826,7 +828,7 @@ impl Usage {
 
 /// The harness's own CPU time so far (this process: every client, and every thread).
 fn harness_cpu() -> Option<(Duration, Duration)> {
-    sys::process_cpu_split(std::process::id())
+    procfs::process_cpu_split(std::process::id())
 }
 
 /// `1.23 CPU-s (61% of a core, 80% of it in the kernel)`, or `n/a`.

@@ -16,12 +16,15 @@ use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chatd::LineDecoder;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::sys;
+use crate::net::{MAX_LINE, read_available};
+use crate::report_lines::{self, Report};
+use crate::{procfs, sys};
 
 /// Which server a row measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,27 +86,27 @@ impl Target {
     /// CPU time the server has used so far: the child process, or the sink's own thread.
     pub fn cpu(&self) -> Option<Duration> {
         match self {
-            Target::Chatd(chatd) => sys::process_cpu(chatd.child.id()),
-            Target::Sink(sink) => sys::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
-            Target::Ncat(ncat) => sys::process_cpu(ncat.child.id()),
+            Target::Chatd(chatd) => procfs::process_cpu(chatd.child.id()),
+            Target::Sink(sink) => procfs::thread_cpu(sink.stats.tid.load(Ordering::Relaxed)),
+            Target::Ncat(ncat) => procfs::process_cpu(ncat.child.id()),
         }
     }
 
     /// The server process's CPU time so far, user and system apart; `None` for the sink.
     pub fn cpu_split(&self) -> Option<(Duration, Duration)> {
         match self {
-            Target::Chatd(chatd) => sys::process_cpu_split(chatd.child.id()),
+            Target::Chatd(chatd) => procfs::process_cpu_split(chatd.child.id()),
             Target::Sink(_) => None,
-            Target::Ncat(ncat) => sys::process_cpu_split(ncat.child.id()),
+            Target::Ncat(ncat) => procfs::process_cpu_split(ncat.child.id()),
         }
     }
 
     /// Resident memory of the server process; `None` for the sink, which shares the harness's.
     pub fn rss(&self) -> Option<u64> {
         match self {
-            Target::Chatd(chatd) => sys::rss_bytes(chatd.child.id()),
+            Target::Chatd(chatd) => procfs::rss_bytes(chatd.child.id()),
             Target::Sink(_) => None,
-            Target::Ncat(ncat) => sys::rss_bytes(ncat.child.id()),
+            Target::Ncat(ncat) => procfs::rss_bytes(ncat.child.id()),
         }
     }
 
@@ -129,7 +132,7 @@ impl Target {
         // Each accepted client is one more open descriptor.
         let (pid, idle) = (ncat.child.id(), ncat.idle_fds);
         Some(Box::new(move || {
-            sys::open_fds(pid).map_or(0, |fds| fds.saturating_sub(idle))
+            procfs::open_fds(pid).map_or(0, |fds| fds.saturating_sub(idle))
         }))
     }
 
@@ -223,11 +226,13 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
     let deadline = Instant::now() + START_WAIT;
     loop {
         let text = fs::read_to_string(stdout_path).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find_map(|line| line.split_once("listening on "))
-            .and_then(|(_, addr)| addr.trim().parse().ok())
-        {
+        let listening =
+            text.lines()
+                .find_map(|line| match report_lines::parse(report_lines::body(line)) {
+                    Some(Report::Listening(addr)) => Some(addr),
+                    _ => None,
+                });
+        if let Some(addr) = listening {
             return Ok(addr);
         }
         if let Some(status) = child.try_wait()? {
@@ -250,9 +255,9 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
 pub struct LogTail {
     file: File,
     buf: Vec<u8>,
-    /// Bytes of an unfinished last line, kept until its newline arrives (a turn's write may end
-    /// mid-line when the logger's buffer fills).
-    partial: Vec<u8>,
+    /// An unfinished last line, kept until its newline arrives (a turn's write may end mid-line
+    /// when the logger's buffer fills).
+    lines: LineDecoder,
     pub counts: LogCounts,
 }
 
@@ -275,7 +280,7 @@ impl LogTail {
         Ok(LogTail {
             file: File::open(path)?,
             buf: vec![0; READ_CHUNK],
-            partial: Vec::new(),
+            lines: LineDecoder::new(MAX_LINE),
             counts: LogCounts::default(),
         })
     }
@@ -287,21 +292,11 @@ impl LogTail {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            // memchr finds newlines many bytes at a time: this thread shares two cores with the
-            // server and the senders, and a million-line run is over 100 MB of log.
-            let chunk = &self.buf[..n];
-            let mut start = 0;
-            for end in memchr::memchr_iter(b'\n', chunk) {
-                if self.partial.is_empty() {
-                    self.counts.count(&chunk[start..end]);
-                } else {
-                    self.partial.extend_from_slice(&chunk[start..end]);
-                    let line = std::mem::take(&mut self.partial);
-                    self.counts.count(&line);
-                }
-                start = end + 1;
-            }
-            self.partial.extend_from_slice(&chunk[start..]);
+            // The decoder finds newlines with memchr, many bytes at a time: this thread shares two
+            // cores with the server and the senders, and a million-line run is over 100 MB of log.
+            let counts = &mut self.counts;
+            self.lines
+                .feed(&self.buf[..n], |line| counts.count(line.text));
         }
     }
 }
@@ -309,30 +304,32 @@ impl LogTail {
 impl LogCounts {
     /// Counts one report line, `HH:MM:SS [LEVEL] body`.
     fn count(&mut self, line: &[u8]) {
-        let body = match line.iter().take(32).position(|&b| b == b']') {
-            Some(i) => line.get(i + 2..).unwrap_or_default(),
-            None => return,
+        let Some(body) = report_lines::body_bytes(line) else {
+            return;
         };
-        if body.starts_with(b"message ") {
-            self.messages += 1;
-            if let Some(client) = crate::clients::end_marker(body) {
-                if self.end_seen.len() <= client {
-                    self.end_seen.resize(client + 1, false);
-                }
-                if !std::mem::replace(&mut self.end_seen[client], true) {
-                    self.ends += 1;
+        match report_lines::kind(body) {
+            Some(report_lines::Kind::Message) => {
+                self.messages += 1;
+                if let Some(client) = crate::clients::end_marker(body) {
+                    if self.end_seen.len() <= client {
+                        self.end_seen.resize(client + 1, false);
+                    }
+                    if !std::mem::replace(&mut self.end_seen[client], true) {
+                        self.ends += 1;
+                    }
                 }
             }
-        } else if body.starts_with(b"connect ") {
-            self.connects += 1;
-        } else if body.starts_with(b"disconnect ") {
-            self.disconnects += 1;
-            // `disconnect <peer> #<id> slow (<n> online)`
-            if memchr::memmem::find(body, b" slow (").is_some() {
-                self.slow += 1;
+            Some(report_lines::Kind::Connect) => self.connects += 1,
+            Some(report_lines::Kind::Disconnect) => {
+                self.disconnects += 1;
+                // Read in full only here: disconnects are few, messages are most of the log.
+                let report = std::str::from_utf8(body).ok().and_then(report_lines::parse);
+                if let Some(Report::Disconnect { reason: "slow", .. }) = report {
+                    self.slow += 1;
+                }
             }
-        } else if body.starts_with(b"refused ") {
-            self.refused += 1;
+            Some(report_lines::Kind::Refused) => self.refused += 1,
+            Some(report_lines::Kind::Listening) | None => {}
         }
     }
 }
@@ -418,20 +415,11 @@ fn run_sink(mut poll: Poll, listener: TcpListener, stats: &SinkStats, stop: &Ato
                     let Some(stream) = clients.get_mut(key) else {
                         continue;
                     };
-                    // Edge-triggered: drain until WouldBlock, or the peer is done.
-                    let open = loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) => break false,
-                            Ok(n) => {
-                                let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
-                                stats.lines.fetch_add(lines as u64, Ordering::Relaxed);
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                            Err(_) => break false,
-                        }
-                    };
-                    if !open {
+                    let read = read_available(stream, &mut buf, |data| {
+                        let lines = data.iter().filter(|&&b| b == b'\n').count();
+                        stats.lines.fetch_add(lines as u64, Ordering::Relaxed);
+                    });
+                    if !matches!(read, Ok(true)) {
                         let mut stream = clients.remove(key);
                         let _ = poll.registry().deregister(&mut stream);
                         stats.closed.fetch_add(1, Ordering::Relaxed);
@@ -515,7 +503,7 @@ impl Ncat {
         die_with_parent(&mut command);
         let mut child = command.spawn()?;
         let deadline = Instant::now() + START_WAIT;
-        while !sys::is_listening(port) {
+        while !procfs::is_listening(port) {
             let exited = child.try_wait()?;
             if exited.is_some() || Instant::now() >= deadline {
                 stop(&mut child);
@@ -527,7 +515,7 @@ impl Ncat {
             }
             thread::sleep(POLL_FILE);
         }
-        let idle_fds = sys::open_fds(child.id()).unwrap_or(0);
+        let idle_fds = procfs::open_fds(child.id()).unwrap_or(0);
         Ok(Ncat {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

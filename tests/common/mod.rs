@@ -4,9 +4,20 @@
 //! `listening on` line, and feeds its stdout to a channel from a reader thread, so a test waits for
 //! the report it expects with a deadline instead of sleeping. The child is killed on drop.
 //!
+//! The /proc readers (`procfs`), the reading of report lines (`report_lines`, with
+//! `report_body`) and the soak test's generator (`xorshift`) come from `tests/support`, shared
+//! with the load bench.
+//!
 //! Deliberately not here: sleeps used as waits, fixed ports, or `#[test]`s.
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
+
+#[path = "../support/procfs.rs"]
+mod procfs;
+#[path = "../support/report_lines.rs"]
+pub mod report_lines;
+#[path = "../support/xorshift.rs"]
+pub mod xorshift;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +25,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use report_lines::{Report, body as report_body};
 
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -85,10 +98,10 @@ impl Chatd {
         let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
         for _ in 0..listeners {
             let line = chatd.expect_report("listening on ");
-            let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-            chatd
-                .addrs
-                .push(addr.unwrap_or_else(|| panic!("no address in {line:?}")));
+            match report_lines::parse(report_body(&line)) {
+                Some(Report::Listening(addr)) => chatd.addrs.push(addr),
+                _ => panic!("no address in {line:?}"),
+            }
         }
         chatd
     }
@@ -231,34 +244,15 @@ impl Chatd {
     }
 
     /// The child's resident memory now, from /proc.
+    #[track_caller]
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("VmRSS in /proc status");
-        kib * 1024
+        procfs::rss_bytes(self.child.id()).expect("VmRSS in /proc/PID/status")
     }
 
     /// The child's CPU time so far (user + system), from /proc.
+    #[track_caller]
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc stat");
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_millis(ticks * 1000 / per_second)
+        procfs::process_cpu(self.child.id()).expect("CPU times in /proc/PID/stat")
     }
 }
 
@@ -291,11 +285,6 @@ pub fn with_listen<'a>(args: &[&'a str]) -> Vec<&'a str> {
     }
     all.extend_from_slice(args);
     all
-}
-
-/// A report line without the logger's prefix `HH:MM:SS [LEVEL] `.
-pub fn report_body(line: &str) -> &str {
-    line.split_once("] ").map_or(line, |(_, body)| body)
 }
 
 /// A plain TCP client with read timeouts, like a person at netcat.
