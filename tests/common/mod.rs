@@ -59,7 +59,7 @@ impl Chatd {
 
     /// The command that runs `chatd` with `args`, for a test that needs to set more on it.
     pub fn command(args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        let mut command = Command::new(chatd_bin());
         command.args(args).stdin(Stdio::piped());
         command
     }
@@ -243,6 +243,11 @@ impl Chatd {
         }
     }
 
+    /// The child's exit status if it has exited (e.g. killed by a signal), without waiting.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The child's resident memory now, from /proc.
     #[track_caller]
     pub fn rss_bytes(&self) -> u64 {
@@ -267,7 +272,7 @@ impl Drop for Chatd {
 /// and its stderr.
 #[track_caller]
 pub fn run_to_failure(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_chatd"))
+    let output = Command::new(chatd_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -275,6 +280,13 @@ pub fn run_to_failure(args: &[&str]) -> (Option<i32>, String) {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "chatd panicked: {stderr}");
     (output.status.code(), stderr)
+}
+
+/// The binary under test: the one cargo built, or `$CHATD_BIN` if set. The override is for checking
+/// that a test fails on another build (e.g. `CHATD_BIN=/path/to/old/chatd cargo test --test
+/// reentry`); CI never sets it.
+pub fn chatd_bin() -> std::ffi::OsString {
+    std::env::var_os("CHATD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_chatd").into())
 }
 
 /// `args` with `--listen 127.0.0.1:0` in front, unless they name a listener themselves.
