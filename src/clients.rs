@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::connection::{Connection, NotQueued, Stream};
+use crate::connection::{Connection, Limits, NotQueued, Stream};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::report;
 
@@ -25,10 +25,7 @@ pub struct Clients<S = TcpStream> {
     /// The id the next client gets; ids are never reused.
     next_id: u64,
     lists: Lists,
-    /// `--max-clients`: how many connections are held at most.
-    max_clients: usize,
-    max_line: usize,
-    max_queue: usize,
+    limits: Limits,
 }
 
 struct Client<S> {
@@ -70,26 +67,24 @@ pub struct Marks {
     dirty: bool,
     broken: bool,
     /// A line timer is armed for it.
-    pub line_timer: bool,
+    line_timer: bool,
     /// It is closing and its grace timer is armed.
     linger_timer: bool,
 }
 
 impl<S: Stream> Clients<S> {
-    pub fn new((max_clients, max_line, max_queue): (usize, usize, usize)) -> Clients<S> {
+    pub fn new(limits: Limits) -> Clients<S> {
         Clients {
             slab: Slab::new(),
             next_id: 1,
             lists: Lists::default(),
-            max_clients,
-            max_line,
-            max_queue,
+            limits,
         }
     }
 
     /// Whether `--max-clients` connections are held: the next one is refused.
     pub fn is_full(&self) -> bool {
-        self.slab.len() >= self.max_clients
+        self.slab.len() >= self.limits.max_clients
     }
 
     /// Registers a new client's socket with the poll and seats it; gives its slot and id.
@@ -105,7 +100,7 @@ impl<S: Stream> Clients<S> {
         let id = ConnId(self.next_id);
         self.next_id += 1;
         let label = report::label(peer, id).into();
-        let conn = Connection::new(stream, (id, peer), label, self.max_line, self.max_queue);
+        let conn = Connection::new(stream, id, peer, label, &self.limits);
         entry.insert(Client {
             conn,
             marks: Marks::default(),
@@ -351,6 +346,11 @@ fn deliver<S: Stream>(client: &mut Client<S>, line: Rc<[u8]>) -> Result<(), NotQ
 }
 
 impl Marks {
+    /// Marks its line timer armed; `true` if it was not, so arm it now.
+    pub fn arm_line(&mut self) -> bool {
+        !mem_set(&mut self.line_timer)
+    }
+
     /// Its line timer fired: a new one may be armed.
     pub fn disarm_line(&mut self) {
         self.line_timer = false;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use crate::connection::Limits;
+
 /// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
 /// and disconnect is reported on stdout, and the operator answers any client from stdin
 /// (type /help there).
@@ -75,21 +77,19 @@ impl Config {
         self.idle_timeout.map(Duration::from_secs)
     }
 
-    pub fn max_line(&self) -> usize {
-        usize::try_from(self.max_line).unwrap_or(usize::MAX)
-    }
-
-    pub fn max_queue(&self) -> usize {
-        usize::try_from(self.max_queue).unwrap_or(usize::MAX)
-    }
-
-    /// `--max-clients`, or the open-files limit less what the server needs for itself.
-    pub fn max_clients(&self) -> usize {
-        let limit = match self.max_clients {
+    /// What a client may make the server hold: `--max-clients` (or the open-files limit less what
+    /// the server needs for itself), `--max-line` and `--max-queue`.
+    pub fn limits(&self) -> Limits {
+        let max_clients = match self.max_clients {
             Some(n) => n,
             None => open_files_limit().saturating_sub(RESERVED_FILES).max(1),
         };
-        usize::try_from(limit).unwrap_or(usize::MAX)
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            max_clients: size(max_clients),
+            max_line: size(self.max_line),
+            max_queue: size(self.max_queue),
+        }
     }
 }
 

@@ -32,6 +32,17 @@ impl Stream for TcpStream {
     }
 }
 
+/// What a client may make the server hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-clients`: connections held at once.
+    pub max_clients: usize,
+    /// `--max-line`: the longest message kept.
+    pub max_line: usize,
+    /// `--max-queue`: the most bytes queued for one client.
+    pub max_queue: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
@@ -91,13 +102,7 @@ pub struct Connection<S = TcpStream> {
 
 impl<S: Stream> Connection<S> {
     /// A new open client; `label` is how its reports name it.
-    pub fn new(
-        stream: S,
-        (id, peer): (ConnId, Peer),
-        label: Rc<str>,
-        max_line: usize,
-        max_queue: usize,
-    ) -> Self {
+    pub fn new(stream: S, id: ConnId, peer: Peer, label: Rc<str>, limits: &Limits) -> Self {
         let now = Instant::now();
         Connection {
             stream,
@@ -110,9 +115,9 @@ impl<S: Stream> Connection<S> {
             last_input: now,
             lines_in: 0,
             lines_out: 0,
-            decoder: LineDecoder::new(max_line),
+            decoder: LineDecoder::new(limits.max_line),
             out: OutQueue::default(),
-            max_queue,
+            max_queue: limits.max_queue,
             write_error: None,
             registered: Interest::READABLE,
         }

@@ -16,7 +16,6 @@
 //! (`framing.rs`), report text (`report.rs`), or anything that blocks.
 
 use std::io;
-use std::mem;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,8 +71,8 @@ impl Server {
         let interrupts = Interrupts::install(poll.registry(), SIGNALS).map_err(BindError::Setup)?;
         let tokens = LISTENER_BASE..CLIENT_BASE;
         let listeners = Listeners::bind(&config.listen, config.backlog, poll.registry(), tokens)?;
-        let limits = (config.max_clients(), config.max_line(), config.max_queue());
-        report::max_clients(limits.0);
+        let limits = config.limits();
+        report::max_clients(limits.max_clients);
         Ok(Server {
             poll,
             listeners,
@@ -278,8 +277,7 @@ impl Server {
         let at = conn.last_input() + self.line_timeout;
         if conn.is_open()
             && conn.has_partial()
-            && let Some(marks) = self.clients.marks(key, id)
-            && !mem::replace(&mut marks.line_timer, true)
+            && self.clients.marks(key, id).is_some_and(Marks::arm_line)
         {
             self.timers.arm(at, Due::Line(key, id));
         }

@@ -1,0 +1,252 @@
+//! The chat's policy, checked in-process: clients on in-memory streams, lines handed to the chat
+//! as the loop's reads would, and what each client received read back from its stream.
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+
+use mio::{Interest, Poll, Registry, Token};
+
+use super::*;
+use crate::connection::Limits;
+
+/// One end of an in-memory client: what the server wrote to it, what it has for the server to
+/// read, whether its writes fail, and how often it was read.
+#[derive(Default)]
+struct Pipe {
+    got: Vec<u8>,
+    to_server: Vec<u8>,
+    reset: bool,
+    reads: usize,
+}
+
+#[derive(Clone, Default)]
+struct MemStream(Rc<RefCell<Pipe>>);
+
+impl Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        pipe.reads += 1;
+        if pipe.to_server.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(pipe.to_server.len());
+        buf[..n].copy_from_slice(&pipe.to_server[..n]);
+        pipe.to_server.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        if pipe.reset {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        pipe.got.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for MemStream {
+    fn register(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn deregister(&mut self, _: &Registry) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for MemStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A chat and its registry, with the clients' ends kept for the test.
+struct Room {
+    chat: Chat,
+    clients: Clients<MemStream>,
+    poll: Poll,
+    ends: Vec<(usize, ConnId, MemStream)>,
+}
+
+impl Room {
+    fn new(relay: bool) -> Room {
+        Room::with_max_queue(relay, 1 << 20)
+    }
+
+    fn with_max_queue(relay: bool, max_queue: usize) -> Room {
+        Room {
+            chat: Chat::new(Some("hello"), relay),
+            clients: Clients::new(Limits {
+                max_clients: 100,
+                max_line: 1024,
+                max_queue,
+            }),
+            poll: Poll::new().unwrap(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Seats a client and gives its index among the ends.
+    fn join(&mut self) -> usize {
+        let stream = MemStream::default();
+        let peer = Peer(([127, 0, 0, 1], 5000 + self.ends.len() as u16).into());
+        let (key, id) = self
+            .clients
+            .open(stream.clone(), peer, self.poll.registry())
+            .unwrap();
+        self.chat.join(&mut self.clients, key);
+        self.ends.push((key, id, stream));
+        self.ends.len() - 1
+    }
+
+    /// Client `who` says `text`, as a read would hand it over.
+    fn say(&mut self, who: usize, text: &str) {
+        let (key, id, _) = self.ends[who];
+        let label: Rc<str> = Rc::from("label");
+        let line = Line {
+            text: text.as_bytes(),
+            dropped: 0,
+        };
+        if self.chat.hear(key, id, &label, line) {
+            Chat::exit(self.clients.get_mut(key).unwrap());
+        }
+        self.chat.act(&mut self.clients);
+    }
+
+    fn command(&mut self, line: &str) {
+        let command = crate::console::parse(line).unwrap().unwrap();
+        self.chat.command(&mut self.clients, command);
+    }
+
+    /// Writes out what is queued, as the loop's `before_sleep` does, and gives what client
+    /// `who` has received so far, line by line.
+    fn received(&mut self, who: usize) -> Vec<String> {
+        for key in self.clients.keys() {
+            self.clients.get_mut(key).unwrap().flush();
+        }
+        let got = self.ends[who].2.0.borrow().got.clone();
+        String::from_utf8(got)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn reason(&self, who: usize) -> Option<Reason> {
+        self.clients.get(self.ends[who].0).unwrap().reason()
+    }
+}
+
+#[test]
+fn a_bare_line_replies_to_whoever_spoke_last() {
+    let mut room = Room::new(false);
+    let (a, b) = (room.join(), room.join());
+    room.say(a, "question one");
+    room.say(b, "question two");
+    room.command("the answer");
+    assert_eq!(room.received(a), ["hello"]);
+    assert_eq!(room.received(b), ["hello", "the answer"]);
+    room.say(a, "again");
+    room.command("to you");
+    assert_eq!(room.received(a), ["hello", "to you"]);
+}
+
+#[test]
+fn kick_and_exit_close_with_their_line_and_reason() {
+    let mut room = Room::new(false);
+    let (a, b) = (room.join(), room.join());
+    room.command("/kick 1");
+    assert_eq!(room.reason(a), Some(Reason::Kicked));
+    assert_eq!(
+        room.received(a),
+        ["hello", "you were disconnected by the operator"]
+    );
+    room.say(b, "exit");
+    assert_eq!(room.reason(b), Some(Reason::Exit));
+    assert_eq!(room.received(b), ["hello", "goodbye"]);
+    // Gone or leaving: neither is an open client any more.
+    room.command("/to 2 anyone there?");
+    assert_eq!(room.received(b), ["hello", "goodbye"]);
+}
+
+#[test]
+fn the_room_announces_joins_renames_and_leaves() {
+    let mut room = Room::new(true);
+    let a = room.join();
+    let b = room.join();
+    assert_eq!(
+        room.received(a),
+        ["hello", "* nobody else is online", "* #2 joined (2 online)"]
+    );
+    assert_eq!(room.received(b), ["hello", "* 1 online: #1"]);
+    room.say(b, "/nick bob");
+    room.say(a, "/nick BOB");
+    room.say(a, "/nick server");
+    room.say(a, "hi bob");
+    room.command("/all maintenance at ten");
+    assert_eq!(
+        room.received(a)[3..],
+        [
+            "* #2 is now bob",
+            "* the name BOB is taken",
+            "* the name server is taken",
+            "server: maintenance at ten"
+        ]
+    );
+    assert_eq!(
+        room.received(b)[2..],
+        [
+            "* you are now bob",
+            "#1: hi bob",
+            "server: maintenance at ten"
+        ]
+    );
+    room.say(b, "exit");
+    let (key, _, _) = room.ends[b];
+    let gone = room.clients.remove(key, room.poll.registry()).unwrap();
+    room.chat.leave(&mut room.clients, &gone, true);
+    assert_eq!(room.received(a).last().unwrap(), "* bob left (exit)");
+}
+
+/// Relaying to a member whose write fails only marks it: the chat never reads it (the loop
+/// hears it out later, once), so what the others receive keeps each sender's order.
+#[test]
+fn a_failed_write_is_marked_and_never_read_in_the_middle_of_a_relay() {
+    // A small queue: a relayed line that does not fit makes the queue try a write at once.
+    let mut room = Room::with_max_queue(true, 64);
+    let (a, broken, c, watcher) = (room.join(), room.join(), room.join(), room.join());
+    room.received(watcher);
+    {
+        let mut pipe = room.ends[broken].2.0.borrow_mut();
+        pipe.reset = true;
+        pipe.to_server.extend_from_slice(b"from the broken one\n");
+    }
+    // Bursts from two senders, interleaved, with the broken member among the recipients.
+    for n in 0..50 {
+        room.say(a, &format!("a{n}"));
+        room.say(c, &format!("c{n}"));
+    }
+    let (key, _, stream) = &room.ends[broken];
+    assert_eq!(stream.0.borrow().reads, 0, "the broken member was read");
+    assert_eq!(room.clients.next_broken(), Some(*key));
+    assert_eq!(room.clients.next_broken(), None, "marked once");
+    let got = room.received(watcher);
+    let from = |who: &str| -> Vec<String> {
+        got.iter()
+            .filter_map(|line| line.strip_prefix(who).map(str::to_owned))
+            .collect()
+    };
+    let expect = |p: &str| (0..50).map(|n| format!("{p}{n}")).collect::<Vec<_>>();
+    assert_eq!(from("#1: "), expect("a"));
+    assert_eq!(from("#3: "), expect("c"));
+}
