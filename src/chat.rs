@@ -72,8 +72,8 @@ impl Chat {
 
     /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported,
     /// its sender becomes the target of the operator's bare replies, and in the room anything but
-    /// `exit` is kept for `act`. Returns whether it was `exit`, which the caller ends the session
-    /// for with [`Chat::exit`]. This is the per-line hot path: no registry, no allocation outside
+    /// `exit` is kept for `act`. Returns whether it was `exit`, which the caller's `read_ended`
+    /// then ends the session for. This is the per-line hot path: no registry, no allocation outside
     /// the room.
     pub fn hear(&mut self, key: usize, id: ConnId, label: &str, line: Line<'_>) -> bool {
         report::message(label, line.text, line.dropped);
@@ -137,7 +137,7 @@ impl Chat {
 
     /// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever
     /// it sent after `exit` is not heard.
-    pub fn exit<S: Stream>(conn: &mut Connection<S>) {
+    fn exit<S: Stream>(conn: &mut Connection<S>) {
         conn.discard_partial();
         let _ = conn.queue_line(GOODBYE);
         conn.close(Reason::Exit);

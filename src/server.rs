@@ -226,11 +226,12 @@ impl Server {
         while let Some(due) = self.timers.pop_due(now) {
             match due {
                 Due::Line(key, id) => {
-                    self.clients.marks(key, id).map(Marks::disarm_line);
+                    // The mark stays set meanwhile, so the read in `silent` arms no second timer.
                     if self.silent(key, id, self.line_timeout, now) {
                         self.chat.line_timed_out(&mut self.clients, key);
                     }
                     // Bytes still unfinished (more came since it was armed): wait out the rest.
+                    self.clients.marks(key, id).map(Marks::disarm_line);
                     self.arm_line_timer(key, id);
                 }
                 Due::Idle(key, id) => {
