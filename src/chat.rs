@@ -49,6 +49,14 @@ impl Chat {
         }
     }
 
+    /// The work one heard line causes, beyond its bytes, with `members` connected: its report,
+    /// and in the room one delivery to every other member (or one announcement, or one scan of the
+    /// room for a `/nick` or `/who`). The loop's read budget counts it, so that a member flooding
+    /// a big room with empty lines does a bounded amount of fan-out per turn.
+    pub fn line_cost(&self, members: usize) -> usize {
+        if self.relay { 1 + members } else { 1 }
+    }
+
     /// A client was seated in slot `key`: it is reported and greeted, and in the room it is told
     /// who else is there and the others are told it joined.
     pub fn join<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize) {
@@ -92,14 +100,55 @@ impl Chat {
         exit
     }
 
-    /// Hears client `key`'s unfinished line as a message of its own, if it has one (at EOF, after
-    /// the line timeout, when it is reaped).
-    pub fn hear_partial<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
+    /// A line the client was in the middle of when the server closed it: reported (and relayed)
+    /// with a `(cut)` mark, never as a whole message, and never taken as a command.
+    fn hear_cut(&mut self, key: usize, id: ConnId, label: &str, line: Line<'_>) {
+        report::message_cut(label, line.text, line.dropped);
+        if self.relay {
+            let mut text = Vec::with_capacity(line.text.len() + CUT.len());
+            text.extend_from_slice(line.text);
+            if line.dropped > 0 {
+                let mut mark = String::new();
+                push_cut_marker(&mut mark, line.dropped);
+                text.extend_from_slice(mark.as_bytes());
+            }
+            text.extend_from_slice(CUT);
+            self.said.push((key, id, Said::Text(text)));
+        }
+    }
+
+    /// Hears client `key`'s unfinished line, if it has one: as a message of its own when the
+    /// client ended it (EOF, a reset, the line timeout), or marked `(cut)` when the server closed
+    /// the client in the middle of it (`cut`).
+    pub fn hear_partial<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>, cut: bool) {
         let (id, label) = (conn.id(), Rc::clone(conn.label()));
+        if cut {
+            return conn.take_partial(|line| self.hear_cut(key, id, &label, line));
+        }
         let mut exit = false;
         conn.take_partial(|line| exit = self.hear(key, id, &label, line));
         if exit {
             Self::exit(conn);
+        }
+    }
+
+    /// Hears what is left of client `key` as it is reaped: a line it was in the middle of is cut
+    /// if the server closed it.
+    pub fn hear_last<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
+        let cut = conn.reason().is_some_and(Reason::hears_out);
+        self.hear_partial(key, conn, cut);
+    }
+
+    /// Stops hearing out closing client `key`: its unfinished line is cut, and what it sent past
+    /// what was heard is reported dropped.
+    fn stop_hearing<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
+        if !conn.is_hearing() {
+            return;
+        }
+        self.hear_last(key, conn);
+        let unread = conn.stop_hearing();
+        if unread > 0 {
+            report::unread_dropped(conn.label(), unread);
         }
     }
 
@@ -117,19 +166,40 @@ impl Chat {
             Self::exit(conn);
         }
         match status {
-            ReadStatus::Drained | ReadStatus::BudgetSpent => {}
+            ReadStatus::BudgetSpent => {}
+            // A closing client has now been heard out: the kernel holds nothing more of it (or
+            // nothing chatd will read).
+            ReadStatus::Drained | ReadStatus::CapReached => self.stop_hearing(key, conn),
             ReadStatus::Eof => {
-                self.hear_partial(key, conn);
+                self.hear_partial(key, conn, false);
+                conn.stop_hearing();
                 conn.close(Reason::Closed);
             }
-            ReadStatus::Failed => conn.abort(Reason::Reset),
+            // Its last words count (the lab's client sends a bare `exit` and closes, which is a
+            // reset when it left a line of ours unread).
+            ReadStatus::Failed => {
+                self.hear_partial(key, conn, false);
+                conn.stop_hearing();
+                conn.abort(Reason::Reset);
+            }
         }
+    }
+
+    /// Closing client `(key, id)` had its grace period and did not finish: what is queued for it
+    /// is dropped, and it is heard no more (what it still had unread is reported dropped).
+    pub fn give_up<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, id: ConnId) {
+        if let Some(conn) = clients.slot(key, id) {
+            conn.drop_output();
+            self.stop_hearing(key, conn);
+            clients.see_to(key);
+        }
+        self.act(clients);
     }
 
     /// Client `key`'s unfinished line waited `--line-timeout` without more bytes: it is a message.
     pub fn line_timed_out<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize) {
         if let Some(conn) = clients.get_mut(key) {
-            self.hear_partial(key, conn);
+            self.hear_partial(key, conn, false);
             clients.see_to(key);
         }
         self.act(clients);
@@ -139,6 +209,7 @@ impl Chat {
     /// it sent after `exit` is not heard.
     fn exit<S: Stream>(conn: &mut Connection<S>) {
         conn.discard_partial();
+        conn.stop_hearing();
         let _ = conn.queue_line(GOODBYE);
         conn.close(Reason::Exit);
     }
@@ -296,6 +367,8 @@ impl Chat {
 /// What a client past `--max-clients` reads before its connection closes.
 pub const SERVER_FULL: &[u8] = b"server full\n";
 const GOODBYE: &[u8] = b"goodbye";
+/// What follows a line the server closed its sender in the middle of.
+const CUT: &[u8] = b" (cut)";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";
 const IDLE: &[u8] = b"disconnected: idle for too long";

@@ -39,16 +39,17 @@ struct Client<S> {
 struct Lists {
     /// Clients with output to flush or that are closing: seen to at the end of the turn.
     dirty: VecDeque<(usize, ConnId)>,
-    /// Clients that stopped at their read budget: read again next turn without waiting for an event
-    /// (readiness is edge-triggered, so none would come).
+    /// Clients that stopped at their read budget, or closing ones still to be heard out: read
+    /// again next turn without waiting for an event (readiness is edge-triggered, so none would
+    /// come).
     pending: Vec<(usize, ConnId)>,
     /// Clients whose write failed: heard out and closed by the loop, once, later in the turn.
     broken: VecDeque<(usize, ConnId)>,
 }
 
 impl Lists {
-    /// Puts a client on the list of clients to see to (once), and on the list of broken ones if
-    /// its write failed.
+    /// Puts a client on the list of clients to see to (once), on the list of broken ones if its
+    /// write failed, and on the list to read if it is closing and still to be heard out.
     fn see_to<S: Stream>(&mut self, key: usize, client: &mut Client<S>) {
         let Client { conn, marks } = client;
         if !mem_set(&mut marks.dirty) {
@@ -56,6 +57,9 @@ impl Lists {
         }
         if conn.is_broken() && !mem_set(&mut marks.broken) {
             self.broken.push_back((key, conn.id()));
+        }
+        if conn.is_hearing() && !mem_set(&mut marks.pending) {
+            self.pending.push((key, conn.id()));
         }
     }
 }
@@ -229,15 +233,6 @@ impl<S: Stream> Clients<S> {
                 let _ = conn.queue_line(text);
             }
             conn.close(reason);
-            self.see_to(key);
-        }
-    }
-
-    /// Client `(key, id)` had its grace period to take its last lines and did not: they are
-    /// dropped, so it can be reaped.
-    pub fn give_up(&mut self, key: usize, id: ConnId) {
-        if let Some(conn) = self.slot(key, id) {
-            conn.drop_output();
             self.see_to(key);
         }
     }

@@ -24,11 +24,30 @@ use crate::queue::{self, OutQueue, Overflow};
 pub trait Stream: Read + Write + mio::event::Source {
     /// Sends a FIN after what was written.
     fn shutdown_write(&self) -> io::Result<()>;
+
+    /// How many received bytes wait unread (what is counted as dropped when a client is closed
+    /// with more than chatd will hear).
+    fn unread(&self) -> usize {
+        0
+    }
 }
 
 impl Stream for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn unread(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local; the
+        // descriptor is this socket's own, open for as long as `self` is.
+        let ok = unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut bytes) } == 0;
+        if ok {
+            usize::try_from(bytes).unwrap_or(0)
+        } else {
+            0
+        }
     }
 }
 
@@ -68,6 +87,8 @@ pub enum ReadStatus {
     Drained,
     /// The per-turn budget ran out with bytes possibly still waiting: resume next turn.
     BudgetSpent,
+    /// A closing client was heard out up to `HEAR_OUT_CAP`: what is left is not read.
+    CapReached,
     /// The client closed its side.
     Eof,
     /// The read failed (typically a reset).
@@ -83,6 +104,12 @@ pub struct Connection<S = TcpStream> {
     /// How the relay room calls it: `#ID` until it picks a nickname.
     name: Rc<str>,
     state: State,
+    /// Closing, but its socket is still read: what it sent before the server closed it (kick,
+    /// shutdown, timeout, slow, a failed write) is heard, up to `HEAR_OUT_CAP` bytes, until the
+    /// socket has no more, the client closes, or its grace period ends.
+    hearing: bool,
+    /// Bytes read since it began closing, against `HEAR_OUT_CAP`.
+    heard_out: usize,
     connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     last_input: Instant,
@@ -111,6 +138,8 @@ impl<S: Stream> Connection<S> {
             label,
             name: id.to_string().into(),
             state: State::Open,
+            hearing: false,
+            heard_out: 0,
             connected_at: now,
             last_input: now,
             lines_in: 0,
@@ -174,29 +203,62 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Reads until the socket would block, the client closes or `budget` bytes have come in, using
-    /// `buf` as scratch space, and hands every complete line to `on_line` in order.
+    /// Whether its socket is read: it is open, or closing and being heard out.
+    pub fn is_heard(&self) -> bool {
+        self.state == State::Open || self.hearing
+    }
+
+    /// Whether it is closing and still being heard out.
+    pub fn is_hearing(&self) -> bool {
+        self.hearing
+    }
+
+    /// Stops hearing a closing client; gives how many received bytes were left unread.
+    pub fn stop_hearing(&mut self) -> usize {
+        let was = std::mem::replace(&mut self.hearing, false);
+        if was { self.stream.unread() } else { 0 }
+    }
+
+    /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
+    /// scratch space, and hands every complete line to `on_line` in order.
+    ///
+    /// `budget` counts work, not bytes: every byte read costs one, every line `per_line` more (in
+    /// the room, one for each member it goes to). Each read asks for no more bytes than the budget
+    /// left could pay for as lines, so a read never causes more work than the budget allows.
     pub fn read(
         &mut self,
         buf: &mut [u8],
-        budget: usize,
+        budget: &mut usize,
+        per_line: usize,
         mut on_line: impl FnMut(Line<'_>),
     ) -> ReadStatus {
-        let mut total = 0;
         loop {
-            if total >= budget {
+            if *budget == 0 {
                 return ReadStatus::BudgetSpent;
             }
-            match self.stream.read(buf) {
+            let mut want = buf.len().min((*budget / (1 + per_line)).max(1));
+            if self.hearing {
+                let left = HEAR_OUT_CAP.saturating_sub(self.heard_out);
+                if left == 0 {
+                    return ReadStatus::CapReached;
+                }
+                want = want.min(left);
+            }
+            match self.stream.read(&mut buf[..want]) {
                 Ok(0) => return ReadStatus::Eof,
                 Ok(n) => {
-                    total += n;
+                    if self.hearing {
+                        self.heard_out += n;
+                    }
                     self.last_input = Instant::now();
-                    let lines_in = &mut self.lines_in;
+                    let mut lines: usize = 0;
                     self.decoder.feed(&buf[..n], |line| {
-                        *lines_in += 1;
+                        lines += 1;
                         on_line(line);
                     });
+                    self.lines_in += lines as u64;
+                    let work = n.saturating_add(per_line.saturating_mul(lines));
+                    *budget = budget.saturating_sub(work);
                 }
                 // Would block "errors" are the OS's way of saying: nothing more for now.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::Drained,
@@ -275,6 +337,9 @@ impl<S: Stream> Connection<S> {
     /// Closes a client whose write failed, once what it sent has been heard: `reset`, or `closed`
     /// if the read saw its FIN and the write saw a broken pipe, not a reset. A reset that the write
     /// took leaves the read only an EOF to see; it was a reset all the same.
+    ///
+    /// What it sent before the failure may still wait in the socket: unless it already closed, it
+    /// is heard out like a client the server closes.
     pub fn settle_broken(&mut self) {
         let Some(kind) = self.write_error.take() else {
             return;
@@ -282,7 +347,9 @@ impl<S: Stream> Connection<S> {
         if kind == io::ErrorKind::ConnectionReset && self.state == State::Closing(Reason::Closed) {
             self.state = State::Closing(Reason::Reset);
         }
+        let unheard = self.is_heard();
         self.abort(Reason::Reset);
+        self.hearing = unheard;
     }
 
     /// Whether everything queued has been written.
@@ -290,10 +357,12 @@ impl<S: Stream> Connection<S> {
         self.out.is_empty()
     }
 
-    /// Stops reading; what is queued still goes out. The first reason given is the one kept.
+    /// Stops serving; what is queued still goes out. The first reason given is the one kept. A
+    /// client the server closes (kick, shutdown, timeout, slow) is heard out first: see `hearing`.
     pub fn close(&mut self, reason: Reason) {
         if self.state == State::Open {
             self.state = State::Closing(reason);
+            self.hearing = reason.hears_out();
         }
     }
 
@@ -342,3 +411,6 @@ impl<S: Stream> Connection<S> {
 
 /// How many reads `finish` spends discarding a closing client's input.
 const FINISH_READS: usize = 4;
+/// The most a closing client is heard out: bytes read after the server closed it. Past it, what
+/// is left is counted and reported as dropped.
+pub const HEAR_OUT_CAP: usize = 4 * 1024 * 1024;

@@ -21,8 +21,8 @@ pub struct Line<'a> {
 /// Splits a byte stream into lines, however the stream is split into reads.
 #[derive(Debug)]
 pub struct LineDecoder {
-    /// The kept bytes of the unfinished line, never more than `max_line`. Its memory is released
-    /// whenever a line completes, so an idle client costs no buffer.
+    /// The kept bytes of the unfinished line: never more than `max_line`, nor is its capacity. Its
+    /// memory is released whenever a line completes, so an idle client costs no buffer.
     partial: Vec<u8>,
     /// Bytes of the unfinished line past `max_line`, counted and thrown away.
     dropped: usize,
@@ -111,6 +111,13 @@ impl LineDecoder {
         };
         let room = self.max_line - self.partial.len();
         let kept = bytes.len().min(room);
+        // Grow as a `Vec` does (doubling), but never past `max_line`: the promise is that an
+        // unfinished line holds at most `max_line` bytes, its allocation included.
+        let needed = self.partial.len() + kept;
+        if needed > self.partial.capacity() {
+            let target = needed.max(2 * self.partial.capacity()).min(self.max_line);
+            self.partial.reserve_exact(target - self.partial.len());
+        }
         self.partial.extend_from_slice(&bytes[..kept]);
         self.dropped += bytes.len() - kept;
         self.ends_in_cr = last == b'\r';
@@ -135,6 +142,17 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_line_never_holds_more_than_max_line() {
+        for max_line in [1, 100, 65_536] {
+            let mut decoder = LineDecoder::new(max_line);
+            for chunk in [40_000, 25_536, 1, 30_000, 7] {
+                decoder.feed(&vec![b'x'; chunk], |_| {});
+                assert!(decoder.partial.capacity() <= max_line);
+            }
+        }
+    }
 
     /// Feeds `chunks` one by one and returns every line, then the partial, as (text, dropped).
     fn decode(max_line: usize, chunks: &[&[u8]]) -> Vec<(Vec<u8>, usize)> {

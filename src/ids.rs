@@ -52,6 +52,17 @@ pub enum Reason {
     Timeout,
 }
 
+impl Reason {
+    /// Whether the server closed the client (rather than the client leaving): what it had sent by
+    /// then is still heard, and a line it was in the middle of is reported cut.
+    pub fn hears_out(self) -> bool {
+        matches!(
+            self,
+            Reason::Kicked | Reason::Shutdown | Reason::Slow | Reason::Timeout
+        )
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -6,6 +6,12 @@
 //! Writing gathers up to `MAX_SLICES` lines into one `write_vectored`. An empty queue holds at
 //! most a small ring.
 //!
+//! The cap counts what a queue really holds: each line's bytes plus `LINE_OVERHEAD` for its slot
+//! in the ring and its share of the line's allocation, so a client sent many tiny lines cannot
+//! hold many times `--max-queue`. The line being written (the front one) is not counted against
+//! the cap, so an empty queue takes any line: one long line, escaped to up to four times
+//! `--max-line`, never makes every member of a room slow when `--max-queue` is small.
+//!
 //! Deliberately not here: sockets or readiness. `write_to` takes any `Write`, so the tests use a
 //! writer that takes a few bytes at a time.
 
@@ -19,8 +25,8 @@ pub struct OutQueue {
     lines: VecDeque<Rc<[u8]>>,
     /// Bytes of the front line already written.
     offset: usize,
-    /// Bytes still to be written, over all lines.
-    len: usize,
+    /// What the lines behind the front one cost against the cap: bytes plus `LINE_OVERHEAD` each.
+    waiting: usize,
 }
 
 /// The line would take the queue past its cap.
@@ -28,23 +34,32 @@ pub struct OutQueue {
 pub struct Overflow;
 
 impl OutQueue {
-    /// Queues `line` unless the unsent bytes would pass `cap`.
+    /// Queues `line` unless what waits behind the front line would pass `cap`.
     pub fn push(&mut self, line: Rc<[u8]>, cap: usize) -> Result<(), Overflow> {
         if !self.fits(line.len(), cap) {
             return Err(Overflow);
         }
-        self.len += line.len();
+        if !self.lines.is_empty() {
+            self.waiting += cost(line.len());
+        }
         self.lines.push_back(line);
         Ok(())
     }
 
-    /// Whether `bytes` more stay within `cap`.
+    /// Whether a line of `bytes` more stays within `cap` (always, on an empty queue).
     pub fn fits(&self, bytes: usize, cap: usize) -> bool {
-        self.len + bytes <= cap
+        self.lines.is_empty() || self.waiting + cost(bytes) <= cap
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.lines.is_empty()
+    }
+
+    /// What the queue holds, counted as the cap counts it (the front line included).
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        let front = self.lines.front().map_or(0, |line| cost(line.len()));
+        self.waiting + front
     }
 
     /// Forgets every line and gives back the memory.
@@ -79,7 +94,6 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut written: usize) {
-        self.len -= written.min(self.len);
         while let Some(front) = self.lines.front() {
             let left = front.len() - self.offset;
             if written < left {
@@ -89,9 +103,24 @@ impl OutQueue {
             written -= left;
             self.offset = 0;
             self.lines.pop_front();
+            // The next line is now the one being written: it leaves the count of what waits.
+            if let Some(next) = self.lines.front() {
+                self.waiting -= cost(next.len());
+            }
         }
     }
 }
+
+/// What a line of `bytes` costs against the cap.
+fn cost(bytes: usize) -> usize {
+    bytes + LINE_OVERHEAD
+}
+
+/// What a queued line holds besides its bytes: its slot in the ring (16 bytes, up to twice that
+/// while the ring grows by doubling) and the shared line's header and allocator rounding (about
+/// 32 bytes, paid once however many queues hold the line). Counted in full for every queue, so a
+/// queue's real memory stays below what it is charged.
+pub const LINE_OVERHEAD: usize = 64;
 
 /// `text` and a newline, as one shareable line.
 pub fn line(text: &[u8]) -> Rc<[u8]> {
@@ -161,18 +190,27 @@ mod tests {
     #[test]
     fn refuses_a_line_past_the_cap_and_counts_what_is_written() {
         let mut queue = OutQueue::default();
-        queue.push(line(b"12345"), 10).unwrap();
-        assert_eq!(queue.push(line(b"12345"), 10), Err(Overflow));
+        let cap = 2 * (6 + LINE_OVERHEAD);
+        // An empty queue takes any line, however long: the cap counts what waits behind it.
+        queue.push(line(&[b'x'; 1000]), cap).unwrap();
+        queue.push(line(b"12345"), cap).unwrap();
+        queue.push(line(b"12345"), cap).unwrap();
+        assert_eq!(queue.push(line(b"12345"), cap), Err(Overflow));
+        assert_eq!(queue.held(), 1001 + 3 * LINE_OVERHEAD + 12);
         let mut out = Trickle {
             got: Vec::new(),
-            step: 4,
-            budget: 4,
+            step: 1000,
+            budget: 1001,
         };
         queue.write_to(&mut out).unwrap();
-        // Four bytes left the queue, so a five-byte line fits again under the cap of 10.
-        queue.push(line(b"abcd"), 10).unwrap();
+        // The long line left the queue and the first `12345` is the one being written, so one
+        // more five-byte line fits again.
+        queue.push(line(b"abcd"), cap).unwrap();
+        assert_eq!(queue.push(line(b"abcd"), cap), Err(Overflow));
         out.budget = usize::MAX;
         queue.write_to(&mut out).unwrap();
-        assert_eq!(out.got, b"12345\nabcd\n");
+        assert_eq!(&out.got[1001..], b"12345\n12345\nabcd\n");
+        assert!(queue.is_empty());
+        assert_eq!(queue.held(), 0);
     }
 }

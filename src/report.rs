@@ -146,6 +146,21 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// A line its client was in the middle of when the server closed it: never shown as whole.
+pub fn message_cut(label: &str, text: &[u8], dropped: usize) {
+    let mut line = String::with_capacity(label.len() + text.len() + 24);
+    escape_into(&mut line, text);
+    if dropped > 0 {
+        push_cut_marker(&mut line, dropped);
+    }
+    info!("message {label}: {line} (cut)");
+}
+
+/// What a client the server closed still had unread when chatd stopped hearing it.
+pub fn unread_dropped(label: &str, bytes: usize) {
+    info!("dropped {label}: {bytes} unread bytes");
+}
+
 pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {
     info!("disconnect {peer} {id} {reason} ({online} online)");
 }

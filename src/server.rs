@@ -57,6 +57,9 @@ pub struct Server {
     timers: Timers,
     /// The one read buffer, shared by all clients.
     read_buf: Box<[u8]>,
+    /// What is left of this turn's work (`TURN_BUDGET`): once spent, clients with input wait for
+    /// the next turn, so that accepts, the console and timers come round within a bounded time.
+    work_left: usize,
     phase: Phase,
     line_timeout: Duration,
     idle_timeout: Option<Duration>,
@@ -83,6 +86,7 @@ impl Server {
             interrupts,
             timers: Timers::default(),
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            work_left: TURN_BUDGET,
             phase: Phase::Running,
             line_timeout: config.line_timeout(),
             idle_timeout: config.idle_timeout(),
@@ -110,10 +114,12 @@ impl Server {
                 }
                 return Err(e);
             }
+            // The clients left over from last turn go first, so a busy one cannot starve them.
+            self.work_left = TURN_BUDGET;
+            self.resume_pending();
             for event in events.iter() {
                 self.dispatch(event);
             }
-            self.resume_pending();
             self.fire_timers();
             self.before_sleep();
         }
@@ -187,22 +193,38 @@ impl Server {
         }
     }
 
-    /// Reads client `key` within its budget and hands every line to the chat, then lets the chat
-    /// act on them. The one place a client is read; it is never called from a send, so reading one
-    /// client never happens inside reading another.
+    /// Reads client `key` within its budget, if this turn has work left, and hands every line to
+    /// the chat, then lets the chat act on them.
     fn hear(&mut self, key: usize) {
-        let Some(conn) = self.clients.get_mut(key).filter(|conn| conn.is_open()) else {
-            return; // Sporadic events for a client reaped or closing: ignore them.
+        if self.work_left == 0 {
+            if self.clients.get(key).is_some_and(|conn| conn.is_heard()) {
+                self.clients.pend(key);
+            }
+            return;
+        }
+        self.hear_now(key);
+    }
+
+    /// Reads client `key` within its budget (`CLIENT_BUDGET`, counted in work: bytes, and lines
+    /// times the members they go to) and hands every line to the chat, then lets the chat act on
+    /// them. The one place a client is read; it is never called from a send, so reading one client
+    /// never happens inside reading another.
+    fn hear_now(&mut self, key: usize) {
+        let per_line = self.chat.line_cost(self.clients.len());
+        let Some(conn) = self.clients.get_mut(key).filter(|conn| conn.is_heard()) else {
+            return; // Sporadic events for a client reaped or done: ignore them.
         };
         let (id, label) = (conn.id(), Rc::clone(conn.label()));
         let chat = &mut self.chat;
         let mut exit = false;
-        let status = conn.read(&mut self.read_buf, READ_BUDGET, |line| {
+        let mut budget = CLIENT_BUDGET;
+        let status = conn.read(&mut self.read_buf, &mut budget, per_line, |line| {
             // Whatever follows `exit` is not heard: the client has left.
             if !exit {
                 exit = chat.hear(key, id, &label, line);
             }
         });
+        self.work_left = self.work_left.saturating_sub(CLIENT_BUDGET - budget);
         chat.read_ended(key, conn, &status, exit);
         self.clients.see_to(key);
         if matches!(status, ReadStatus::BudgetSpent) {
@@ -242,7 +264,7 @@ impl Server {
                         self.arm_idle_timer(key, id);
                     }
                 }
-                Due::Linger(key, id) => self.clients.give_up(key, id),
+                Due::Linger(key, id) => self.chat.give_up(&mut self.clients, key, id),
                 Due::AcceptRetry => {
                     // Still failing, `accept` arms the next retry itself.
                     self.listeners.retry_fired();
@@ -264,7 +286,7 @@ impl Server {
             conn.is_some_and(|conn| conn.last_input() + span <= now)
         };
         silent(&mut self.clients) && {
-            self.hear(key);
+            self.hear_now(key);
             silent(&mut self.clients)
         }
     }
@@ -303,8 +325,9 @@ impl Server {
             if let Some(key) = self.clients.next_broken() {
                 // Its write failed (typically the client is gone): what it sent before is still in
                 // the socket and is heard first, so its lines are reported and an EOF can make the
-                // reason `closed`; then it is closed.
-                self.hear(key);
+                // reason `closed`; then it is closed (and heard out over later turns if more
+                // waits).
+                self.hear_now(key);
                 self.clients.settle(key);
             } else if let Some(key) = self.clients.next_dirty() {
                 self.tend(key);
@@ -321,10 +344,11 @@ impl Server {
             return;
         };
         conn.flush();
-        let (id, closing, flushed) = (conn.id(), !conn.is_open(), conn.is_flushed());
+        let (id, closing) = (conn.id(), !conn.is_open());
+        let done = conn.is_flushed() && !conn.is_hearing();
         if conn.is_broken() {
             return self.clients.see_to(key); // Settled first, then seen to again.
-        } else if closing && flushed {
+        } else if closing && done {
             return self.reap(key);
         }
         if !self.clients.update_interest(key, self.poll.registry()) {
@@ -339,7 +363,7 @@ impl Server {
     /// Removes a closing client: its unfinished line is heard, then the chat reports it gone.
     fn reap(&mut self, key: usize) {
         if let Some(conn) = self.clients.get_mut(key) {
-            self.chat.hear_partial(key, conn);
+            self.chat.hear_last(key, conn);
         }
         self.chat.act(&mut self.clients);
         let Some(conn) = self.clients.remove(key, self.poll.registry()) else {
@@ -416,8 +440,13 @@ const SIGNALS: Token = Token(1);
 /// Listener `i` is `Token(LISTENER_BASE + i)`, below the clients' tokens.
 const LISTENER_BASE: usize = 2;
 
-/// Bytes read from one client per turn before the others get their go.
-const READ_BUDGET: usize = 256 * 1024;
+/// The work one client's read may cause in a turn before the others get their go: a byte read
+/// costs one, a line one more for each member it goes to (`Chat::line_cost`). Without the room,
+/// 256 KiB of input; in a room of 1 000, about 260 lines.
+const CLIENT_BUDGET: usize = 256 * 1024;
+/// The work a turn does before the clients with input left wait for the next one (they go first
+/// then). Bounds how long accepts, the console and timers wait, whatever clients send.
+const TURN_BUDGET: usize = 1024 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 const EVENTS_PER_TURN: usize = 1024;
 /// How long a closing client's output may take to drain, at shutdown and otherwise.
