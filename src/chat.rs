@@ -135,7 +135,7 @@ impl Chat {
     /// Hears what is left of client `key` as it is reaped: a line it was in the middle of is cut
     /// if the server closed it.
     pub fn hear_last<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
-        let cut = conn.reason().is_some_and(Reason::hears_out);
+        let cut = conn.reason().is_some_and(Reason::hears_out) || conn.is_capped();
         self.hear_partial(key, conn, cut);
     }
 
@@ -146,9 +146,9 @@ impl Chat {
             return;
         }
         self.hear_last(key, conn);
-        let unread = conn.stop_hearing();
-        if unread > 0 {
-            report::unread_dropped(conn.label(), unread);
+        let unheard = conn.stop_hearing();
+        if unheard > 0 {
+            report::unheard(conn.label(), unheard);
         }
     }
 
@@ -169,17 +169,17 @@ impl Chat {
             ReadStatus::BudgetSpent => {}
             // A closing client has now been heard out: the kernel holds nothing more of it (or
             // nothing chatd will read).
-            ReadStatus::Drained | ReadStatus::CapReached => self.stop_hearing(key, conn),
+            ReadStatus::Drained => self.stop_hearing(key, conn),
             ReadStatus::Eof => {
-                self.hear_partial(key, conn, false);
-                conn.stop_hearing();
+                self.hear_partial(key, conn, conn.is_capped());
+                self.stop_hearing(key, conn);
                 conn.close(Reason::Closed);
             }
             // Its last words count (the lab's client sends a bare `exit` and closes, which is a
             // reset when it left a line of ours unread).
             ReadStatus::Failed => {
-                self.hear_partial(key, conn, false);
-                conn.stop_hearing();
+                self.hear_partial(key, conn, conn.is_capped());
+                self.stop_hearing(key, conn);
                 conn.abort(Reason::Reset);
             }
         }

@@ -87,8 +87,6 @@ pub enum ReadStatus {
     Drained,
     /// The per-turn budget ran out with bytes possibly still waiting: resume next turn.
     BudgetSpent,
-    /// A closing client was heard out up to `HEAR_OUT_CAP`: what is left is not read.
-    CapReached,
     /// The client closed its side.
     Eof,
     /// The read failed (typically a reset).
@@ -110,6 +108,8 @@ pub struct Connection<S = TcpStream> {
     hearing: bool,
     /// Bytes read since it began closing, against `HEAR_OUT_CAP`.
     heard_out: usize,
+    /// Bytes read past `HEAR_OUT_CAP` and thrown away unheard, to be reported dropped.
+    discarded: usize,
     connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     last_input: Instant,
@@ -140,6 +140,7 @@ impl<S: Stream> Connection<S> {
             state: State::Open,
             hearing: false,
             heard_out: 0,
+            discarded: 0,
             connected_at: now,
             last_input: now,
             lines_in: 0,
@@ -213,10 +214,18 @@ impl<S: Stream> Connection<S> {
         self.hearing
     }
 
-    /// Stops hearing a closing client; gives how many received bytes were left unread.
+    /// Whether hearing it out reached `HEAR_OUT_CAP`: the line it was in the middle of is cut.
+    pub fn is_capped(&self) -> bool {
+        self.heard_out >= HEAR_OUT_CAP
+    }
+
+    /// Stops hearing a closing client; gives how many bytes it sent that were not heard: those
+    /// read past `HEAR_OUT_CAP` and thrown away, and those still waiting in the socket.
     pub fn stop_hearing(&mut self) -> usize {
-        let was = std::mem::replace(&mut self.hearing, false);
-        if was { self.stream.unread() } else { 0 }
+        if !std::mem::replace(&mut self.hearing, false) {
+            return 0;
+        }
+        std::mem::take(&mut self.discarded) + self.stream.unread()
     }
 
     /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
@@ -225,6 +234,9 @@ impl<S: Stream> Connection<S> {
     /// `budget` counts work, not bytes: every byte read costs one, every line `per_line` more (in
     /// the room, one for each member it goes to). Each read asks for no more bytes than the budget
     /// left could pay for as lines, so a read never causes more work than the budget allows.
+    ///
+    /// A closing client that was heard out up to `HEAR_OUT_CAP` is still read to the end, but
+    /// what it sends is only counted (`discarded`), so that it is reported, not silently lost.
     pub fn read(
         &mut self,
         buf: &mut [u8],
@@ -236,16 +248,19 @@ impl<S: Stream> Connection<S> {
             if *budget == 0 {
                 return ReadStatus::BudgetSpent;
             }
+            let discarding = self.hearing && self.is_capped();
             let mut want = buf.len().min((*budget / (1 + per_line)).max(1));
-            if self.hearing {
-                let left = HEAR_OUT_CAP.saturating_sub(self.heard_out);
-                if left == 0 {
-                    return ReadStatus::CapReached;
-                }
-                want = want.min(left);
+            if discarding {
+                want = buf.len().min(*budget);
+            } else if self.hearing {
+                want = want.min(HEAR_OUT_CAP - self.heard_out);
             }
             match self.stream.read(&mut buf[..want]) {
                 Ok(0) => return ReadStatus::Eof,
+                Ok(n) if discarding => {
+                    self.discarded += n;
+                    *budget = budget.saturating_sub(n);
+                }
                 Ok(n) => {
                     if self.hearing {
                         self.heard_out += n;

@@ -156,9 +156,10 @@ pub fn message_cut(label: &str, text: &[u8], dropped: usize) {
     info!("message {label}: {line} (cut)");
 }
 
-/// What a client the server closed still had unread when chatd stopped hearing it.
-pub fn unread_dropped(label: &str, bytes: usize) {
-    info!("dropped {label}: {bytes} unread bytes");
+/// What a client the server closed sent past what chatd hears of it (`HEAR_OUT_CAP`, or the end
+/// of its grace period): counted, never relayed.
+pub fn unheard(label: &str, bytes: usize) {
+    info!("dropped {label}: {bytes} bytes not heard");
 }
 
 pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {

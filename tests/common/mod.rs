@@ -254,6 +254,12 @@ impl Chatd {
         procfs::rss_bytes(self.child.id()).expect("VmRSS in /proc/PID/status")
     }
 
+    /// The most resident memory the child has had, from /proc.
+    #[track_caller]
+    pub fn peak_rss_bytes(&self) -> u64 {
+        procfs::peak_rss_bytes(self.child.id()).expect("VmHWM in /proc/PID/status")
+    }
+
     /// The child's CPU time so far (user + system), from /proc.
     #[track_caller]
     pub fn cpu_time(&self) -> Duration {

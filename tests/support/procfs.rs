@@ -52,10 +52,20 @@ fn times_from_stat(path: &str) -> Option<(Duration, Duration)> {
 
 /// Resident memory of process `pid` in bytes, from VmRSS in /proc/PID/status.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` has had, in bytes, from VmHWM in /proc/PID/status.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` field given in kB, in bytes.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
