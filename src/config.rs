@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub idle_timeout: Option<u64>,
 
+    /// Probe a silent client's connection after this many seconds (TCP keepalive, then every 10 s,
+    /// 5 times), so a client whose machine vanished is reported `reset` within about two minutes.
+    /// 0 turns it off.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
+    pub keepalive: u64,
+
     /// Listen backlog: connections the kernel holds until they are accepted.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,
@@ -75,6 +81,11 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout.map(Duration::from_secs)
+    }
+
+    /// `--keepalive`, if on.
+    pub fn keepalive(&self) -> Option<Duration> {
+        (self.keepalive > 0).then(|| Duration::from_secs(self.keepalive))
     }
 
     /// What a client may make the server hold: `--max-clients` (or the open-files limit less what

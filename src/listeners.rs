@@ -8,10 +8,11 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::ids::Peer;
 use crate::report;
@@ -166,6 +167,28 @@ impl Listeners {
 }
 
 /// Turns a connection away with one line, `why` in the report.
+/// Makes an accepted client's socket fit for chat: lines go out at once (no Nagle delay), and with
+/// `keepalive` a silent connection is probed after that long, then every `KEEPALIVE_INTERVAL`,
+/// `KEEPALIVE_PROBES` times, so a peer that vanished without a FIN or a reset is found. The same
+/// span bounds how long written data may go unacknowledged (`TCP_USER_TIMEOUT`), for a peer that
+/// vanished while output was on its way. Failures are ignored: the client is served all the same.
+pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
+    let _ = stream.set_nodelay(true);
+    let Some(idle) = keepalive else {
+        return;
+    };
+    let socket = SockRef::from(stream);
+    let probes = TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let _ = socket.set_tcp_keepalive(&probes);
+    let _ = socket.set_tcp_user_timeout(Some(idle + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES));
+}
+
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 5;
+
 pub fn refuse(mut stream: TcpStream, peer: Peer, line: &[u8], buf: &mut [u8], why: &str) {
     let _ = stream.write(line);
     let _ = stream.shutdown(std::net::Shutdown::Write);

@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct LogFile {
@@ -25,11 +26,24 @@ pub struct LogFile {
 impl LogFile {
     pub fn open(path: &Path) -> io::Result<LogFile> {
         let file = append(path)?;
+        OPENED.store(true, Ordering::SeqCst);
         Ok(LogFile {
             path: path.to_owned(),
             file,
             checked: Instant::now(),
         })
+    }
+
+    /// Opens the path anew, as asked with SIGUSR1 (or SIGHUP, headless) after the file was rotated.
+    fn reopen(&mut self) {
+        match append(&self.path) {
+            Ok(file) => self.file = file,
+            Err(e) => note(format!(
+                "cannot reopen log file {}: {e}; writing to the old one",
+                self.path.display()
+            )),
+        }
+        self.checked = Instant::now();
     }
 
     /// Opens the path anew if it no longer leads to the file we write.
@@ -58,6 +72,9 @@ impl LogFile {
 
 impl Write for LogFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if REOPEN.swap(false, Ordering::SeqCst) {
+            self.reopen();
+        }
         if self.checked.elapsed() >= RECHECK {
             self.checked = Instant::now();
             self.follow_path();
@@ -74,6 +91,20 @@ impl Write for LogFile {
         self.file.flush()
     }
 }
+
+/// Asks the log file to be opened anew before its next write (the reports of the turn that asked
+/// go to the new file).
+pub fn request_reopen() {
+    REOPEN.store(true, Ordering::SeqCst);
+}
+
+/// Whether a log file was opened: there is one to reopen.
+pub fn is_open() -> bool {
+    OPENED.load(Ordering::SeqCst)
+}
+
+static REOPEN: AtomicBool = AtomicBool::new(false);
+static OPENED: AtomicBool = AtomicBool::new(false);
 
 /// The newest trouble with the log file that the operator has not been told of yet, if any.
 pub fn take_trouble() -> Option<String> {

@@ -146,6 +146,22 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// SIGUSR1 (or SIGHUP, headless): the log file is reopened at its path, before this turn's reports
+/// are written, so they are the first in the new file.
+pub fn reopen_log_file(cause: &str) {
+    if logfile::is_open() {
+        logfile::request_reopen();
+        info!("reopening the log file ({cause})");
+    } else {
+        info!("no log file to reopen ({cause})");
+    }
+}
+
+/// A signal that would have ended the process by default, taken and ignored.
+pub fn signal_ignored(name: &str) {
+    info!("ignored {name}");
+}
+
 /// A line its client was in the middle of when the server closed it: never shown as whole.
 pub fn message_cut(label: &str, text: &[u8], dropped: usize) {
     let mut line = String::with_capacity(label.len() + text.len() + 24);

@@ -15,7 +15,7 @@
 //! Deliberately not here: what a line or a command causes (`chat.rs`), byte parsing
 //! (`framing.rs`), report text (`report.rs`), or anything that blocks.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use crate::console::{self, Command, Console, ConsoleInput};
 use crate::ids::{ConnId, Peer};
 use crate::listeners::{self, Accepted, BindError, Listeners};
 use crate::report;
-use crate::signals::Interrupts;
+use crate::signals::{Interrupts, Signal};
 use crate::timers::{Due, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub struct Server {
     phase: Phase,
     line_timeout: Duration,
     idle_timeout: Option<Duration>,
+    keepalive: Option<Duration>,
+    /// Whether stdin is a terminal: then SIGHUP means the operator is gone.
+    console_is_terminal: bool,
 }
 
 impl Server {
@@ -90,6 +93,8 @@ impl Server {
             phase: Phase::Running,
             line_timeout: config.line_timeout(),
             idle_timeout: config.idle_timeout(),
+            keepalive: config.keepalive(),
+            console_is_terminal: io::stdin().is_terminal(),
         })
     }
 
@@ -182,8 +187,7 @@ impl Server {
             let buf = &mut self.read_buf;
             return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
         }
-        // Chat lines are small and interactive: send them now, not after the client's delayed ACK.
-        let _ = stream.set_nodelay(true);
+        listeners::tune(&stream, self.keepalive);
         match self.clients.open(stream, peer, self.poll.registry()) {
             Ok((key, id)) => {
                 self.arm_idle_timer(key, id);
@@ -410,9 +414,18 @@ impl Server {
         }
     }
 
+    /// SIGINT and SIGTERM stop the server. SIGHUP is a hangup when the console is a terminal (the
+    /// operator's terminal closed: shut down as `/quit` does) and a reload when headless (the log
+    /// file is reopened). SIGUSR1 reopens the log file. The rest are reported and ignored.
     fn drain_signals(&mut self) {
-        for cause in self.interrupts.pending() {
-            self.begin_shutdown(cause);
+        for signal in self.interrupts.pending() {
+            match signal {
+                Signal::Stop(cause) => self.begin_shutdown(cause),
+                Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
+                Signal::Hangup => report::reopen_log_file("SIGHUP"),
+                Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
+                Signal::Ignored(name) => report::signal_ignored(name),
+            }
         }
     }
 

@@ -1,67 +1,114 @@
-//! The signals that stop the server: SIGINT and SIGTERM arrive as events on the loop, and once a
-//! shutdown has begun a SIGINT ends the process from the signal handler itself.
+//! The signals chatd answers, as events on the loop, and the exit that does not wait for the loop.
 //!
-//! Deliberately not here: what a shutdown does (the loop's phases and the chat's farewells).
+//! SIGINT and SIGTERM stop the server; SIGHUP is the operator's terminal going away (a shutdown)
+//! or, headless, a reload; SIGUSR1 reopens the log file; the others whose default would end the
+//! process (SIGALRM, SIGUSR2, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGXFSZ) are reported and
+//! ignored. SIGQUIT keeps its default (a core dump on purpose).
+//!
+//! The handler itself counts SIGINT and SIGTERM: the second one ends the process at once, even if
+//! the loop never saw the first (stuck writing to a pipe nobody reads, or to a paused terminal).
+//!
+//! Deliberately not here: what a shutdown or a reload does (the loop's phases, the logger).
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{
+    SIGALRM, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGTERM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGXFSZ,
+};
 use signal_hook_mio::v1_0::Signals;
+
+/// A signal, as the loop acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT or SIGTERM: shut down.
+    Stop(&'static str),
+    /// SIGHUP: the terminal hung up, or a reload when headless.
+    Hangup,
+    /// SIGUSR1: reopen the log file.
+    ReopenLog,
+    /// A signal whose default would end the process, taken and ignored.
+    Ignored(&'static str),
+}
 
 pub struct Interrupts {
     signals: Signals,
-    /// Set when the shutdown begins: a SIGINT then exits at once, from the signal handler.
+    /// Set when the shutdown begins: a SIGINT or SIGTERM then exits at once, from the handler.
     exit_now: Arc<AtomicBool>,
 }
 
 impl Interrupts {
     /// Installs the handlers and registers them with the poll as `token`.
     pub fn install(registry: &Registry, token: Token) -> io::Result<Interrupts> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new(
+            [SIGINT, SIGTERM, SIGHUP, SIGUSR1]
+                .into_iter()
+                .chain(IGNORED.iter().map(|&(signal, _)| signal)),
+        )?;
         let exit_now = Arc::new(AtomicBool::new(false));
-        exit_on_interrupt_when(Arc::clone(&exit_now))?;
+        exit_on_second_interrupt(&exit_now)?;
         registry.register(&mut signals, token, Interest::READABLE)?;
         Ok(Interrupts { signals, exit_now })
     }
 
-    /// The signals that arrived since the last call, as the shutdown's cause (`SIGINT`,
-    /// `SIGTERM`).
-    pub fn pending(&mut self) -> Vec<&'static str> {
+    /// The signals that arrived since the last call.
+    pub fn pending(&mut self) -> Vec<Signal> {
         self.signals
             .pending()
             .filter_map(|signal| match signal {
-                SIGINT => Some("SIGINT"),
-                SIGTERM => Some("SIGTERM"),
-                _ => None,
+                SIGINT => Some(Signal::Stop("SIGINT")),
+                SIGTERM => Some(Signal::Stop("SIGTERM")),
+                SIGHUP => Some(Signal::Hangup),
+                SIGUSR1 => Some(Signal::ReopenLog),
+                other => IGNORED
+                    .iter()
+                    .find(|&&(signal, _)| signal == other)
+                    .map(|&(_, name)| Signal::Ignored(name)),
             })
             .collect()
     }
 
-    /// From now on a SIGINT ends the process in the signal handler itself, even if the loop is
-    /// stuck (say, on a terminal paused with Ctrl-S).
+    /// From now on the first SIGINT or SIGTERM ends the process in the signal handler itself,
+    /// even if the loop is stuck (say, on a terminal paused with Ctrl-S).
     pub fn exit_on_next_interrupt(&self) {
         self.exit_now.store(true, Ordering::SeqCst);
     }
 }
 
-/// Makes SIGINT end the process at once, with exit code 130 (as a shell reports a process ended
-/// by SIGINT) and one line on stderr, whenever `armed` is set. It runs in the signal handler, so
-/// it works even when the loop is stuck.
-fn exit_on_interrupt_when(armed: Arc<AtomicBool>) -> io::Result<()> {
-    let action = move || {
-        if armed.load(Ordering::SeqCst) {
-            const LINE: &[u8] = b"chatd: second interrupt: exiting now\n";
-            // SAFETY: write(2) and _exit(2) are async-signal-safe; LINE is a static buffer.
-            unsafe {
-                libc::write(2, LINE.as_ptr().cast(), LINE.len());
-                libc::_exit(130);
+/// The signals taken only so that they do not end the process.
+const IGNORED: [(i32, &str); 7] = [
+    (SIGALRM, "SIGALRM"),
+    (SIGUSR2, "SIGUSR2"),
+    (SIGVTALRM, "SIGVTALRM"),
+    (SIGPROF, "SIGPROF"),
+    (SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (SIGXFSZ, "SIGXFSZ"),
+];
+
+/// Makes the second SIGINT or SIGTERM (or the first, once `armed` is set) end the process at once,
+/// with exit code 130 (as a shell reports a process ended by SIGINT; 143 for SIGTERM) and one line
+/// on stderr. It runs in the signal handler, so it works whatever the loop is doing.
+fn exit_on_second_interrupt(armed: &Arc<AtomicBool>) -> io::Result<()> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    for (signal, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        let (armed, seen) = (Arc::clone(armed), Arc::clone(&seen));
+        let action = move || {
+            let earlier = seen.fetch_add(1, Ordering::SeqCst);
+            if earlier > 0 || armed.load(Ordering::SeqCst) {
+                const LINE: &[u8] = b"chatd: second interrupt: exiting now\n";
+                // SAFETY: write(2) and _exit(2) are async-signal-safe; LINE is a static buffer.
+                unsafe {
+                    libc::write(2, LINE.as_ptr().cast(), LINE.len());
+                    libc::_exit(code);
+                }
             }
-        }
-    };
-    // SAFETY: the action only loads an atomic, writes to stderr and exits, all of which are
-    // allowed in a signal handler; it allocates nothing and takes no lock.
-    unsafe { signal_hook::low_level::register(SIGINT, action) }.map(|_| ())
+        };
+        // SAFETY: the action only touches atomics, writes to stderr and exits, all of which are
+        // allowed in a signal handler; it allocates nothing and takes no lock.
+        unsafe { signal_hook::low_level::register(signal, action) }?;
+    }
+    Ok(())
 }

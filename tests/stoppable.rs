@@ -1,0 +1,247 @@
+//! chatd can always be stopped, and no signal ends it by surprise: a second SIGINT or SIGTERM
+//! ends it even while its loop is stuck writing to a pipe nobody reads; SIGHUP is a graceful
+//! shutdown when the console is a terminal and a log reopen when headless; SIGUSR1 reopens the log
+//! file; SIGALRM and the like are ignored. And a client whose machine vanished is probed (TCP
+//! keepalive), so it cannot hold its slot forever.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Chatd, Client, WAIT, chatd_bin};
+
+/// Whether process `pid` is blocked writing to a pipe (`pipe_write`, or `anon_pipe_write` on
+/// newer kernels).
+fn blocked_on_pipe(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe_write"))
+}
+
+/// Whether `signal` is pending for process `pid` (SigPnd or ShdPnd in /proc/PID/status).
+fn is_pending(pid: u32, signal: i32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|line| {
+        let mask = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (signal - 1)) != 0)
+    })
+}
+
+/// stdout is a pipe that is never read (`chatd | less` with less stopped): once the pipe is full
+/// the loop blocks in `write` and never sees a signal. The second SIGINT (or SIGTERM) still ends
+/// chatd at once, from the signal handler.
+#[test]
+fn a_second_interrupt_ends_chatd_even_when_stdout_is_never_read() {
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = std::process::Command::new(chatd_bin())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chatd");
+        let pid = child.id();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while !line.contains("listening on ") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).expect("read stdout") > 0);
+        }
+        let port: u16 = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        // From here on nobody reads stdout. A client's lines fill the pipe with reports.
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let talk = format!("{}\n", "r".repeat(60)).repeat(4000);
+        let deadline = Instant::now() + WAIT;
+        while !blocked_on_pipe(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "chatd never blocked on its stdout"
+            );
+            client.write_all(talk.as_bytes()).expect("send");
+            thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..2 {
+            // SAFETY: kill only sends a signal to our own child, which we have not reaped.
+            assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+            // A signal sent while the same one is still pending is merged into it: wait until the
+            // handler has taken this one (as a person's two Ctrl-C are apart).
+            let deadline = Instant::now() + WAIT;
+            while is_pending(pid, signal) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal} twice did not end chatd"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "exit code after signal {signal} twice"
+        );
+        let mut stderr = String::new();
+        let _ =
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
+        assert!(
+            stderr.contains("second interrupt: exiting now"),
+            "stderr: {stderr}"
+        );
+    }
+}
+
+/// Headless, SIGHUP and SIGUSR1 both reopen the log file: after the file is renamed (as logrotate
+/// does) and the signal sent, every later report is in a new file at the path, and the server
+/// keeps serving.
+#[test]
+fn sighup_headless_and_sigusr1_reopen_the_log_file() {
+    for (signal, name) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGUSR1, "SIGUSR1")] {
+        let dir = std::env::temp_dir().join(format!("chatd-reopen-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("chatd.log");
+        let path_arg = path.to_str().expect("utf-8 path");
+        let mut chatd = Chatd::spawn(&["--log-file", path_arg]);
+        let mut client = Client::connect(chatd.addr());
+        client.send_line("before the rotation");
+        chatd.expect_report("before the rotation");
+        fs::rename(&path, dir.join("chatd.log.1")).expect("rotate");
+        chatd.signal(signal);
+        chatd.expect_report(&format!("reopening the log file ({name})"));
+        client.send_line("after the rotation");
+        chatd.expect_report("after the rotation");
+        chatd.send_console("/quit");
+        assert_eq!(chatd.wait_exit().code(), Some(0));
+        let old = fs::read_to_string(dir.join("chatd.log.1")).expect("the rotated file");
+        let new = fs::read_to_string(&path).expect("the new file");
+        assert!(old.contains("before the rotation") && !old.contains("after the rotation"));
+        assert!(
+            new.contains(&format!("reopening the log file ({name})"))
+                && new.contains("after the rotation")
+                && new.contains("stopped"),
+            "new file: {new}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// SIGALRM and the other signals whose default would end the process are reported and ignored:
+/// clients go on being served.
+#[test]
+fn sigalrm_and_the_like_do_not_end_chatd() {
+    let mut chatd = Chatd::spawn(&[]);
+    let mut client = Client::connect(chatd.addr());
+    for (signal, name) in [
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+    ] {
+        chatd.signal(signal);
+        chatd.expect_body(&format!("ignored {name}"));
+    }
+    // Headless and without a log file, SIGHUP is a reload with nothing to reopen.
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_body("no log file to reopen (SIGHUP)");
+    client.send_line("still here");
+    chatd.expect_report("still here");
+    assert!(chatd.try_exit_status().is_none());
+}
+
+/// With the console on a terminal, SIGHUP means the operator's terminal is gone: a graceful
+/// shutdown, clients told, exit 0.
+#[test]
+fn sighup_with_a_terminal_console_shuts_down_gracefully() {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors through the pointers, which point at live locals;
+    // the name, termios and winsize arguments may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: openpty just gave us these descriptors, and nothing else owns them.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut chatd = Chatd::spawn_with(&[], Stdio::from(slave));
+    let mut client = Client::connect(chatd.addr());
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_body("shutting down (SIGHUP)");
+    assert!(client.read_to_end().ends_with("server shutting down\n"));
+    assert_eq!(chatd.wait_exit().code(), Some(0));
+    drop(master);
+}
+
+/// The server's side of a client's connection, from /proc/net/tcp: its timer kind (`tr`, 2 for
+/// keepalive) and when the timer fires, in seconds.
+fn server_side_timer(server_port: u16, client_port: u16) -> Option<(u32, u64)> {
+    let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        if port_of(cols.get(1)?)? != server_port || port_of(cols.get(2)?)? != client_port {
+            return None;
+        }
+        let (kind, when) = cols.get(5)?.split_once(':')?;
+        // USER_HZ is 100 on Linux: the `when` field counts hundredths of a second.
+        Some((
+            kind.parse().ok()?,
+            u64::from_str_radix(when, 16).ok()? / 100,
+        ))
+    })
+}
+
+/// Accepted sockets carry TCP keepalive (default: first probe after 60 s of silence), so a peer
+/// that vanished without a FIN or a reset is found and reported `reset`; `--keepalive 0` turns it
+/// off.
+#[test]
+fn keepalive_is_on_by_default_and_can_be_turned_off() {
+    for (args, expected) in [
+        (&[][..], Some(60)),
+        (&["--keepalive", "7"][..], Some(7)),
+        (&["--keepalive", "0"][..], None),
+    ] {
+        let mut chatd = Chatd::spawn(args);
+        let client = Client::connect(chatd.addr());
+        chatd.expect_report("connect ");
+        let server_port = chatd.addr().port();
+        let client_port = client.stream().local_addr().expect("local addr").port();
+        let (kind, when) =
+            server_side_timer(server_port, client_port).expect("the server's socket");
+        match expected {
+            Some(secs) => {
+                assert_eq!(kind, 2, "keepalive timer armed with {args:?}");
+                assert!(
+                    when <= secs && when + 5 >= secs,
+                    "fires in {when} s, expected {secs}"
+                );
+            }
+            None => assert_eq!(kind, 0, "no timer with {args:?}"),
+        }
+    }
+}
