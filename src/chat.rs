@@ -42,7 +42,10 @@ impl Chat {
             (None, true) => DEFAULT_ROOM_GREETING,
         };
         Chat {
-            greeting: queue::line(greeting.as_bytes()),
+            greeting: match relay {
+                true => room::server_says(greeting.as_bytes()),
+                false => queue::line(greeting.as_bytes()),
+            },
             relay,
             last_speaker: None,
             said: Vec::new(),
@@ -128,7 +131,7 @@ impl Chat {
         let mut exit = false;
         conn.take_partial(|line| exit = self.hear(key, id, &label, line));
         if exit {
-            Self::exit(conn);
+            self.exit(conn);
         }
     }
 
@@ -163,7 +166,7 @@ impl Chat {
         exit: bool,
     ) {
         if exit {
-            Self::exit(conn);
+            self.exit(conn);
         }
         match status {
             ReadStatus::BudgetSpent => {}
@@ -207,11 +210,19 @@ impl Chat {
 
     /// The client said `exit`: a goodbye line, then the session closes once it is flushed. Whatever
     /// it sent after `exit` is not heard.
-    fn exit<S: Stream>(conn: &mut Connection<S>) {
+    fn exit<S: Stream>(&self, conn: &mut Connection<S>) {
         conn.discard_partial();
         conn.stop_hearing();
-        let _ = conn.queue_line(GOODBYE);
+        let _ = conn.queue(self.says(GOODBYE));
         conn.close(Reason::Exit);
+    }
+
+    /// A line the server says to a client: in the room, marked as the server's (`room::MARK`).
+    fn says(&self, text: &[u8]) -> Rc<[u8]> {
+        match self.relay {
+            true => room::server_says(text),
+            false => queue::line(text),
+        }
     }
 
     /// In the room, acts on what was heard since the last call: relays text to everyone else, and
@@ -295,10 +306,10 @@ impl Chat {
     /// the loop's: it reads the socket first).
     pub fn command<S: Stream>(&mut self, clients: &mut Clients<S>, command: Command) {
         match command {
-            Command::To { id, text } => Self::send_text(clients, id, &text, report::console_sent),
+            Command::To { id, text } => self.send_text(clients, id, &text, report::console_sent),
             Command::Reply(text) => match self.last_speaker {
                 None => report::console_nobody_spoke(),
-                Some(id) => Self::send_text(clients, id, &text, report::console_replied),
+                Some(id) => self.send_text(clients, id, &text, report::console_replied),
             },
             Command::All(text) => {
                 // Encoded once, shared by every queue; in the room it is the server speaking.
@@ -324,7 +335,7 @@ impl Chat {
                 }
             }
             Command::Kick(id) => match clients.find(id) {
-                Some(key) => clients.close(key, Some(KICKED), Reason::Kicked),
+                Some(key) => clients.close(key, Some(self.says(KICKED)), Reason::Kicked),
                 None => report::console_no_client(id),
             },
             Command::Help => report::console_help(),
@@ -335,6 +346,7 @@ impl Chat {
     /// The operator's line for client `id`, confirmed with `confirm`; the operator is told if the
     /// client is not there or could not take it.
     fn send_text<S: Stream>(
+        &self,
         clients: &mut Clients<S>,
         id: ConnId,
         text: &str,
@@ -343,7 +355,13 @@ impl Chat {
         let Some(key) = clients.find(id) else {
             return report::console_no_client(id);
         };
-        match clients.send(key, queue::line(text.as_bytes())) {
+        // In the room, escaped and marked as the server's, so the member can tell it from a
+        // member's line; otherwise exactly what the operator typed.
+        let line = match self.relay {
+            true => room::to_you(text),
+            false => queue::line(text.as_bytes()),
+        };
+        match clients.send(key, line) {
             Ok(peer) => confirm(id, peer),
             Err(NotQueued::Overflow) => report::console_not_sent_slow(id),
             Err(NotQueued::Broken) => report::console_not_sent_broken(id),
@@ -352,14 +370,15 @@ impl Chat {
     }
 
     /// Client `key` has sent nothing for `--idle-timeout`: it is told and closed.
-    pub fn time_out<S: Stream>(clients: &mut Clients<S>, key: usize) {
-        clients.close(key, Some(IDLE), Reason::Timeout);
+    pub fn time_out<S: Stream>(&self, clients: &mut Clients<S>, key: usize) {
+        clients.close(key, Some(self.says(IDLE)), Reason::Timeout);
     }
 
     /// The server is shutting down: every client is told and closed.
-    pub fn shut_down<S: Stream>(clients: &mut Clients<S>) {
+    pub fn shut_down<S: Stream>(&self, clients: &mut Clients<S>) {
+        let farewell = self.says(SHUTTING_DOWN);
         for key in clients.keys() {
-            clients.close(key, Some(SHUTTING_DOWN), Reason::Shutdown);
+            clients.close(key, Some(Rc::clone(&farewell)), Reason::Shutdown);
         }
     }
 }

@@ -226,11 +226,12 @@ impl<S: Stream> Clients<S> {
         sent
     }
 
-    /// Closes client `key` for `reason`, after `farewell` if it can still take a line.
-    pub fn close(&mut self, key: usize, farewell: Option<&[u8]>, reason: Reason) {
+    /// Closes client `key` for `reason`, after `farewell` (a line, ending in `\n`) if it can still
+    /// take one.
+    pub fn close(&mut self, key: usize, farewell: Option<Rc<[u8]>>, reason: Reason) {
         if let Some(conn) = self.get_mut(key) {
-            if let Some(text) = farewell {
-                let _ = conn.queue_line(text);
+            if let Some(line) = farewell {
+                let _ = conn.queue(line);
             }
             conn.close(reason);
             self.see_to(key);

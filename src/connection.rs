@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 
 use crate::framing::{Line, LineDecoder};
 use crate::ids::{ConnId, Peer, Reason};
-use crate::queue::{self, OutQueue, Overflow};
+use crate::queue::{OutQueue, Overflow};
 
 /// What a connection needs of its socket: bytes both ways, registration with the poll, and a FIN.
 /// A trait so that the chat's tests can run clients on an in-memory stream; the server uses mio's
@@ -301,11 +301,6 @@ impl<S: Stream> Connection<S> {
     /// heard.
     pub fn discard_partial(&mut self) {
         self.decoder.discard_partial();
-    }
-
-    /// Queues `text` and a newline.
-    pub fn queue_line(&mut self, text: &[u8]) -> Result<(), NotQueued> {
-        self.queue(queue::line(text))
     }
 
     /// Queues a line (ending in `\n`) that may be shared with other clients.

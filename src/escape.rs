@@ -6,9 +6,9 @@
 use std::borrow::Cow;
 
 /// Makes client bytes safe for a terminal and a log line. Valid UTF-8 is kept as it is, except that
-/// control characters other than tab (C0, DEL, C1), the bidi embeddings, overrides and isolates
-/// (U+202A-U+202E, U+2066-U+2069) and the Unicode line and paragraph separators become `\xNN` or
-/// `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
+/// control characters other than tab (C0, DEL, C1), the invisible format characters that can hide
+/// or reorder text (see `is_unsafe`), the Unicode line and paragraph separators and the room's
+/// server mark `◆` become `\xNN` or `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
 /// sequence, so a client can neither move the cursor nor forge a report line.
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     if let Some(text) = plain(bytes) {
@@ -25,13 +25,21 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
         out.push_str(text);
         return;
     }
+    // The last character kept as it is, for the tags of a flag.
+    let mut last = '\0';
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if !is_unsafe(c) {
+            let flag_tag = TAGS.contains(&c) && (last == BLACK_FLAG || TAGS.contains(&last));
+            if !is_unsafe(c) || flag_tag {
                 out.push(c);
-            } else if let Ok(byte) = u8::try_from(c) {
+                last = c;
+            } else if let Ok(byte @ ..0xa0) = u8::try_from(c) {
+                // C0, DEL and C1 controls; from U+00A0 on, `\u{..}` (an escaped soft hyphen
+                // must not read like the invalid byte 0xAD).
                 push_hex_byte(out, byte);
+                last = '\0';
             } else {
+                last = '\0';
                 out.push_str("\\u{");
                 let code = c as u32;
                 let digits = (32 - code.leading_zeros()).div_ceil(4);
@@ -43,6 +51,7 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
         }
         for &byte in chunk.invalid() {
             push_hex_byte(out, byte);
+            last = '\0';
         }
     }
 }
@@ -86,10 +95,34 @@ fn is_printable_ascii(bytes: &[u8]) -> bool {
     rest.iter().all(printable)
 }
 
+/// What starts every line the server says in the `--relay` room; escaped in everything a client
+/// sends, so no client's text can pass for a server line.
+pub const SERVER_MARK: &str = "\u{25c6}";
+
+/// Whether `c` is escaped: controls but tab, the line and paragraph separators, the room's server
+/// mark, and the invisible format characters (Unicode category Cf) that can hide or reorder text:
+/// bidi marks, embeddings, overrides and isolates, zero-width space, word joiner, BOM, soft
+/// hyphen, invisible operators and the like. The zero-width joiner and non-joiner are kept (emoji
+/// sequences such as 👨‍👩‍👧 and many scripts need them), and so are the tag characters of an emoji
+/// flag (🏴 followed by tags), which `escape_into` lets through after a black flag.
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+        || matches!(c,
+            '\u{2028}' | '\u{2029}' | '\u{25c6}'
+            // Cf, as of Unicode 16, but U+200C and U+200D.
+            | '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+            | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}' | '\u{200b}' | '\u{200e}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+            | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{110bd}' | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
 }
+
+/// The tag characters: invisible, and kept only inside an emoji flag's tag sequence.
+const TAGS: std::ops::RangeInclusive<char> = '\u{e0020}'..='\u{e007f}';
+/// The black flag that starts an emoji tag sequence (🏴 and tags: the flags of England, Scotland,
+/// Wales).
+const BLACK_FLAG: char = '\u{1f3f4}';
 
 /// What follows a message cut at `--max-line`: `... [+N bytes]`.
 pub fn push_cut_marker(out: &mut String, dropped: usize) {
@@ -112,6 +145,30 @@ mod tests {
         ] {
             assert!(matches!(escape(text.as_bytes()), Cow::Borrowed(t) if t == text));
         }
+    }
+
+    #[test]
+    fn escapes_invisible_format_characters_but_keeps_emoji_sequences() {
+        for (c, shown) in [
+            ('\u{200b}', "\\u{200b}"),
+            ('\u{200e}', "\\u{200e}"),
+            ('\u{200f}', "\\u{200f}"),
+            ('\u{61c}', "\\u{61c}"),
+            ('\u{2060}', "\\u{2060}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{ad}', "\\u{ad}"),
+            ('\u{e0041}', "\\u{e0041}"),
+            ('\u{25c6}', "\\u{25c6}"),
+        ] {
+            assert_eq!(escape(format!("a{c}b").as_bytes()), format!("a{shown}b"));
+        }
+        let family = "👨\u{200d}👩\u{200d}👧";
+        let england = "\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}";
+        for kept in [family, england, "🇫🇷", "ZWNJ: می\u{200c}خواهم"] {
+            assert_eq!(escape(kept.as_bytes()), kept);
+        }
+        // Tags anywhere but after a flag are escaped.
+        assert_eq!(escape("x\u{e0067}".as_bytes()), "x\\u{e0067}");
     }
 
     #[test]

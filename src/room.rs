@@ -2,7 +2,8 @@
 //! clients (relayed messages, announcements, replies to `/nick` and `/who`).
 //!
 //! Relayed text is escaped exactly as the operator's reports are, so no client can put a control
-//! character on another client's terminal. Each line is built once, as a shareable `Rc<[u8]>`.
+//! character on another client's terminal. Every line the server says starts with `MARK` (`◆`),
+//! which no member's text can carry unescaped. Each line is built once, as a shareable `Rc<[u8]>`.
 //!
 //! Deliberately not here: who receives a line (that is `chat.rs`), or any socket.
 
@@ -66,46 +67,61 @@ pub fn message(name: &str, text: &[u8]) -> Rc<[u8]> {
     Rc::from(line.into_bytes())
 }
 
-/// The operator's `/all` in the room.
+/// The operator's `/all` in the room: `◆ server: <text>`, escaped like a member's.
 pub fn from_server(text: &str) -> Rc<[u8]> {
-    message("server", text.as_bytes())
+    message(&format!("{MARK} server"), text.as_bytes())
+}
+
+/// The operator's line to one member (`/to`, a bare reply): `◆ server (to you): <text>`.
+pub fn to_you(text: &str) -> Rc<[u8]> {
+    message(&format!("{MARK} server (to you)"), text.as_bytes())
+}
+
+/// A line the server says in the room: `◆ <text>`.
+pub fn server_says(text: &[u8]) -> Rc<[u8]> {
+    let mut line = Vec::with_capacity(MARK.len() + 1 + text.len() + 1);
+    line.extend_from_slice(MARK.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(text);
+    line.push(b'\n');
+    line.into()
 }
 
 pub fn joined(name: &str, online: usize) -> Rc<[u8]> {
-    queue::line(format!("* {name} joined ({online} online)").as_bytes())
+    queue::line(format!("◆ {name} joined ({online} online)").as_bytes())
 }
 
 pub fn left(name: &str, reason: impl std::fmt::Display) -> Rc<[u8]> {
-    queue::line(format!("* {name} left ({reason})").as_bytes())
+    queue::line(format!("◆ {name} left ({reason})").as_bytes())
 }
 
 pub fn renamed(old: &str, new: &str) -> Rc<[u8]> {
-    queue::line(format!("* {old} is now {new}").as_bytes())
+    queue::line(format!("◆ {old} is now {new}").as_bytes())
 }
 
 pub fn you_are(name: &str) -> Rc<[u8]> {
-    queue::line(format!("* you are now {name}").as_bytes())
+    queue::line(format!("◆ you are now {name}").as_bytes())
 }
 
-/// `* <n> online: a, b, c`.
+/// `◆ <n> online: a, b, c`.
 pub fn who<'a>(names: impl Iterator<Item = &'a str>) -> Rc<[u8]> {
     let names: Vec<&str> = names.collect();
     match names.len() {
-        0 => queue::line(b"* nobody else is online"),
-        n => queue::line(format!("* {n} online: {}", names.join(", ")).as_bytes()),
+        0 => queue::line("◆ nobody else is online".as_bytes()),
+        n => queue::line(format!("◆ {n} online: {}", names.join(", ")).as_bytes()),
     }
 }
 
 pub fn bad_name() -> Rc<[u8]> {
-    queue::line(b"* a name is 1 to 32 letters, digits, _ or -")
+    queue::line("◆ a name is 1 to 32 letters, digits, _ or -".as_bytes())
 }
 
 pub fn name_taken(name: &str) -> Rc<[u8]> {
-    queue::line(format!("* the name {name} is taken").as_bytes())
+    queue::line(format!("◆ the name {name} is taken").as_bytes())
 }
 
 pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
-    let mut text = String::from("* unknown command ");
+    let mut text = String::from("◆ unknown command ");
     let command = line.split(|&b| b == b' ').next().unwrap_or_default();
     escape_into(&mut text, command);
     text.push_str(" (try /nick NAME or /who; start a line with // to say /...)");
@@ -113,6 +129,11 @@ pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
 }
 
 const MAX_NAME: usize = 32;
+
+/// What every line from the server starts with in the room. A member's line starts with its name,
+/// and this mark is escaped wherever it appears in a member's text (`escape.rs`), so however a
+/// member pads its text, no row of it on another member's screen can start like a server line.
+pub const MARK: &str = crate::escape::SERVER_MARK;
 
 #[cfg(test)]
 mod tests {
@@ -144,6 +165,6 @@ mod tests {
     #[test]
     fn relayed_text_is_escaped() {
         assert_eq!(&*message("#1", b"hi\x1b[2J"), b"#1: hi\\x1b[2J\n");
-        assert_eq!(&*unknown_command(b"/x\x07 y"), &b"* unknown command /x\\x07 (try /nick NAME or /who; start a line with // to say /...)\n"[..]);
+        assert_eq!(&*unknown_command(b"/x\x07 y"), "◆ unknown command /x\\x07 (try /nick NAME or /who; start a line with // to say /...)\n".as_bytes());
     }
 }

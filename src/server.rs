@@ -263,7 +263,7 @@ impl Server {
                 Due::Idle(key, id) => {
                     let idle = self.idle_timeout;
                     if idle.is_some_and(|idle| self.silent(key, id, idle, now)) {
-                        Chat::time_out(&mut self.clients, key);
+                        self.chat.time_out(&mut self.clients, key);
                     } else {
                         self.arm_idle_timer(key, id);
                     }
@@ -442,7 +442,7 @@ impl Server {
         for key in self.clients.keys() {
             self.hear(key);
         }
-        Chat::shut_down(&mut self.clients);
+        self.chat.shut_down(&mut self.clients);
         // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
         self.phase = Phase::Draining;
     }

@@ -288,7 +288,7 @@ fn listen(reader: TcpStream, woke: &mpsc::Sender<()>) -> Vec<String> {
         if heard.is_empty() {
             let _ = woke.send(());
         }
-        let last = line.starts_with("* #2 left");
+        let last = line.starts_with("◆ #2 left");
         heard.push(line.trim_end_matches('\n').to_owned());
         if last {
             break;

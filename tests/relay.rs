@@ -52,14 +52,14 @@ fn members_hear_each_other_by_name_but_never_themselves() {
 fn arrivals_are_announced_and_newcomers_told_who_is_online() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let mut a = Member::connect(chatd.addr());
-    a.expect("* nobody else is online");
+    a.expect("◆ nobody else is online");
     let mut b = Member::connect(chatd.addr());
-    b.expect("* 1 online: #1");
-    a.expect("* #2 joined (2 online)");
+    b.expect("◆ 1 online: #1");
+    a.expect("◆ #2 joined (2 online)");
     let mut c = Member::connect(chatd.addr());
-    c.expect("* 2 online: #1, #2");
-    a.expect("* #3 joined (3 online)");
-    b.expect("* #3 joined (3 online)");
+    c.expect("◆ 2 online: #1, #2");
+    a.expect("◆ #3 joined (3 online)");
+    b.expect("◆ #3 joined (3 online)");
     chatd.expect_body(&format!("connect {} #3 (3 online)", c.peer()));
     // The newcomer was not told of its own arrival: its next line is someone else's message.
     a.say("hi c");
@@ -75,24 +75,24 @@ fn nick_renames_and_is_announced_confirmed_and_reported() {
     let peer_a = a.peer();
 
     a.say("/nick alice");
-    a.expect("* you are now alice");
-    b.expect("* #1 is now alice");
-    c.expect("* #1 is now alice");
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    c.expect("◆ #1 is now alice");
     chatd.expect_body(&format!("nick {peer_a} #1: #1 is now alice"));
 
     a.say("hello");
     b.expect("alice: hello");
     c.expect("alice: hello");
     c.say("/who");
-    c.expect("* 3 online: alice, #2, #3");
+    c.expect("◆ 3 online: alice, #2, #3");
 
     // A second rename is announced from the current name, and a longest name (32) is allowed.
     let long = "A_very-long_name-of_32_chars_xyz";
     assert_eq!(long.len(), 32);
     a.say(&format!("/nick  {long} "));
-    a.expect(&format!("* you are now {long}"));
-    b.expect(&format!("* alice is now {long}"));
-    c.expect(&format!("* alice is now {long}"));
+    a.expect(&format!("◆ you are now {long}"));
+    b.expect(&format!("◆ alice is now {long}"));
+    c.expect(&format!("◆ alice is now {long}"));
     chatd.expect_body(&format!("nick {peer_a} #1: alice is now {long}"));
     a.say("again");
     b.expect(&format!("{long}: again"));
@@ -100,10 +100,10 @@ fn nick_renames_and_is_announced_confirmed_and_reported() {
 
     // A rename counts from the very next line, even within the same write.
     b.send(b"before\n/nick bob\nafter\n");
-    b.expect("* you are now bob");
+    b.expect("◆ you are now bob");
     for other in [&mut a, &mut c] {
         other.expect("#2: before");
-        other.expect("* #2 is now bob");
+        other.expect("◆ #2 is now bob");
         other.expect("bob: after");
     }
 }
@@ -114,7 +114,7 @@ fn nick_renames_and_is_announced_confirmed_and_reported() {
 fn bad_nick_is_refused_privately() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b] = fill_room::<2>(&mut chatd);
-    let bad_name = "* a name is 1 to 32 letters, digits, _ or -";
+    let bad_name = "◆ a name is 1 to 32 letters, digits, _ or -";
     let too_long = format!("/nick {}", "x".repeat(33));
     let tries: [&[u8]; 7] = [
         b"/nick",
@@ -133,7 +133,7 @@ fn bad_nick_is_refused_privately() {
     a.say("still me");
     b.expect("#1: still me");
     b.say("/who");
-    b.expect("* 2 online: #1, #2");
+    b.expect("◆ 2 online: #1, #2");
 }
 
 /// A name someone else has (in any case) and the reserved `server` are refused as taken, to the
@@ -143,13 +143,13 @@ fn taken_or_reserved_nick_is_refused_privately() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b, mut c] = fill_room::<3>(&mut chatd);
     a.say("/nick alice");
-    a.expect("* you are now alice");
-    b.expect("* #1 is now alice");
-    c.expect("* #1 is now alice");
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    c.expect("◆ #1 is now alice");
 
     for name in ["alice", "ALICE", "Alice", "server", "Server", "SERVER"] {
         b.say(&format!("/nick {name}"));
-        b.expect(&format!("* the name {name} is taken"));
+        b.expect(&format!("◆ the name {name} is taken"));
     }
     // Nobody else heard any of it, and b is still #2.
     b.say("still #2");
@@ -163,28 +163,28 @@ fn name_given_up_is_free_again() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b, mut c] = fill_room::<3>(&mut chatd);
     a.say("/nick alice");
-    a.expect("* you are now alice");
-    b.expect("* #1 is now alice");
-    c.expect("* #1 is now alice");
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    c.expect("◆ #1 is now alice");
     a.say("/nick alicia");
-    a.expect("* you are now alicia");
-    b.expect("* alice is now alicia");
-    c.expect("* alice is now alicia");
+    a.expect("◆ you are now alicia");
+    b.expect("◆ alice is now alicia");
+    c.expect("◆ alice is now alicia");
 
     b.say("/nick Alice");
-    b.expect("* you are now Alice");
-    a.expect("* #2 is now Alice");
-    c.expect("* #2 is now Alice");
+    b.expect("◆ you are now Alice");
+    a.expect("◆ #2 is now Alice");
+    c.expect("◆ #2 is now Alice");
 
     b.say("exit");
-    b.expect("goodbye");
+    b.expect("◆ goodbye");
     b.expect_closed();
     chatd.expect_report("#2 exit (2 online)");
     c.say("/nick alice");
-    c.expect("* Alice left (exit)");
-    c.expect("* you are now alice");
-    a.expect("* Alice left (exit)");
-    a.expect("* #3 is now alice");
+    c.expect("◆ Alice left (exit)");
+    c.expect("◆ you are now alice");
+    a.expect("◆ Alice left (exit)");
+    a.expect("◆ #3 is now alice");
 }
 
 /// Leaving is announced to everyone left, in its place among the other lines, with the leaver's
@@ -203,24 +203,24 @@ fn leaving_is_announced_with_the_reason() {
 
     // `exit`, from a member with a nickname: announced by name, and `exit` itself is not relayed.
     exits.say("/nick carol");
-    exits.expect("* you are now carol");
-    watcher.expect("* #3 is now carol");
-    prompter.expect("* #3 is now carol");
+    exits.expect("◆ you are now carol");
+    watcher.expect("◆ #3 is now carol");
+    prompter.expect("◆ #3 is now carol");
     let peer = exits.peer();
     exits.say("exit");
-    exits.expect("goodbye");
+    exits.expect("◆ goodbye");
     exits.expect_closed();
     chatd.expect_body(&format!("disconnect {peer} #3 exit (5 online)"));
     // Each departure is followed by a line from someone else, which must come after it.
     prompter.say("after exit");
-    watcher.expect("* carol left (exit)");
+    watcher.expect("◆ carol left (exit)");
     watcher.expect("#2: after exit");
-    prompter.expect("* carol left (exit)");
+    prompter.expect("◆ carol left (exit)");
     // The next to leave read everything first: closing a socket with unread input resets it, so
     // `closes` would leave as `reset`.
     for member in [&mut closes, &mut kicked] {
-        member.expect("* #3 is now carol");
-        member.expect("* carol left (exit)");
+        member.expect("◆ #3 is now carol");
+        member.expect("◆ carol left (exit)");
         member.expect("#2: after exit");
     }
 
@@ -228,21 +228,21 @@ fn leaving_is_announced_with_the_reason() {
     drop(closes);
     chatd.expect_body(&format!("disconnect {peer} #4 closed (4 online)"));
     prompter.say("after close");
-    watcher.expect("* #4 left (closed)");
+    watcher.expect("◆ #4 left (closed)");
     watcher.expect("#2: after close");
-    prompter.expect("* #4 left (closed)");
-    kicked.expect("* #4 left (closed)");
+    prompter.expect("◆ #4 left (closed)");
+    kicked.expect("◆ #4 left (closed)");
     kicked.expect("#2: after close");
 
     let peer = kicked.peer();
     chatd.send_console("/kick 5");
-    kicked.expect("you were disconnected by the operator");
+    kicked.expect("◆ you were disconnected by the operator");
     kicked.expect_closed();
     chatd.expect_body(&format!("disconnect {peer} #5 kicked (3 online)"));
     prompter.say("after kick");
-    watcher.expect("* #5 left (kicked)");
+    watcher.expect("◆ #5 left (kicked)");
     watcher.expect("#2: after kick");
-    prompter.expect("* #5 left (kicked)");
+    prompter.expect("◆ #5 left (kicked)");
 
     // SO_LINGER 0: the close is a reset.
     let peer = resets.peer();
@@ -252,9 +252,9 @@ fn leaving_is_announced_with_the_reason() {
     drop(resets);
     chatd.expect_body(&format!("disconnect {peer} #6 reset (2 online)"));
     prompter.say("after reset");
-    watcher.expect("* #6 left (reset)");
+    watcher.expect("◆ #6 left (reset)");
     watcher.expect("#2: after reset");
-    prompter.expect("* #6 left (reset)");
+    prompter.expect("◆ #6 left (reset)");
 }
 
 /// A departure reaches the others at once, even when nothing else happens in the room: it must
@@ -265,21 +265,21 @@ fn departure_is_announced_without_waiting_for_other_traffic() {
     let [mut watcher, mut exits, mut closes, mut kicked] = fill_room::<4>(&mut chatd);
 
     exits.say("exit");
-    exits.expect("goodbye");
+    exits.expect("◆ goodbye");
     exits.expect_closed();
-    watcher.expect("* #2 left (exit)");
+    watcher.expect("◆ #2 left (exit)");
     // Read before closing, or the close would be a reset.
-    closes.expect("* #2 left (exit)");
+    closes.expect("◆ #2 left (exit)");
 
     drop(closes);
-    watcher.expect("* #3 left (closed)");
+    watcher.expect("◆ #3 left (closed)");
 
-    kicked.expect("* #2 left (exit)");
-    kicked.expect("* #3 left (closed)");
+    kicked.expect("◆ #2 left (exit)");
+    kicked.expect("◆ #3 left (closed)");
     chatd.send_console("/kick 4");
-    kicked.expect("you were disconnected by the operator");
+    kicked.expect("◆ you were disconnected by the operator");
     kicked.expect_closed();
-    watcher.expect("* #4 left (kicked)");
+    watcher.expect("◆ #4 left (kicked)");
 }
 
 /// A member dropped for saying nothing for `--idle-timeout` is announced as `timeout`.
@@ -300,7 +300,7 @@ fn idle_member_is_announced_as_timed_out() {
             break line;
         }
     };
-    assert_eq!(news, "* #1 left (timeout)");
+    assert_eq!(news, "◆ #1 left (timeout)");
     chatd.expect_body(&format!("disconnect {peer} #1 timeout (1 online)"));
     // The idle member heard the talker until it was told why it is being closed.
     for _ in 0..said {
@@ -311,7 +311,7 @@ fn idle_member_is_announced_as_timed_out() {
         }
         assert_eq!(line, "#2: still here");
     }
-    idle.expect("disconnected: idle for too long");
+    idle.expect("◆ disconnected: idle for too long");
     idle.expect_closed();
 }
 
@@ -321,10 +321,10 @@ fn exit_is_not_relayed_nor_anything_after_it() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b] = fill_room::<2>(&mut chatd);
     a.send(b"last words\nexit\nsneaky\n");
-    a.expect("goodbye");
+    a.expect("◆ goodbye");
     a.expect_closed();
     b.expect("#1: last words");
-    b.expect("* #1 left (exit)");
+    b.expect("◆ #1 left (exit)");
     chatd.expect_report("#1 exit (1 online)");
     assert_eq!(chatd.seen_count(": sneaky"), 0);
 }
@@ -337,7 +337,7 @@ fn unfinished_last_line_is_relayed_before_the_departure() {
     a.send(b"no newline here");
     a.stream().shutdown(Shutdown::Write).expect("half-close");
     b.expect("#1: no newline here");
-    b.expect("* #1 left (closed)");
+    b.expect("◆ #1 left (closed)");
 }
 
 /// An unfinished line is relayed once `--line-timeout` passes without more bytes.
@@ -355,12 +355,12 @@ fn who_lists_everyone_to_the_asker_only() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b, mut c] = fill_room::<3>(&mut chatd);
     b.say("/nick bob");
-    b.expect("* you are now bob");
-    a.expect("* #2 is now bob");
-    c.expect("* #2 is now bob");
+    b.expect("◆ you are now bob");
+    a.expect("◆ #2 is now bob");
+    c.expect("◆ #2 is now bob");
 
     a.say("/who");
-    a.expect("* 3 online: #1, bob, #3");
+    a.expect("◆ 3 online: #1, bob, #3");
     a.say("after who");
     b.expect("#1: after who");
     c.expect("#1: after who");
@@ -370,8 +370,8 @@ fn who_lists_everyone_to_the_asker_only() {
     drop(c);
     chatd.expect_body(&format!("disconnect {peer_c} #3 closed (2 online)"));
     b.say("/who");
-    b.expect("* #3 left (closed)");
-    b.expect("* 2 online: #1, bob");
+    b.expect("◆ #3 left (closed)");
+    b.expect("◆ 2 online: #1, bob");
 }
 
 /// A line starting with `//` is relayed with one slash taken off, so members can say `/...`.
@@ -387,7 +387,7 @@ fn double_slash_relays_a_line_starting_with_slash() {
     b.expect("#1: //");
     // Not a rename: a is still #1.
     b.say("/who");
-    b.expect("* 2 online: #1, #2");
+    b.expect("◆ 2 online: #1, #2");
 }
 
 /// Any other `/...` line is answered privately with a hint and is not relayed, though the
@@ -406,7 +406,7 @@ fn unknown_command_is_answered_privately_and_not_relayed() {
         ("/ nick bob", "/"),
     ] {
         a.say(line);
-        a.expect(&format!("* unknown command {command} {hint}"));
+        a.expect(&format!("◆ unknown command {command} {hint}"));
         chatd.expect_body(&format!("message {peer_a} #1: {line}"));
     }
     a.say("normal");
@@ -414,7 +414,7 @@ fn unknown_command_is_answered_privately_and_not_relayed() {
     c.expect("#1: normal");
     // And nobody was renamed by `/NICK` or `/ nick`.
     c.say("/who");
-    c.expect("* 3 online: #1, #2, #3");
+    c.expect("◆ 3 online: #1, #2, #3");
 }
 
 /// Relayed text is escaped exactly like the operator's report: terminal escape sequences, other
@@ -439,7 +439,7 @@ fn relayed_text_is_escaped_like_the_reports() {
     // The name in an unknown command's answer is escaped too.
     a.send(b"/x\x1b[31m y\n");
     a.expect(
-        r"* unknown command /x\x1b[31m (try /nick NAME or /who; start a line with // to say /...)",
+        r"◆ unknown command /x\x1b[31m (try /nick NAME or /who; start a line with // to say /...)",
     );
 }
 
@@ -462,11 +462,11 @@ fn operator_all_speaks_as_server_to_everyone() {
     chatd.send_console("/all hello everyone");
     chatd.expect_body("sent to all (3 clients)");
     for member in [&mut a, &mut b, &mut c] {
-        member.expect("server: hello everyone");
+        member.expect("◆ server: hello everyone");
     }
     chatd.send_console("/all \x1b[31mred");
     for member in [&mut a, &mut b, &mut c] {
-        member.expect(r"server: \x1b[31mred");
+        member.expect(r"◆ server: \x1b[31mred");
     }
 }
 
@@ -478,7 +478,7 @@ fn operator_to_and_reply_stay_private() {
     let peer_a = a.peer();
     chatd.send_console("/to 1 psst");
     chatd.expect_body(&format!("sent to #1 {peer_a}"));
-    a.expect("psst");
+    a.expect("◆ server (to you): psst");
 
     let peer_b = b.peer();
     b.say("question");
@@ -486,12 +486,12 @@ fn operator_to_and_reply_stay_private() {
     chatd.expect_body(&format!("message {peer_b} #2: question"));
     chatd.send_console("answer");
     chatd.expect_body(&format!("replied to #2 {peer_b} (last to speak)"));
-    b.expect("answer");
+    b.expect("◆ server (to you): answer");
 
     // Neither reached the other: their next line is this one.
     chatd.send_console("/all the end");
-    a.expect("server: the end");
-    b.expect("server: the end");
+    a.expect("◆ server: the end");
+    b.expect("◆ server: the end");
 }
 
 /// A member that stops reading while another talks is dropped `slow` once its queue passes
@@ -505,13 +505,13 @@ fn member_that_stops_reading_is_dropped_slow_and_others_get_everything() {
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     socket.connect(&chatd.addr().into()).expect("connect");
     let mut slow = Member::from_stream(socket.into());
-    slow.expect("* nobody else is online");
+    slow.expect("◆ nobody else is online");
     let slow_peer = slow.peer();
     let mut talker = Member::connect(chatd.addr());
-    talker.expect("* 1 online: #1");
+    talker.expect("◆ 1 online: #1");
     let mut listener = Member::connect(chatd.addr());
-    listener.expect("* 2 online: #1, #2");
-    talker.expect("* #3 joined (3 online)");
+    listener.expect("◆ 2 online: #1, #2");
+    talker.expect("◆ #3 joined (3 online)");
     // From here on, `slow` reads nothing.
 
     // The talker sends in batches well under --max-queue, and waits until the listener has them
@@ -533,7 +533,7 @@ fn member_that_stops_reading_is_dropped_slow_and_others_get_everything() {
         sent += SLOW_BATCH;
         while next < sent {
             let line = listener.next_line();
-            if line == "* #1 left (slow)" {
+            if line == "◆ #1 left (slow)" {
                 assert!(!dropped, "#1 left twice");
                 dropped = true;
                 continue;
@@ -550,7 +550,7 @@ fn member_that_stops_reading_is_dropped_slow_and_others_get_everything() {
         }
     }
     chatd.expect_body(&format!("disconnect {slow_peer} #1 slow (2 online)"));
-    talker.expect("* #1 left (slow)");
+    talker.expect("◆ #1 left (slow)");
     // Both are still served.
     listener.say("done");
     talker.expect("#3: done");
@@ -635,7 +635,7 @@ fn two_hundred_members_each_hear_everyone_else_in_order() {
     chatd.send_console("/all that is all");
     chatd.expect_body(&format!("sent to all ({CROWD} clients)"));
     for member in &mut members {
-        member.expect("server: that is all");
+        member.expect("◆ server: that is all");
     }
 }
 
@@ -785,11 +785,11 @@ fn fill_room<const N: usize>(chatd: &mut Chatd) -> [Member; N] {
         let mut newcomer = Member::connect(chatd.addr());
         let others: Vec<String> = (1..id).map(|other| format!("#{other}")).collect();
         newcomer.expect(&match others.len() {
-            0 => "* nobody else is online".to_owned(),
-            n => format!("* {n} online: {}", others.join(", ")),
+            0 => "◆ nobody else is online".to_owned(),
+            n => format!("◆ {n} online: {}", others.join(", ")),
         });
         for member in &mut members {
-            member.expect(&format!("* #{id} joined ({id} online)"));
+            member.expect(&format!("◆ #{id} joined ({id} online)"));
         }
         chatd.expect_body(&format!("connect {} #{id} ({id} online)", newcomer.peer()));
         members.push(newcomer);

@@ -118,7 +118,7 @@ impl Room {
             dropped: 0,
         };
         if self.chat.hear(key, id, &label, line) {
-            Chat::exit(self.clients.get_mut(key).unwrap());
+            self.chat.exit(self.clients.get_mut(key).unwrap());
         }
         self.chat.act(&mut self.clients);
     }
@@ -186,9 +186,13 @@ fn the_room_announces_joins_renames_and_leaves() {
     let b = room.join();
     assert_eq!(
         room.received(a),
-        ["hello", "* nobody else is online", "* #2 joined (2 online)"]
+        [
+            "◆ hello",
+            "◆ nobody else is online",
+            "◆ #2 joined (2 online)"
+        ]
     );
-    assert_eq!(room.received(b), ["hello", "* 1 online: #1"]);
+    assert_eq!(room.received(b), ["◆ hello", "◆ 1 online: #1"]);
     room.say(b, "/nick bob");
     room.say(a, "/nick BOB");
     room.say(a, "/nick server");
@@ -197,25 +201,25 @@ fn the_room_announces_joins_renames_and_leaves() {
     assert_eq!(
         room.received(a)[3..],
         [
-            "* #2 is now bob",
-            "* the name BOB is taken",
-            "* the name server is taken",
-            "server: maintenance at ten"
+            "◆ #2 is now bob",
+            "◆ the name BOB is taken",
+            "◆ the name server is taken",
+            "◆ server: maintenance at ten"
         ]
     );
     assert_eq!(
         room.received(b)[2..],
         [
-            "* you are now bob",
+            "◆ you are now bob",
             "#1: hi bob",
-            "server: maintenance at ten"
+            "◆ server: maintenance at ten"
         ]
     );
     room.say(b, "exit");
     let (key, _, _) = room.ends[b];
     let gone = room.clients.remove(key, room.poll.registry()).unwrap();
     room.chat.leave(&mut room.clients, &gone, true);
-    assert_eq!(room.received(a).last().unwrap(), "* bob left (exit)");
+    assert_eq!(room.received(a).last().unwrap(), "◆ bob left (exit)");
 }
 
 /// Relaying to a member whose write fails only marks it: the chat never reads it (the loop
