@@ -239,6 +239,12 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         plan.push((relay(clients, load), Chatd));
         plan.push((relay(clients, load), Ncat));
     }
+    // A burst of empty lines in the biggest room: how long newcomers wait for their greeting.
+    let burst = RelayLoad::Burst {
+        bytes: 128 * 1024,
+        newcomers: if quick { 3 } else { 10 },
+    };
+    plan.push((relay(seat, burst), Chatd));
     for &clients in sizes {
         let load = RelayLoad::Unthrottled {
             lines: scenarios::unthrottled_lines(clients, deliveries),

@@ -22,8 +22,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::net::{
-    End, MAX_LINE, Problems, STOP_CHECK, Watch, close_hard, connect, nanos_since, read_client,
-    source_for,
+    End, MAX_LINE, Problems, STOP_CHECK, Watch, close_hard, connect, nanos_since, read_available,
+    read_client, source_for,
 };
 use crate::targets::{Kind, Target};
 use crate::xorshift::XorShift;
@@ -31,8 +31,8 @@ use crate::xorshift::XorShift;
 /// How a server speaks to the room, which decides how its lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// A greeting, then `* nobody else is online` or `* <n> online: <names>`; later
-    /// `* <name> joined (<n> online)`, `* <name> left (<reason>)` and `<name>: <text>`.
+    /// A greeting, then `◆ nobody else is online` or `◆ <n> online: <names>`; later
+    /// `◆ <name> joined (<n> online)`, `◆ <name> left (<reason>)` and `<name>: <text>`.
     Chatd,
     /// No greeting; to everyone, on each arrival, `<announce> <ip> is connected as <userN>.` and
     /// `<announce> already connected: nobody.` (or a list); `<announce> <userN> is
@@ -71,7 +71,7 @@ impl Dialect {
                 if first {
                     return Heard::Other;
                 }
-                let Some(rest) = line.strip_prefix(b"* ") else {
+                let Some(rest) = line.strip_prefix("◆ ".as_bytes()) else {
                     return Heard::Said(after(line, b": ").unwrap_or(line));
                 };
                 if rest == b"nobody else is online" {
@@ -340,6 +340,29 @@ impl Room {
     fn wait(&mut self, watch: &mut Watch, target: &mut Target) -> Result<(), End> {
         let (poll, events) = (&mut self.poll, &mut self.events);
         watch.poll(target, &mut self.problems, poll, events, STOP_CHECK)
+    }
+
+    /// Reads and throws away whatever reaches any member until `stop` is set (so that nobody is
+    /// dropped `slow` while something else is measured); gives the bytes read.
+    pub fn drain(&mut self, stop: &AtomicBool) -> u64 {
+        let mut bytes = 0;
+        while !stop.load(Ordering::SeqCst) {
+            if self
+                .poll
+                .poll(&mut self.events, Some(Duration::from_millis(20)))
+                .is_err()
+            {
+                continue;
+            }
+            for event in self.events.iter() {
+                if let Some(stream) = self.streams.get(event.token().0) {
+                    let _ = read_available(stream, &mut self.buf, |data| {
+                        bytes += data.len() as u64;
+                    });
+                }
+            }
+        }
+        bytes
     }
 
     /// Clients in the room.

@@ -56,6 +56,10 @@ pub enum RelayLoad {
     /// recipients' queues hold, so an open-ended flood only grows the queues until clients are
     /// dropped `slow` (at C=100 with a 64 MiB `--max-queue`, within seconds).
     Unthrottled { lines: u64 },
+    /// One more client bursts `bytes` of empty lines into the seated room (every member reading
+    /// and discarding), and `newcomers` clients connect one after another meanwhile: how long each
+    /// waits for its greeting. A turn's work is bounded, so the burst must not hold them up.
+    Burst { bytes: usize, newcomers: usize },
 }
 
 impl Scenario {
@@ -84,6 +88,7 @@ impl Scenario {
                 RelayLoad::Seat => format!("C={clients} seat"),
                 RelayLoad::Paced { rate, .. } => format!("C={clients} {rate}/s"),
                 RelayLoad::Unthrottled { .. } => format!("C={clients} unthrottled"),
+                RelayLoad::Burst { bytes, .. } => format!("C={clients} burst {}KiB", bytes / 1024),
             },
         }
     }
@@ -95,7 +100,9 @@ impl Scenario {
         match self {
             Scenario::Ingest { .. } | Scenario::Hold { .. } => Duration::from_secs(base),
             Scenario::Relay { load, .. } => match load {
-                RelayLoad::Seat | RelayLoad::Unthrottled { .. } => Duration::from_secs(base),
+                RelayLoad::Seat | RelayLoad::Unthrottled { .. } | RelayLoad::Burst { .. } => {
+                    Duration::from_secs(base)
+                }
                 RelayLoad::Paced { duration, .. } => *duration + Duration::from_secs(base / 2),
             },
             Scenario::Churn { duration, .. } | Scenario::Broadcast { duration, .. } => {
@@ -527,6 +534,11 @@ fn relay(mut target: Target, clients: usize, load: RelayLoad, budget: Duration, 
             RelayLoad::Unthrottled { lines } => {
                 unthrottled(&mut target, &mut room, lines, deadline, row)
             }
+            RelayLoad::Burst { bytes, newcomers } => {
+                burst(&target, &mut room, bytes, newcomers, row);
+                drop(target);
+                return room.close();
+            }
         };
     }
     row.check(
@@ -780,6 +792,66 @@ fn unthrottled(
     report.sent
 }
 
+/// A member bursts `bytes` of empty lines while the rest of the room reads; `newcomers` clients
+/// connect meanwhile, one at a time, and each one's wait for its greeting is a sample.
+fn burst(target: &Target, room: &mut Room, bytes: usize, newcomers: usize, row: &mut Row) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = target.addr();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let connect = || -> std::io::Result<BufReader<std::net::TcpStream>> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(BufReader::new(stream))
+    };
+    let outcome = thread::scope(|scope| {
+        let drained = scope.spawn(|| room.drain(&stop));
+        let measured = (|| -> std::io::Result<(Vec<u64>, f64)> {
+            let mut flooder = connect()?;
+            flooder.read_line(&mut String::new())?;
+            let started = Instant::now();
+            flooder.get_mut().write_all(&vec![b'\n'; bytes])?;
+            let written_ms = started.elapsed().as_secs_f64() * 1e3;
+            let mut waits = Vec::new();
+            for _ in 0..newcomers {
+                let asked = Instant::now();
+                let mut newcomer = connect()?;
+                let mut greeting = String::new();
+                newcomer.read_line(&mut greeting)?;
+                waits.push(u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                thread::sleep(Duration::from_millis(20));
+            }
+            Ok((waits, written_ms))
+        })();
+        stop.store(true, Ordering::SeqCst);
+        let _ = drained.join();
+        measured
+    });
+    let (waits, written_ms) = match outcome {
+        Ok(measured) => measured,
+        Err(e) => return row.end(Status::Failed, format!("burst: {e}")),
+    };
+    let waits = Quantiles::of(waits);
+    let (p50, max) = (waits.ms(0.5), waits.ms(1.0));
+    row.figure("greeting_p50_ms", p50, "ms-p50-greeting");
+    row.figure("greeting_max_ms", max, "ms-max-greeting");
+    if row.server == Kind::Chatd {
+        row.goal(
+            max < 100.0,
+            format!(
+                "a newcomer greeted within 100 ms during the burst: {} ms at worst",
+                report::number(max)
+            ),
+        );
+    }
+    row.note(format!(
+        "one member wrote {} KiB of empty lines (its write returned after {} ms) into a room of \
+         {} that reads and discards; {newcomers} newcomers connected one after another meanwhile",
+        bytes / 1024,
+        report::number(written_ms),
+        room.len(),
+    ));
+}
+
 /// Lines per client for an unthrottled row of `clients` clients that makes about `deliveries`
 /// deliveries in all (each line goes to the other `clients - 1`), but no more than the clients'
 /// queues could hold at `--max-queue` if the server read every line before writing any: every
@@ -787,8 +859,9 @@ fn unthrottled(
 pub fn unthrottled_lines(clients: usize, deliveries: u64) -> u64 {
     let others = clients.saturating_sub(1).max(1) as u64;
     let wanted = deliveries.div_ceil(clients as u64 * others);
-    // A relayed line is the sent line behind `#<id>: `.
-    let relayed = (LINE_LEN + RELAY_PREFIX_MAX) as u64;
+    // A relayed line is the sent line behind `#<id>: `, and chatd charges each queued line 64
+    // bytes besides (`queue::LINE_OVERHEAD`).
+    let relayed = (LINE_LEN + RELAY_PREFIX_MAX + 64) as u64;
     let fits = UNTHROTTLED_MAX_QUEUE.parse::<u64>().unwrap_or(1 << 20) / (others * relayed);
     wanted.min(fits).max(1)
 }
