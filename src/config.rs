@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub idle_timeout: Option<u64>,
 
+    /// Rotate the log file when it reaches this size: it becomes PATH.1 (replacing an older one)
+    /// and a new file is started, so reports take at most twice this on disk. 0: never.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub log_max_size: u64,
+
     /// Probe a silent client's connection after this many seconds (TCP keepalive, then every 10 s,
     /// 5 times), so a client whose machine vanished is reported `reset` within about two minutes.
     /// 0 turns it off.
@@ -81,6 +86,11 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout.map(Duration::from_secs)
+    }
+
+    /// `--log-max-size`, if any.
+    pub fn log_max_size(&self) -> Option<u64> {
+        (self.log_max_size > 0).then_some(self.log_max_size)
     }
 
     /// `--keepalive`, if on.

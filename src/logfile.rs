@@ -19,17 +19,23 @@ use std::time::{Duration, Instant};
 pub struct LogFile {
     path: PathBuf,
     file: File,
+    /// `--log-max-size`: past it the file is moved to `<path>.1` and a new one started.
+    max_size: Option<u64>,
+    /// Bytes in the open file.
+    size: u64,
     /// When the path was last checked against the open file.
     checked: Instant,
 }
 
 impl LogFile {
-    pub fn open(path: &Path) -> io::Result<LogFile> {
+    pub fn open(path: &Path, max_size: Option<u64>) -> io::Result<LogFile> {
         let file = append(path)?;
         OPENED.store(true, Ordering::SeqCst);
         Ok(LogFile {
             path: path.to_owned(),
+            size: file.metadata().map_or(0, |m| m.len()),
             file,
+            max_size,
             checked: Instant::now(),
         })
     }
@@ -37,13 +43,64 @@ impl LogFile {
     /// Opens the path anew, as asked with SIGUSR1 (or SIGHUP, headless) after the file was rotated.
     fn reopen(&mut self) {
         match append(&self.path) {
-            Ok(file) => self.file = file,
+            Ok(file) => self.take(file),
             Err(e) => note(format!(
                 "cannot reopen log file {}: {e}; writing to the old one",
                 self.path.display()
             )),
         }
         self.checked = Instant::now();
+    }
+
+    /// Writes to `file` from now on.
+    fn take(&mut self, file: File) {
+        self.size = file.metadata().map_or(0, |m| m.len());
+        self.file = file;
+    }
+
+    /// The file reached `--log-max-size`: it becomes `<path>.1` (replacing an older one) and a new
+    /// file is started at the path, so the reports never take more than twice the cap on disk.
+    fn rotate(&mut self, max: u64) {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        let old = PathBuf::from(old);
+        let path = self.path.display().to_string();
+        match fs::rename(&self.path, &old).and_then(|()| append(&self.path)) {
+            Ok(file) => {
+                self.take(file);
+                note(format!(
+                    "log file {path} reached --log-max-size ({max} bytes): moved to {}, a new one started",
+                    old.display()
+                ));
+            }
+            Err(e) => {
+                // Still the old file: keep writing it rather than lose reports, and say so.
+                self.size = 0;
+                note(format!(
+                    "cannot rotate log file {path}: {e}; writing on past --log-max-size"
+                ));
+            }
+        }
+    }
+
+    /// How much of `buf` goes into the open file before it must be rotated: all of it, or up to
+    /// the end of the last whole line that still fits under the cap (`None`: rotate first).
+    fn fits(&self, buf: &[u8]) -> Option<usize> {
+        let Some(max) = self.max_size else {
+            return Some(buf.len());
+        };
+        let room = usize::try_from(max.saturating_sub(self.size)).unwrap_or(usize::MAX);
+        if buf.len() <= room {
+            return Some(buf.len());
+        }
+        match memchr::memrchr(b'\n', &buf[..room]) {
+            Some(end) => Some(end + 1),
+            // A line longer than the cap goes whole into a file of its own.
+            None if self.size == 0 => {
+                Some(memchr::memchr(b'\n', buf).map_or(buf.len(), |end| end + 1))
+            }
+            None => None,
+        }
     }
 
     /// Opens the path anew if it no longer leads to the file we write.
@@ -55,10 +112,10 @@ impl LogFile {
         if same {
             return;
         }
-        let path = self.path.display();
+        let path = self.path.display().to_string();
         match append(&self.path) {
             Ok(file) => {
-                self.file = file;
+                self.take(file);
                 note(format!(
                     "log file {path} was removed or replaced; writing to a new one"
                 ));
@@ -79,12 +136,22 @@ impl Write for LogFile {
             self.checked = Instant::now();
             self.follow_path();
         }
-        self.file.write(buf).inspect_err(|e| {
+        let len = match (self.fits(buf), self.max_size) {
+            (Some(len), _) => len,
+            (None, Some(max)) => {
+                self.rotate(max);
+                self.fits(buf).unwrap_or(buf.len())
+            }
+            (None, None) => buf.len(),
+        };
+        let written = self.file.write(&buf[..len]).inspect_err(|e| {
             note(format!(
                 "cannot write log file {}: {e}; reports go on on stdout",
                 self.path.display()
             ))
-        })
+        })?;
+        self.size += written as u64;
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -8,7 +8,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(e) = chatd::init_logging(config.log_level, config.log_file.as_deref()) {
+    if let Err(e) = chatd::init_logging(
+        config.log_level,
+        config.log_file.as_deref(),
+        config.log_max_size(),
+    ) {
         eprintln!("chatd: {e}");
         return ExitCode::FAILURE;
     }

@@ -25,13 +25,17 @@ use crate::logger::TurnLogger;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
-/// With `log_file`, that file is appended to by a `TurnLogger` too.
+/// With `log_file`, that file is appended to by a `TurnLogger` too, rotated at `log_max_size`.
 ///
 /// `level` filters every line but the ones a script needs to find the server (`listening on`),
 /// which are shown at any level but `off`.
-pub fn init_logging(level: LevelFilter, log_file: Option<&Path>) -> io::Result<()> {
+pub fn init_logging(
+    level: LevelFilter,
+    log_file: Option<&Path>,
+    log_max_size: Option<u64>,
+) -> io::Result<()> {
     let file = match log_file {
-        Some(path) => Some(LogFile::open(path).map_err(|e| {
+        Some(path) => Some(LogFile::open(path, log_max_size).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot open log file {}: {e}", path.display()),
