@@ -22,6 +22,10 @@ use common::xorshift::XorShift;
 use common::{Chatd, Report, report_body, report_lines};
 
 const CLIENTS: usize = 1000;
+/// Clients that, at the end, have a backlog waiting in their sockets when the server shuts down.
+const BACKLOGGED: usize = 20;
+/// Lines each of them has waiting: about 1.5 MB, several turns of reading one client.
+const BACKLOG_LINES: usize = 40_000;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every way a client can leave, and the reason the server must report for it.
@@ -36,6 +40,8 @@ enum Ending {
     Kicked,
     Timeout,
     Slow,
+    /// Still connected at the shutdown, with lines waiting unread in its socket.
+    Shutdown,
 }
 
 impl Ending {
@@ -60,6 +66,7 @@ impl Ending {
             Ending::Kicked => "kicked",
             Ending::Timeout => "timeout",
             Ending::Slow => "slow",
+            Ending::Shutdown => "shutdown",
         }
     }
 }
@@ -146,12 +153,78 @@ fn soak_nothing_lost_nothing_invented() {
         }
         lines.push(body);
     }
-    let records: Vec<Record> = handles
+    let mut records: Vec<Record> = handles
         .into_iter()
         .map(|h| h.join().expect("client thread"))
         .collect();
+
+    // The shutdown meets a backlog: the server is held (SIGSTOP) while some clients write into
+    // their sockets, `/quit` is typed, and it goes on (SIGCONT). Every line must be heard.
+    let mut backlogged = Vec::new();
+    for j in 0..BACKLOGGED {
+        let k = CLIENTS + j;
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let peer = stream.local_addr().expect("local address").to_string();
+        let mut greeting = String::new();
+        BufReader::new(stream.try_clone().expect("clone"))
+            .read_line(&mut greeting)
+            .expect("greeting");
+        let hello = format!("c{k} hello");
+        stream
+            .write_all(format!("{hello}\n").as_bytes())
+            .expect("send");
+        backlogged.push((k, stream, peer, vec![hello]));
+    }
+    while id_of.len() < CLIENTS + BACKLOGGED {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "backlogged clients were not heard"
+        );
+        if let Some(line) = chatd.next_report(Duration::from_millis(200)) {
+            let body = report_body(&line).to_owned();
+            if let Some(Report::Message { id, text, .. }) = report_lines::parse(&body)
+                && let Some(k) = text.strip_prefix('c').and_then(|t| t.split(' ').next())
+            {
+                id_of.entry(k.parse().expect("client number")).or_insert(id);
+            }
+            lines.push(body);
+        }
+    }
+    chatd.signal(libc::SIGSTOP);
+    for (k, stream, _, sent) in &mut backlogged {
+        let mut burst = String::new();
+        for i in 0..BACKLOG_LINES {
+            let text = format!("c{k} b{i} waiting for the shutdown");
+            burst.push_str(&text);
+            burst.push('\n');
+            sent.push(text);
+        }
+        stream
+            .write_all(burst.as_bytes())
+            .expect("write the backlog");
+    }
     chatd.send_console("/quit");
+    chatd.signal(libc::SIGCONT);
+    loop {
+        assert!(started.elapsed() < DEADLINE, "the shutdown did not finish");
+        let Some(line) = chatd.next_report(Duration::from_millis(200)) else {
+            continue;
+        };
+        let body = report_body(&line).to_owned();
+        let stopped = body == "stopped";
+        lines.push(body);
+        if stopped {
+            break;
+        }
+    }
     assert_eq!(chatd.wait_exit().code(), Some(0));
+    for (_, _, peer, sent) in backlogged {
+        records.push(Record {
+            peer,
+            sent,
+            ending: Ending::Shutdown,
+        });
+    }
 
     check(&lines, &records, &id_of);
 }
@@ -210,8 +283,8 @@ fn check(lines: &[String], records: &[Record], id_of: &HashMap<usize, u64>) {
             Report::Listening(_) | Report::Refused { .. } => {}
         }
     }
-    assert_eq!(connects.len(), CLIENTS, "connects");
-    assert_eq!(reasons.len(), CLIENTS, "disconnects");
+    assert_eq!(connects.len(), CLIENTS + BACKLOGGED, "connects");
+    assert_eq!(reasons.len(), CLIENTS + BACKLOGGED, "disconnects");
     assert_eq!(online, 0);
 
     for (k, record) in records.iter().enumerate() {
@@ -323,8 +396,14 @@ fn run_client(addr: SocketAddr, k: usize, gone: &AtomicBool) -> Record {
                 "client {k}: got {rest:?}"
             );
         }
+        Ending::Shutdown => unreachable!("picked only for the backlogged clients at the end"),
         Ending::Slow => {
             say(&mut writer, format!("c{k} flood me"));
+            // Lines sent while the operator floods it: still in its socket, most likely, when it
+            // is dropped `slow`; they are heard all the same.
+            for j in 0..20 {
+                say(&mut writer, format!("c{k} after {j}"));
+            }
             // Never read; wait (bounded) until the server has dropped us.
             let deadline = Instant::now() + Duration::from_secs(60);
             while !gone.load(Ordering::SeqCst) && Instant::now() < deadline {
