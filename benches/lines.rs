@@ -1,13 +1,11 @@
 //! The per-line path on its own: framing, escaping and report formatting, in bytes/s and ns per
 //! line, on ASCII, Chinese UTF-8 and hostile (control-heavy) input.
 //!
-//! `cargo bench --bench lines`. The logger is the real `TurnLogger` with nowhere to write, so what
-//! is measured is the formatting, not a disk.
+//! `cargo bench --bench lines`. The logger is the real one as for a pipe (the `TurnLogger`), with
+//! nowhere to write, so what is measured is the making of the reports, not a disk.
 
-use chatd::TurnLogger;
 use chatd::{Line, LineDecoder};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use log::LevelFilter;
 
 /// 64 KiB of 64-byte lines (63 bytes and a newline) made of `unit` repeated.
 fn lines_of(unit: &str) -> (Vec<u8>, u64) {
@@ -23,9 +21,8 @@ fn lines_of(unit: &str) -> (Vec<u8>, u64) {
 }
 
 fn per_line_path(c: &mut Criterion) {
-    let logger = TurnLogger::new(LevelFilter::Info, false, None);
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
-        log::set_max_level(LevelFilter::Info);
+    if let Err(e) = chatd::init_logging_nowhere() {
+        panic!("cannot start the logger: {e}");
     }
     let label = chatd::label(
         chatd::Peer(([127, 0, 0, 1], 40000).into()),

@@ -2,10 +2,14 @@
 //! stdout and to the log file once per turn.
 //!
 //! simplelog's `WriteLogger` formats each record again for each destination and formats the time
-//! for every record; at line rate that is most of the server's work. `TurnLogger` is a simplelog
-//! `SharedLogger` that keeps simplelog's line format (`HH:MM:SS [LEVEL] body`) but formats the time
-//! once per loop turn (the first record after a flush), and formats the rest of a record once for
-//! both destinations. On a terminal, simplelog's own `TermLogger` still draws the coloured lines.
+//! for every record; at line rate that is most of the server's work. `TurnLogger` is a `log::Log`
+//! that keeps simplelog's line format (`HH:MM:SS [LEVEL] body`) but formats the time once per loop
+//! turn (the first report after a flush), and formats the rest of a record once for both
+//! destinations. On a terminal, simplelog's own `TermLogger` still draws the coloured lines.
+//!
+//! The per-line message report does not come through `log` at all: [`TurnLogger::message`] copies
+//! the turn's `HH:MM:SS [INFO] message ` head, the client's label and its escaped text straight into
+//! the same buffer, so it lands in order among the records `log` brings.
 //!
 //! Deliberately not here: what a report says (`report.rs`), and the log file's own troubles
 //! (`logfile.rs`).
@@ -15,8 +19,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use simplelog::{Config, SharedLogger};
 
+use crate::escape::{escape_into, push_cut_marker};
 use crate::logfile::LogFile;
 
 pub struct TurnLogger {
@@ -27,9 +31,10 @@ pub struct TurnLogger {
 struct Inner {
     /// This turn's formatted records, not yet written.
     buf: Vec<u8>,
-    /// `HH:MM:SS ` of the current turn.
-    stamp: [u8; 9],
-    /// Set by each flush: the next record reads the clock.
+    /// `HH:MM:SS [INFO] message ` of the current turn: its first [`STAMP`] bytes begin every
+    /// record, and the whole of it every message report.
+    head: [u8; HEAD.len()],
+    /// Set by each flush: the next report reads the clock.
     stamp_stale: bool,
     /// Seconds east of UTC, read once at start.
     utc_offset: i64,
@@ -44,7 +49,7 @@ impl TurnLogger {
             level,
             inner: Mutex::new(Inner {
                 buf: Vec::with_capacity(FLUSH_AT),
-                stamp: *b"00:00:00 ",
+                head: *HEAD,
                 stamp_stale: true,
                 utc_offset: local_utc_offset(),
                 stdout: stdout.then(io::stdout),
@@ -74,8 +79,8 @@ impl Log for TurnLogger {
         if inner.stamp_stale {
             inner.refresh_stamp();
         }
-        let Inner { buf, stamp, .. } = &mut *inner;
-        buf.extend_from_slice(stamp);
+        let Inner { buf, head, .. } = &mut *inner;
+        buf.extend_from_slice(&head[..STAMP]);
         buf.extend_from_slice(level_tag(record.level()));
         match record.args().as_str() {
             Some(text) => buf.extend_from_slice(text.as_bytes()),
@@ -97,17 +102,31 @@ impl Log for TurnLogger {
     }
 }
 
-impl SharedLogger for TurnLogger {
-    fn level(&self) -> LevelFilter {
-        self.level
-    }
-
-    fn config(&self) -> Option<&Config> {
-        None
-    }
-
-    fn as_log(self: Box<Self>) -> Box<dyn Log> {
-        self
+impl TurnLogger {
+    /// The message report `HH:MM:SS [INFO] message LABEL: TEXT`, `TEXT` being the client's bytes
+    /// escaped and `dropped` the bytes cut at `--max-line`: the same line `log` would make of it,
+    /// made by copying bytes into the turn's buffer. This is the per-line hot path.
+    pub fn message(&self, label: &str, text: &[u8], dropped: usize) {
+        if self.level < LevelFilter::Info {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.stamp_stale {
+            inner.refresh_stamp();
+        }
+        let Inner { buf, head, .. } = &mut *inner;
+        buf.reserve(head.len() + label.len() + 2 + text.len() + 1);
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(label.as_bytes());
+        buf.extend_from_slice(b": ");
+        escape_into(buf, text);
+        if dropped > 0 {
+            push_cut_marker(buf, dropped);
+        }
+        buf.push(b'\n');
+        if buf.len() >= FLUSH_AT {
+            inner.write_out();
+        }
     }
 }
 
@@ -136,7 +155,7 @@ impl Inner {
         let [h0, h1] = digits(of_day / 3600);
         let [m0, m1] = digits(of_day / 60 % 60);
         let [s0, s1] = digits(of_day % 60);
-        self.stamp = [h0, h1, b':', m0, m1, b':', s0, s1, b' '];
+        self.head[..STAMP].copy_from_slice(&[h0, h1, b':', m0, m1, b':', s0, s1, b' ']);
         self.stamp_stale = false;
     }
 }
@@ -166,6 +185,13 @@ fn local_utc_offset() -> i64 {
     }
     tm.tm_gmtoff
 }
+
+/// The head of a message report, its time still to be filled in: the time, the level and the
+/// word `message`, as `log` and `level_tag` would make them.
+const HEAD: &[u8; 24] = b"00:00:00 [INFO] message ";
+
+/// The length of `HH:MM:SS `, the time that begins the head.
+const STAMP: usize = 9;
 
 /// Buffered bytes at which a record writes the buffer out before the turn ends.
 const FLUSH_AT: usize = 256 * 1024;
