@@ -64,6 +64,7 @@ pub use escape::escape;
 pub use framing::{Line, LineDecoder};
 pub use ids::{ConnId, Peer};
 pub use report::{
-    flush as flush_reports, init_logging, init_logging_nowhere, label, message as report_message,
+    Messages, flush as flush_reports, init_logging, init_logging_nowhere, label,
+    messages as report_messages,
 };
 pub use server::Server;

@@ -7,14 +7,18 @@
 //! turn (the first report after a flush), and formats the rest of a record once for both
 //! destinations. On a terminal, simplelog's own `TermLogger` still draws the coloured lines.
 //!
-//! The per-line message report does not come through `log` at all: [`TurnLogger::message`] copies
-//! the turn's `HH:MM:SS [INFO] message ` head, the client's label and its escaped text straight into
-//! the same buffer, so it lands in order among the records `log` brings.
+//! The per-line message report does not come through `log` at all. For one client's read the loop
+//! holds the turn's buffer ([`TurnLogger::hold`], one lock), and [`Held::message`] copies the
+//! turn's `HH:MM:SS [INFO] message ` head, the client's label and its escaped text straight into
+//! it: no lock, no formatting and no dispatch per line. A record `log` brings while the buffer is
+//! held is taken in before the next line, so every report keeps its place.
 //!
 //! Deliberately not here: what a report says (`report.rs`), and the log file's own troubles
 //! (`logfile.rs`).
 
 use std::io::{self, Write};
+use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,12 +29,20 @@ use crate::logfile::LogFile;
 
 pub struct TurnLogger {
     level: LevelFilter,
+    /// Set when a record lands in `Inner::buf` while the turn's buffer is held: the holder takes
+    /// it in before its next line. Only a hint for speed: the holder takes in everything when it
+    /// puts the buffer back, and a record from the holder's own thread is seen at once.
+    waiting: AtomicBool,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    /// This turn's formatted records, not yet written.
+    /// This turn's formatted records, not yet written. While the buffer is held (`held > 0`), the
+    /// records that arrive meanwhile, for the holder to take in after its lines.
     buf: Vec<u8>,
+    /// How many [`Held`] buffers are out: one during a client's read (a nested one, were there
+    /// any, is put back before the outer one).
+    held: usize,
     /// `HH:MM:SS [INFO] message ` of the current turn: its first [`STAMP`] bytes begin every
     /// record, and the whole of it every message report.
     head: [u8; HEAD.len()],
@@ -47,8 +59,10 @@ impl TurnLogger {
     pub fn new(level: LevelFilter, stdout: bool, file: Option<LogFile>) -> TurnLogger {
         TurnLogger {
             level,
+            waiting: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 buf: Vec::with_capacity(FLUSH_AT),
+                held: 0,
                 head: *HEAD,
                 stamp_stale: true,
                 utc_offset: local_utc_offset(),
@@ -89,34 +103,63 @@ impl Log for TurnLogger {
             }
         }
         buf.push(b'\n');
-        // A turn that reports a great deal is written in parts, so the buffer stays bounded.
-        if inner.buf.len() >= FLUSH_AT {
+        if inner.held > 0 {
+            // It goes after the lines already in the held buffer.
+            self.waiting.store(true, Ordering::Relaxed);
+        } else if inner.buf.len() >= FLUSH_AT {
+            // A turn that reports a great deal is written in parts, so the buffer stays bounded.
             inner.write_out();
         }
     }
 
+    /// Writes the turn out; the next report reads the clock. While the buffer is held (the loop
+    /// does not flush then) what is here waits for it, so that nothing is written out of order.
     fn flush(&self) {
         let mut inner = self.lock();
-        inner.write_out();
+        if inner.held == 0 {
+            inner.write_out();
+        }
         inner.stamp_stale = true;
     }
 }
 
 impl TurnLogger {
-    /// The message report `HH:MM:SS [INFO] message LABEL: TEXT`, `TEXT` being the client's bytes
-    /// escaped and `dropped` the bytes cut at `--max-line`: the same line `log` would make of it,
-    /// made by copying bytes into the turn's buffer. This is the per-line hot path.
-    pub fn message(&self, label: &str, text: &[u8], dropped: usize) {
-        if self.level < LevelFilter::Info {
-            return;
-        }
+    /// Takes the turn's buffer out, for message reports written without a lock per line, until
+    /// the [`Held`] is dropped. The clock is read here if the turn has not read it yet.
+    pub fn hold(&self) -> Held<'_> {
         let mut inner = self.lock();
         if inner.stamp_stale {
             inner.refresh_stamp();
         }
-        let Inner { buf, head, .. } = &mut *inner;
-        buf.reserve(head.len() + label.len() + 2 + text.len() + 1);
-        buf.extend_from_slice(head);
+        inner.held += 1;
+        Held {
+            logger: self,
+            buf: mem::take(&mut inner.buf),
+            head: inner.head,
+        }
+    }
+}
+
+/// The turn's buffer, held by the loop while it hears one client: message reports are copied
+/// into it with no lock. Dropping it puts it back, followed by any record `log` brought meanwhile.
+pub struct Held<'a> {
+    logger: &'a TurnLogger,
+    buf: Vec<u8>,
+    /// `HH:MM:SS [INFO] message `, this turn's.
+    head: [u8; HEAD.len()],
+}
+
+impl Held<'_> {
+    /// The message report `HH:MM:SS [INFO] message LABEL: TEXT`, `TEXT` being the client's bytes
+    /// escaped and `dropped` the bytes cut at `--max-line`: the line `log` would make of it, made
+    /// by copying bytes. This is the per-line hot path.
+    pub fn message(&mut self, label: &str, text: &[u8], dropped: usize) {
+        if self.logger.waiting.load(Ordering::Relaxed) {
+            self.take_waiting();
+        }
+        let buf = &mut self.buf;
+        buf.reserve(HEAD.len() + label.len() + 2 + text.len() + 1);
+        buf.extend_from_slice(&self.head);
         buf.extend_from_slice(label.as_bytes());
         buf.extend_from_slice(b": ");
         escape_into(buf, text);
@@ -124,7 +167,40 @@ impl TurnLogger {
             push_cut_marker(buf, dropped);
         }
         buf.push(b'\n');
+        // A read that reports a great deal is written in parts, so the buffer stays bounded.
         if buf.len() >= FLUSH_AT {
+            self.write_out();
+        }
+    }
+
+    /// Takes in the records that arrived since the last line, after it.
+    #[cold]
+    fn take_waiting(&mut self) {
+        let mut inner = self.logger.lock();
+        self.buf.append(&mut inner.buf);
+        self.logger.waiting.store(false, Ordering::Relaxed);
+    }
+
+    fn write_out(&mut self) {
+        let mut inner = self.logger.lock();
+        self.buf.append(&mut inner.buf);
+        self.logger.waiting.store(false, Ordering::Relaxed);
+        inner.write(&self.buf);
+        self.buf.clear();
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.logger.lock();
+        // What `log` brought while the buffer was out follows the lines written in it.
+        self.buf.append(&mut inner.buf);
+        inner.buf = mem::take(&mut self.buf);
+        inner.held -= 1;
+        // An outer holder, if any, takes it all in before its next line.
+        let waiting = inner.held > 0 && !inner.buf.is_empty();
+        self.logger.waiting.store(waiting, Ordering::Relaxed);
+        if inner.held == 0 && inner.buf.len() >= FLUSH_AT {
             inner.write_out();
         }
     }
@@ -132,18 +208,25 @@ impl TurnLogger {
 
 impl Inner {
     fn write_out(&mut self) {
-        if self.buf.is_empty() {
+        let buf = mem::take(&mut self.buf);
+        self.write(&buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    /// One write of `bytes` to each sink.
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
             return;
         }
         // Errors are not reported here: stdout that is gone has no reader, and the log file
         // notes its own trouble for the loop to report.
         if let Some(stdout) = &self.stdout {
-            let _ = stdout.lock().write_all(&self.buf);
+            let _ = stdout.lock().write_all(bytes);
         }
         if let Some(file) = &mut self.file {
-            let _ = file.write_all(&self.buf);
+            let _ = file.write_all(bytes);
         }
-        self.buf.clear();
     }
 
     fn refresh_stamp(&mut self) {

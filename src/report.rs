@@ -1,9 +1,9 @@
 //! Everything the operator reads: logger setup, the report lines and the console's replies.
 //!
 //! Every line goes through `log` so that reports and console replies come out whole and in one
-//! order, on stdout and, with `--log-file`, in that file too; all but one: the per-line `message`
-//! report goes straight to the same sinks without `log` (see [`message`]), into the same buffer, so
-//! the order holds. Client text is escaped (`escape.rs`) before it reaches a sink, so no client can
+//! order, on stdout and, with `--log-file`, in that file too; all but one: the per-line message
+//! report goes straight to the same sinks without `log` (see [`Messages`]), into the same buffer,
+//! so the order holds. Client text is escaped (`escape.rs`) before it reaches a sink, so no client can
 //! put a control character on the operator's screen. docs/design.md says how a report travels
 //! from here to the terminal, a pipe and the log file.
 //!
@@ -23,7 +23,7 @@ use crate::console::ParseError;
 use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
-use crate::logger::TurnLogger;
+use crate::logger::{Held, TurnLogger};
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
@@ -90,7 +90,7 @@ fn install(gate: Gate, max_level: LevelFilter) -> io::Result<()> {
     Ok(())
 }
 
-/// The installed gate, for the per-line `message` report; unset until `init_logging` (as in the
+/// The installed gate, for the per-line message reports; unset until `init_logging` (as in the
 /// unit tests, which report nowhere).
 static GATE: OnceLock<&'static Gate> = OnceLock::new();
 
@@ -160,26 +160,46 @@ pub fn label(peer: Peer, id: ConnId) -> String {
     format!("{peer} {id}")
 }
 
-/// One message from the client labelled `label`; `dropped` bytes past `--max-line` are counted,
-/// not shown.
+/// The message reports of one client's read, taken when the read begins and dropped when it ends
+/// (`report::messages()`).
 ///
-/// This is the per-line hot path, and it bypasses `log`: no `fmt::Arguments`, no dispatch through
-/// the gate's sinks. Into a pipe and the log file, `TurnLogger::message` copies the line into the
-/// turn's buffer, where the records `log` brings are written too, so every report keeps its
-/// place. A terminal still gets the line as a `log` record, from simplelog's `TermLogger`, which
-/// draws it exactly as before (it writes one record at a time anyway).
-pub fn message(label: &str, text: &[u8], dropped: usize) {
-    let Some(gate) = GATE.get() else {
-        return;
-    };
-    if gate.level < LevelFilter::Info {
-        return;
+/// This is the per-line hot path, and it bypasses `log`: no `fmt::Arguments`, no thread-local, no
+/// dispatch through the gate's sinks, no lock per line. Into a pipe and the log file, the turn's
+/// buffer is held for the read and each line is copied into it (`logger::Held`); a report `log`
+/// brings meanwhile is taken in before the next line, so every report keeps its place. A terminal
+/// still gets each line as a `log` record, from simplelog's `TermLogger`, which draws it exactly as
+/// before (it writes one record at a time anyway).
+pub struct Messages {
+    /// The turn's buffer, for a pipe and the log file; `None` without them or below level `info`.
+    turn: Option<Held<'static>>,
+    /// The terminal; `None` without one or below level `info`.
+    term: Option<&'static TermLogger>,
+}
+
+/// Starts the message reports of one read (see [`Messages`]).
+pub fn messages() -> Messages {
+    match GATE.get() {
+        Some(gate) if gate.level >= LevelFilter::Info => Messages {
+            turn: gate.turn.as_ref().map(TurnLogger::hold),
+            term: gate.term.as_deref(),
+        },
+        _ => Messages {
+            turn: None,
+            term: None,
+        },
     }
-    if let Some(turn) = &gate.turn {
-        turn.message(label, text, dropped);
-    }
-    if let Some(term) = &gate.term {
-        message_to_terminal(term, label, text, dropped);
+}
+
+impl Messages {
+    /// One message from the client labelled `label`; `dropped` bytes past `--max-line` are
+    /// counted, not shown.
+    pub fn message(&mut self, label: &str, text: &[u8], dropped: usize) {
+        if let Some(turn) = &mut self.turn {
+            turn.message(label, text, dropped);
+        }
+        if let Some(term) = self.term {
+            message_to_terminal(term, label, text, dropped);
+        }
     }
 }
 

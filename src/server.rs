@@ -197,12 +197,15 @@ impl Server {
         let (id, label) = (conn.id(), Rc::clone(conn.label()));
         let chat = &mut self.chat;
         let mut exit = false;
+        // The read's message reports are copied into the turn's buffer, held for the read.
+        let mut messages = report::messages();
         let status = conn.read(&mut self.read_buf, READ_BUDGET, |line| {
             // Whatever follows `exit` is not heard: the client has left.
             if !exit {
-                exit = chat.hear(key, id, &label, line);
+                exit = chat.hear(&mut messages, key, id, &label, line);
             }
         });
+        drop(messages);
         chat.read_ended(key, conn, &status, exit);
         self.clients.see_to(key);
         if matches!(status, ReadStatus::BudgetSpent) {
