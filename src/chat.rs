@@ -71,10 +71,10 @@ impl Chat {
     }
 
     /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported
-    /// (in `messages`, the reports of the read it came in), its sender becomes the target of the operator's bare replies, and in the room anything but
-    /// `exit` is kept for `act`. Returns whether it was `exit`, which the caller's `read_ended`
-    /// then ends the session for. This is the per-line hot path: no registry, no allocation outside
-    /// the room.
+    /// (in `messages`, the reports of the read it came in), its sender becomes the target of the
+    /// operator's bare replies, and in the room anything but `exit` is kept for `act`. Returns
+    /// whether it was `exit`, which the caller's `read_ended` then ends the session for. This is
+    /// the per-line hot path: no registry, no allocation outside the room.
     pub fn hear(
         &mut self,
         messages: &mut report::Messages,

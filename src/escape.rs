@@ -167,6 +167,8 @@ pub fn push_cut_marker<T: TextBuf + ?Sized>(out: &mut T, dropped: usize) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -216,19 +218,111 @@ mod tests {
         );
     }
 
+    /// The scalar definition the fast checks must equal, written the plain way.
+    fn printable_by_definition(bytes: &[u8]) -> bool {
+        bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+    }
+
+    /// [`plain`]'s definition: valid UTF-8 without a character to escape.
+    fn plain_by_definition(bytes: &[u8]) -> Option<&str> {
+        std::str::from_utf8(bytes)
+            .ok()
+            .filter(|text| !text.chars().any(is_unsafe))
+    }
+
     #[test]
-    fn printable_ascii_check_matches_the_plain_definition() {
-        let printable = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t';
+    fn printable_byte_matches_the_definition_for_every_byte() {
         for b in 0..=255u8 {
-            for at in 0..17 {
-                let mut bytes = vec![b'a'; 17];
-                bytes[at] = b;
-                assert_eq!(
-                    is_printable_ascii(&bytes),
-                    printable(b),
-                    "byte {b:#04x} at {at}"
-                );
+            assert_eq!(is_printable(b), printable_by_definition(&[b]), "{b:#04x}");
+        }
+    }
+
+    /// Every length up to three blocks and a tail, with one odd byte at every place: each of the
+    /// block, overlap and tail paths sees it.
+    #[test]
+    fn printable_ascii_check_matches_the_definition_at_every_length_and_place() {
+        let odd = [
+            0x00, 0x08, b'\t', b'\n', 0x1f, b' ', b'~', 0x7f, 0x80, 0x9f, 0xc3, 0xfe, 0xff,
+        ];
+        for len in 0..=100 {
+            let clean = vec![b'a'; len];
+            assert!(is_printable_ascii(&clean), "length {len}");
+            for at in 0..len {
+                for &b in &odd {
+                    let mut bytes = clean.clone();
+                    bytes[at] = b;
+                    assert_eq!(
+                        is_printable_ascii(&bytes),
+                        printable_by_definition(&bytes),
+                        "byte {b:#04x} at {at} of {len}"
+                    );
+                }
             }
+        }
+    }
+
+    /// Bytes that are mostly printable, with now and then any byte: both answers come up often.
+    fn mostly_printable() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![40 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => any::<u8>()],
+            0..300,
+        )
+    }
+
+    /// Mostly valid UTF-8, now and then a byte that may break it or need escaping.
+    fn mostly_text() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<String>(),
+            prop::collection::vec((any::<usize>(), any::<u8>()), 0..2),
+        )
+            .prop_map(|(text, changes)| {
+                let mut bytes = text.into_bytes();
+                for (at, b) in changes {
+                    if !bytes.is_empty() {
+                        let at = at % bytes.len();
+                        bytes[at] = b;
+                    }
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        /// The block-at-a-time check says what the byte-by-byte definition says.
+        #[test]
+        fn printable_ascii_check_equals_the_scalar_definition(bytes in mostly_printable()) {
+            prop_assert_eq!(is_printable_ascii(&bytes), printable_by_definition(&bytes));
+        }
+
+        /// Same, on any bytes at all.
+        #[test]
+        fn printable_ascii_check_equals_the_scalar_definition_on_any_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..100),
+        ) {
+            prop_assert_eq!(is_printable_ascii(&bytes), printable_by_definition(&bytes));
+        }
+
+        /// `plain` (the fast ASCII check, then the UTF-8 one) equals its definition.
+        #[test]
+        fn plain_equals_its_definition(bytes in prop_oneof![mostly_printable(), mostly_text()]) {
+            prop_assert_eq!(plain(&bytes), plain_by_definition(&bytes));
+        }
+
+        /// Escaping into bytes (the reports' buffer) and into a `String` gives the same text.
+        #[test]
+        fn escaping_into_bytes_equals_escaping_into_a_string(
+            bytes in prop_oneof![mostly_printable(), mostly_text()],
+            dropped in any::<usize>(),
+        ) {
+            let (mut text, mut raw) = (String::new(), Vec::new());
+            escape_into(&mut text, &bytes);
+            escape_into(&mut raw, &bytes);
+            push_cut_marker(&mut text, dropped);
+            push_cut_marker(&mut raw, dropped);
+            prop_assert_eq!(text.as_bytes(), &raw[..]);
+            prop_assert_eq!(text, format!("{}... [+{dropped} bytes]", escape(&bytes)));
         }
     }
 
