@@ -28,6 +28,22 @@ pub fn escape_into<T: TextBuf + ?Sized>(out: &mut T, bytes: &[u8]) {
     }
 }
 
+/// Appends `bytes`, escaped as [`escape`] says, to a large byte buffer (a turn's reports): plain
+/// text is copied straight in; text to escape is escaped in `scratch`, which is small and stays in
+/// the cache, and copied in at once, which measured faster than escaping a character at a time into
+/// the large buffer.
+#[inline]
+pub fn escape_into_buffer(out: &mut Vec<u8>, scratch: &mut Vec<u8>, bytes: &[u8]) {
+    match plain(bytes) {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => {
+            scratch.clear();
+            escape_unplain(scratch, bytes);
+            out.extend_from_slice(scratch);
+        }
+    }
+}
+
 /// Where escaped text can be appended: a `String`, or bytes that hold UTF-8 (escaped text always
 /// is).
 pub trait TextBuf {
@@ -49,7 +65,10 @@ impl TextBuf for Vec<u8> {
         self.extend_from_slice(text.as_bytes());
     }
     fn push_char(&mut self, c: char) {
-        self.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        match u8::try_from(c) {
+            Ok(byte) if byte.is_ascii() => self.push(byte),
+            _ => self.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
     }
 }
 

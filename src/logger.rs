@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::escape::{escape_into, push_cut_marker};
+use crate::escape::{escape_into_buffer, push_cut_marker};
 use crate::logfile::LogFile;
 
 pub struct TurnLogger {
@@ -40,6 +40,9 @@ struct Inner {
     /// This turn's formatted records, not yet written. While the buffer is held (`held > 0`), the
     /// records that arrive meanwhile, for the holder to take in after its lines.
     buf: Vec<u8>,
+    /// Where a message that needs escaping is escaped before it is copied into the buffer; kept
+    /// between turns, and lent with the buffer.
+    scratch: Vec<u8>,
     /// How many [`Held`] buffers are out: one during a client's read (a nested one, were there
     /// any, is put back before the outer one).
     held: usize,
@@ -62,6 +65,7 @@ impl TurnLogger {
             waiting: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 buf: Vec::with_capacity(FLUSH_AT),
+                scratch: Vec::new(),
                 held: 0,
                 head: *HEAD,
                 stamp_stale: true,
@@ -136,6 +140,7 @@ impl TurnLogger {
             logger: self,
             buf: mem::take(&mut inner.buf),
             head: inner.head,
+            scratch: mem::take(&mut inner.scratch),
         }
     }
 }
@@ -147,6 +152,7 @@ pub struct Held<'a> {
     buf: Vec<u8>,
     /// `HH:MM:SS [INFO] message `, this turn's.
     head: [u8; HEAD.len()],
+    scratch: Vec<u8>,
 }
 
 impl Held<'_> {
@@ -162,7 +168,7 @@ impl Held<'_> {
         buf.extend_from_slice(&self.head);
         buf.extend_from_slice(label.as_bytes());
         buf.extend_from_slice(b": ");
-        escape_into(buf, text);
+        escape_into_buffer(buf, &mut self.scratch, text);
         if dropped > 0 {
             push_cut_marker(buf, dropped);
         }
@@ -196,6 +202,7 @@ impl Drop for Held<'_> {
         // What `log` brought while the buffer was out follows the lines written in it.
         self.buf.append(&mut inner.buf);
         inner.buf = mem::take(&mut self.buf);
+        inner.scratch = mem::take(&mut self.scratch);
         inner.held -= 1;
         // An outer holder, if any, takes it all in before its next line.
         let waiting = inner.held > 0 && !inner.buf.is_empty();
