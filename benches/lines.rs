@@ -32,7 +32,10 @@ fn per_line_path(c: &mut Criterion) {
     let inputs = [
         ("ascii", lines_of("hello, world ", 64)),
         ("chinese", lines_of("你好，世界", 64)),
-        ("hostile", lines_of("\x1b[2J\u{202e}\x00\x7f\u{85}\u{ff}", 64)),
+        (
+            "hostile",
+            lines_of("\x1b[2J\u{202e}\x00\x7f\u{85}\u{ff}", 64),
+        ),
         ("ascii", lines_of("hello, world ", 1024)),
     ];
     let mut group = c.benchmark_group("framing+escape+report");

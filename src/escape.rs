@@ -128,13 +128,19 @@ fn plain_unicode(bytes: &[u8]) -> Option<&str> {
 /// Whether every byte is in `0x20..=0x7e` or a tab: [`is_printable`] for every byte, at memory
 /// speed. Blocks of 32 bytes are checked without a branch per byte, which the compiler turns into
 /// a few SIMD instructions (SSE2, in every x86-64), in the manner of memchr; a tail shorter than a
-/// block is checked as one more block that overlaps the last (checking a byte twice does no harm),
-/// and a line shorter than 32 bytes by two overlapping blocks of 16 or 8. Only lines under 8 bytes
-/// are checked byte by byte.
+/// block is checked as one more block that overlaps the last (checking a byte twice does no harm).
+/// A line of 32 to 64 bytes is two blocks with no loop, and a shorter one two overlapping blocks of
+/// 16 or 8. Only lines under 8 bytes are checked byte by byte.
 fn is_printable_ascii(bytes: &[u8]) -> bool {
-    if let Some(last) = bytes.last_chunk::<32>() {
+    if bytes.len() > 64
+        && let Some(last) = bytes.last_chunk::<32>()
+    {
         let (blocks, _) = bytes.as_chunks::<32>();
         return blocks.iter().all(all_printable) && all_printable(last);
+    }
+    // A line of up to 64 bytes (the common chat line), as two blocks that may overlap, no loop.
+    if let (Some(first), Some(last)) = (bytes.first_chunk::<32>(), bytes.last_chunk::<32>()) {
+        return all_printable(first) & all_printable(last);
     }
     if let (Some(first), Some(last)) = (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) {
         return all_printable(first) & all_printable(last);
