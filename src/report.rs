@@ -174,6 +174,8 @@ pub struct Messages {
     turn: Option<Held<'static>>,
     /// The terminal; `None` without one or below level `info`.
     term: Option<&'static TermLogger>,
+    /// Where a line for the terminal is made, kept for the read.
+    term_line: String,
 }
 
 /// Starts the message reports of one read (see [`Messages`]).
@@ -182,10 +184,12 @@ pub fn messages() -> Messages {
         Some(gate) if gate.level >= LevelFilter::Info => Messages {
             turn: gate.turn.as_ref().map(TurnLogger::hold),
             term: gate.term.as_deref(),
+            term_line: String::new(),
         },
         _ => Messages {
             turn: None,
             term: None,
+            term_line: String::new(),
         },
     }
 }
@@ -198,21 +202,28 @@ impl Messages {
             turn.message(label, text, dropped);
         }
         if let Some(term) = self.term {
-            message_to_terminal(term, label, text, dropped);
+            message_to_terminal(term, &mut self.term_line, label, text, dropped);
         }
     }
 }
 
-/// The message report as `log::info!` would hand it to the terminal, from this module.
+/// The message report as `log::info!` would hand it to the terminal, from this module; made in
+/// `line`.
 #[inline(never)]
-fn message_to_terminal(term: &TermLogger, label: &str, text: &[u8], dropped: usize) {
-    let mut line = String::with_capacity(8 + label.len() + 2 + text.len());
+fn message_to_terminal(
+    term: &TermLogger,
+    line: &mut String,
+    label: &str,
+    text: &[u8],
+    dropped: usize,
+) {
+    line.clear();
     line.push_str("message ");
     line.push_str(label);
     line.push_str(": ");
-    escape_into(&mut line, text);
+    escape_into(line, text);
     if dropped > 0 {
-        push_cut_marker(&mut line, dropped);
+        push_cut_marker(line, dropped);
     }
     term.log(
         &Record::builder()
