@@ -285,3 +285,75 @@ const STAMP: usize = 9;
 
 /// Buffered bytes at which a record writes the buffer out before the turn ends.
 const FLUSH_AT: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The turn's lines with the time cut off, in buffer order.
+    fn lines(logger: &TurnLogger) -> Vec<String> {
+        String::from_utf8_lossy(&logger.lock().buf)
+            .lines()
+            .map(|line| line[STAMP..].to_owned())
+            .collect()
+    }
+
+    fn record(logger: &TurnLogger, text: &str) {
+        logger.log(
+            &Record::builder()
+                .args(format_args!("{text}"))
+                .level(Level::Info)
+                .build(),
+        );
+    }
+
+    #[test]
+    fn a_message_report_is_the_line_log_would_make() {
+        let logger = TurnLogger::new(LevelFilter::Info, false, None);
+        let mut held = logger.hold();
+        held.message("1.2.3.4:5 #6", b"hi\x1b there", 0);
+        held.message("1.2.3.4:5 #6", b"cut", 12);
+        drop(held);
+        record(&logger, "message 1.2.3.4:5 #6: hi\\x1b there");
+        let lines = lines(&logger);
+        assert_eq!(lines[0], "[INFO] message 1.2.3.4:5 #6: hi\\x1b there");
+        assert_eq!(lines[1], "[INFO] message 1.2.3.4:5 #6: cut... [+12 bytes]");
+        assert_eq!(lines[0], lines[2]);
+    }
+
+    /// A record `log` brings while the buffer is held keeps its place among the held lines, and so
+    /// do the lines of a hold nested in another.
+    #[test]
+    fn records_made_while_the_buffer_is_held_keep_their_place() {
+        let logger = TurnLogger::new(LevelFilter::Info, false, None);
+        record(&logger, "before");
+        let mut outer = logger.hold();
+        outer.message("a", b"one", 0);
+        record(&logger, "between");
+        outer.message("a", b"two", 0);
+        let mut inner = logger.hold();
+        record(&logger, "before inner");
+        inner.message("b", b"three", 0);
+        drop(inner);
+        record(&logger, "after inner");
+        // The loop does not flush while it holds the buffer; if it did, nothing may jump ahead.
+        logger.flush();
+        outer.message("a", b"four", 0);
+        drop(outer);
+        record(&logger, "after");
+        assert_eq!(
+            lines(&logger),
+            [
+                "[INFO] before",
+                "[INFO] message a: one",
+                "[INFO] between",
+                "[INFO] message a: two",
+                "[INFO] before inner",
+                "[INFO] message b: three",
+                "[INFO] after inner",
+                "[INFO] message a: four",
+                "[INFO] after",
+            ]
+        );
+    }
+}
