@@ -5,14 +5,17 @@
 # line is reported in the log file, stops it, and prints total instructions / lines.
 #
 # usage: bash benches/callgrind.sh [LINES]        (needs valgrind; default 200000 lines)
+#        CALLGRIND_OUT=cg.out bash benches/callgrind.sh   keeps the profile, for
+#        `callgrind_annotate --inclusive=no cg.out` (where the instructions go, per function)
 set -euo pipefail
+keep=${CALLGRIND_OUT:+$(realpath -m "$CALLGRIND_OUT")}
 cd "$(dirname "$0")/.."
 lines=${1:-200000}
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installed" >&2; exit 1; }
 cargo build --release --quiet
 dir=$(mktemp -d)
 pid= holder=
-trap 'kill $pid $holder 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $pid $holder 2>/dev/null || true; if [ -n "$keep" ]; then cp "$dir/callgrind.out" "$keep"; fi; rm -rf "$dir"' EXIT
 
 mkfifo "$dir/console"
 sleep 600 > "$dir/console" &   # keeps the console open (and bounds the run)

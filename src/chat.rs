@@ -81,13 +81,20 @@ impl Chat {
         }
     }
 
-    /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported,
-    /// its sender becomes the target of the operator's bare replies, and in the room anything but
-    /// `exit` is kept for `act`. Returns whether it was `exit`, which the caller's `read_ended`
-    /// then ends the session for. This is the per-line hot path: no registry, no allocation outside
-    /// the room.
-    pub fn hear(&mut self, key: usize, id: ConnId, label: &str, line: Line<'_>) -> bool {
-        report::message(label, line.text, line.dropped);
+    /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported
+    /// (in `messages`, the reports of the read it came in), its sender becomes the target of the
+    /// operator's bare replies, and in the room anything but `exit` is kept for `act`. Returns
+    /// whether it was `exit`, which the caller's `read_ended` then ends the session for. This is
+    /// the per-line hot path: no registry, no allocation outside the room.
+    pub fn hear(
+        &mut self,
+        messages: &mut report::Messages,
+        key: usize,
+        id: ConnId,
+        label: &str,
+        line: Line<'_>,
+    ) -> bool {
+        messages.message(label, line.text, line.dropped);
         self.last_speaker = Some(id);
         let exit = line.text == b"exit" && line.dropped == 0;
         if self.relay && !exit {
@@ -129,7 +136,8 @@ impl Chat {
             return conn.take_partial(|line| self.hear_cut(key, id, &label, line));
         }
         let mut exit = false;
-        conn.take_partial(|line| exit = self.hear(key, id, &label, line));
+        let mut messages = report::messages();
+        conn.take_partial(|line| exit = self.hear(&mut messages, key, id, &label, line));
         if exit {
             self.exit(conn);
         }

@@ -11,7 +11,8 @@
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
-//! - `logger`: the headless logger: each report formatted once, written once per turn.
+//! - `logger`: the headless logger: each report formatted once, written once per turn; the
+//!   per-line message report copied into its buffer without `log`.
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
@@ -62,6 +63,8 @@ pub use console::parse as parse_console_line;
 pub use escape::escape;
 pub use framing::{Line, LineDecoder};
 pub use ids::{ConnId, Peer};
-pub use logger::TurnLogger;
-pub use report::{flush as flush_reports, init_logging, label, message as report_message};
+pub use report::{
+    Messages, flush as flush_reports, init_logging, init_logging_nowhere, label,
+    messages as report_messages,
+};
 pub use server::Server;

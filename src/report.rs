@@ -1,27 +1,29 @@
 //! Everything the operator reads: logger setup, the report lines and the console's replies.
 //!
 //! Every line goes through `log` so that reports and console replies come out whole and in one
-//! order, on stdout and, with `--log-file`, in that file too. Client text is escaped (`escape.rs`)
-//! before it reaches the logger, so no client can put a control character on the operator's screen.
-//! docs/design.md says how a report travels from here to the terminal, a pipe and the log file.
+//! order, on stdout and, with `--log-file`, in that file too; all but one: the per-line message
+//! report goes straight to the same sinks without `log` (see [`Messages`]), into the same buffer,
+//! so the order holds. Client text is escaped (`escape.rs`) before it reaches a sink, so no client can
+//! put a control character on the operator's screen. docs/design.md says how a report travels
+//! from here to the terminal, a pipe and the log file.
 //!
 //! Deliberately not here: deciding who gets what or when a client is closed (that is `chat.rs`).
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record, info, warn};
-use simplelog::{ColorChoice, ConfigBuilder, SharedLogger, TermLogger, TerminalMode};
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use crate::console::ParseError;
 use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
-use crate::logger::TurnLogger;
+use crate::logger::{Held, TurnLogger};
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
@@ -50,32 +52,59 @@ pub fn init_logging(
         level.max(LevelFilter::Info)
     };
     let terminal = io::stdout().is_terminal();
-    let mut sinks: Vec<Box<dyn SharedLogger>> = Vec::new();
-    if terminal {
+    let term = terminal.then(|| {
         let mut config = ConfigBuilder::new();
         // Local time is read once here, while the process has one thread (the `time` crate
         // refuses later); if it cannot be had, reports carry UTC.
         let _ = config.set_time_offset_to_local();
-        sinks.push(TermLogger::new(
+        TermLogger::new(
             sink_level,
             config.build(),
             TerminalMode::Stdout,
             ColorChoice::Auto,
-        ));
-    }
-    if !terminal || file.is_some() {
-        sinks.push(Box::new(TurnLogger::new(sink_level, !terminal, file)));
-    }
-    log::set_boxed_logger(Box::new(Gate { level, sinks })).map_err(io::Error::other)?;
-    log::set_max_level(sink_level);
+        )
+    });
+    let turn = (!terminal || file.is_some()).then(|| TurnLogger::new(sink_level, !terminal, file));
+    install(Gate { level, term, turn }, sink_level)
+}
+
+/// For the benchmarks: reports made as for a pipe, at level `info`, and written nowhere, so that
+/// what is measured is their making.
+#[doc(hidden)]
+pub fn init_logging_nowhere() -> io::Result<()> {
+    let turn = TurnLogger::new(LevelFilter::Info, false, None);
+    install(
+        Gate {
+            level: LevelFilter::Info,
+            term: None,
+            turn: Some(turn),
+        },
+        LevelFilter::Info,
+    )
+}
+
+fn install(gate: Gate, max_level: LevelFilter) -> io::Result<()> {
+    // The gate lives as long as the process: `log` needs it `'static`, and so does `message`,
+    // which reaches it through `GATE` rather than through `log`.
+    let gate: &'static Gate = Box::leak(Box::new(gate));
+    log::set_logger(gate).map_err(io::Error::other)?;
+    log::set_max_level(max_level);
+    // `set_logger` succeeds once, so this is the first and only `set`.
+    let _ = GATE.set(gate);
     Ok(())
 }
 
+/// The installed gate, for the per-line message reports; unset until `init_logging` (as in the
+/// unit tests, which report nowhere).
+static GATE: OnceLock<&'static Gate> = OnceLock::new();
+
 /// The installed logger: applies `--log-level`, lets the lines marked `ALWAYS` through at any
-/// level but `off`, and hands each record to every sink.
+/// level but `off`, and hands each record to each sink: the terminal and the turn's buffer (for a
+/// pipe and the log file).
 struct Gate {
     level: LevelFilter,
-    sinks: Vec<Box<dyn SharedLogger>>,
+    term: Option<Box<TermLogger>>,
+    turn: Option<TurnLogger>,
 }
 
 impl Log for Gate {
@@ -86,15 +115,21 @@ impl Log for Gate {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            for sink in &self.sinks {
-                sink.log(record);
+            if let Some(term) = &self.term {
+                term.log(record);
+            }
+            if let Some(turn) = &self.turn {
+                turn.log(record);
             }
         }
     }
 
     fn flush(&self) {
-        for sink in &self.sinks {
-            sink.flush();
+        if let Some(term) = &self.term {
+            term.flush();
+        }
+        if let Some(turn) = &self.turn {
+            turn.flush();
         }
     }
 }
@@ -129,25 +164,81 @@ pub fn label(peer: Peer, id: ConnId) -> String {
     format!("{peer} {id}")
 }
 
-/// One message from the client labelled `label`; `dropped` bytes past `--max-line` are counted,
-/// not shown. This is the hot path: the line is built in a reused buffer, without `format!`.
-pub fn message(label: &str, text: &[u8], dropped: usize) {
-    LINE.with_borrow_mut(|line| {
-        line.clear();
-        line.push_str("message ");
-        line.push_str(label);
-        line.push_str(": ");
-        escape_into(line, text);
-        if dropped > 0 {
-            push_cut_marker(line, dropped);
-        }
-        info!("{line}");
-    });
+/// The message reports of one client's read, taken when the read begins and dropped when it ends
+/// (`report::messages()`).
+///
+/// This is the per-line hot path, and it bypasses `log`: no `fmt::Arguments`, no thread-local, no
+/// dispatch through the gate's sinks, no lock per line. Into a pipe and the log file, the turn's
+/// buffer is held for the read and each line is copied into it (`logger::Held`); a report `log`
+/// brings meanwhile is taken in before the next line, so every report keeps its place. A terminal
+/// still gets each line as a `log` record, from simplelog's `TermLogger`, which draws it exactly as
+/// before (it writes one record at a time anyway).
+pub struct Messages {
+    /// The turn's buffer, for a pipe and the log file; `None` without them or below level `info`.
+    turn: Option<Held<'static>>,
+    /// The terminal; `None` without one or below level `info`.
+    term: Option<&'static TermLogger>,
+    /// Where a line for the terminal is made, kept for the read.
+    term_line: String,
 }
 
-thread_local! {
-    /// The buffer `message` builds its line in, kept between calls.
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+/// Starts the message reports of one read (see [`Messages`]).
+pub fn messages() -> Messages {
+    match GATE.get() {
+        Some(gate) if gate.level >= LevelFilter::Info => Messages {
+            turn: gate.turn.as_ref().map(TurnLogger::hold),
+            term: gate.term.as_deref(),
+            term_line: String::new(),
+        },
+        _ => Messages {
+            turn: None,
+            term: None,
+            term_line: String::new(),
+        },
+    }
+}
+
+impl Messages {
+    /// One message from the client labelled `label`; `dropped` bytes past `--max-line` are
+    /// counted, not shown.
+    pub fn message(&mut self, label: &str, text: &[u8], dropped: usize) {
+        if let Some(turn) = &mut self.turn {
+            turn.message(label, text, dropped);
+        }
+        if let Some(term) = self.term {
+            message_to_terminal(term, &mut self.term_line, label, text, dropped);
+        }
+    }
+}
+
+/// The message report as `log::info!` would hand it to the terminal, from this module; made in
+/// `line`.
+#[inline(never)]
+fn message_to_terminal(
+    term: &TermLogger,
+    line: &mut String,
+    label: &str,
+    text: &[u8],
+    dropped: usize,
+) {
+    line.clear();
+    line.push_str("message ");
+    line.push_str(label);
+    line.push_str(": ");
+    escape_into(line, text);
+    if dropped > 0 {
+        push_cut_marker(line, dropped);
+    }
+    term.log(
+        &Record::builder()
+            .args(format_args!("{line}"))
+            .level(Level::Info)
+            .target(module_path!())
+            .module_path_static(Some(module_path!()))
+            .file_static(Some(file!()))
+            .line(Some(line!()))
+            .build(),
+    );
 }
 
 /// SIGUSR1 (or SIGHUP, headless): the log file is reopened at its path, before this turn's reports

@@ -222,12 +222,15 @@ impl Server {
         let chat = &mut self.chat;
         let mut exit = false;
         let mut budget = CLIENT_BUDGET;
+        // The read's message reports are copied into the turn's buffer, held for the read.
+        let mut messages = report::messages();
         let status = conn.read(&mut self.read_buf, &mut budget, per_line, |line| {
             // Whatever follows `exit` is not heard: the client has left.
             if !exit {
-                exit = chat.hear(key, id, &label, line);
+                exit = chat.hear(&mut messages, key, id, &label, line);
             }
         });
+        drop(messages);
         self.work_left = self.work_left.saturating_sub(CLIENT_BUDGET - budget);
         chat.read_ended(key, conn, &status, exit);
         self.clients.see_to(key);

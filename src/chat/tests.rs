@@ -117,7 +117,10 @@ impl Room {
             text: text.as_bytes(),
             dropped: 0,
         };
-        if self.chat.hear(key, id, &label, line) {
+        if self
+            .chat
+            .hear(&mut report::messages(), key, id, &label, line)
+        {
             self.chat.exit(self.clients.get_mut(key).unwrap());
         }
         self.chat.act(&mut self.clients);
