@@ -7,6 +7,7 @@
 //! Each module imports only those above it in this list, so the graph has no cycle:
 //! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
 //! - `escape`: client bytes made safe for a terminal (leaf, pure).
+//! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
@@ -21,7 +22,7 @@
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
 //! - `listeners`: binding the `--listen` addresses, and accepting within a budget.
-//! - `signals`: SIGINT and SIGTERM as loop events; the second interrupt's exit.
+//! - `signals`: the signals chatd answers, as loop events; the second interrupt's exit.
 //! - `server`: the loop: poll, tokens, accept, reads, timers, `before_sleep`, signals, shutdown.
 //!
 //! docs/design.md describes the shape of a turn and what each module may not do.
@@ -56,6 +57,7 @@ mod room;
 mod server;
 mod signals;
 mod timers;
+mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.
 pub use config::Config;

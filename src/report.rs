@@ -24,6 +24,7 @@ use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::{Held, TurnLogger};
+use crate::wrap;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
@@ -57,12 +58,12 @@ pub fn init_logging(
         // Local time is read once here, while the process has one thread (the `time` crate
         // refuses later); if it cannot be had, reports carry UTC.
         let _ = config.set_time_offset_to_local();
-        TermLogger::new(
+        Terminal(TermLogger::new(
             sink_level,
             config.build(),
             TerminalMode::Stdout,
             ColorChoice::Auto,
-        )
+        ))
     });
     let turn = (!terminal || file.is_some()).then(|| TurnLogger::new(sink_level, !terminal, file));
     install(Gate { level, term, turn }, sink_level)
@@ -103,8 +104,54 @@ static GATE: OnceLock<&'static Gate> = OnceLock::new();
 /// pipe and the log file).
 struct Gate {
     level: LevelFilter,
-    term: Option<Box<TermLogger>>,
+    term: Option<Terminal>,
     turn: Option<TurnLogger>,
+}
+
+/// The operator's terminal: simplelog's `TermLogger`, with lines longer than the terminal is wide
+/// broken by chatd into indented rows (`wrap.rs`), so no row of a client's message can start like
+/// a report. The width is asked of the terminal for each long line, so a resize is followed.
+struct Terminal(Box<TermLogger>);
+
+impl Terminal {
+    fn log(&self, record: &Record<'_>) {
+        let Some(width) = terminal_width() else {
+            return self.0.log(record);
+        };
+        let text = record.args().to_string();
+        // What TermLogger writes before the text: `HH:MM:SS [LEVEL] `.
+        let lead = "HH:MM:SS ".len() + record.level().as_str().len() + "[] ".len();
+        match wrap::wrap(&text, lead, width) {
+            None => self.0.log(record),
+            Some(rows) => self.0.log(
+                &Record::builder()
+                    .args(format_args!("{rows}"))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+/// How many columns the terminal on stdout has, if it says.
+fn terminal_width() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live local;
+    // fd 1 is stdout, which the process holds for its whole life.
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
 impl Log for Gate {
@@ -177,7 +224,7 @@ pub struct Messages {
     /// The turn's buffer, for a pipe and the log file; `None` without them or below level `info`.
     turn: Option<Held<'static>>,
     /// The terminal; `None` without one or below level `info`.
-    term: Option<&'static TermLogger>,
+    term: Option<&'static Terminal>,
     /// Where a line for the terminal is made, kept for the read.
     term_line: String,
 }
@@ -187,7 +234,7 @@ pub fn messages() -> Messages {
     match GATE.get() {
         Some(gate) if gate.level >= LevelFilter::Info => Messages {
             turn: gate.turn.as_ref().map(TurnLogger::hold),
-            term: gate.term.as_deref(),
+            term: gate.term.as_ref(),
             term_line: String::new(),
         },
         _ => Messages {
@@ -215,7 +262,7 @@ impl Messages {
 /// `line`.
 #[inline(never)]
 fn message_to_terminal(
-    term: &TermLogger,
+    term: &Terminal,
     line: &mut String,
     label: &str,
     text: &[u8],

@@ -7,10 +7,15 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use common::{Chatd, Client};
+use common::{Chatd, Client, WAIT, chatd_bin};
 
 /// The Python that has pyte: Debian's, when another one (pyenv) comes first on the PATH.
 fn python() -> &'static str {
@@ -135,3 +140,145 @@ fn no_member_text_starts_a_row_like_a_server_line() {
         "the server's own lines, at each width"
     );
 }
+
+/// A child process that is killed and reaped when dropped, whatever the test does.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs chatd with its stdout on a pseudo-terminal `width` columns wide; gives the child, the
+/// terminal's output so far (filled by a reader thread) and the port.
+fn on_a_terminal(width: u16) -> (Reaped, Arc<Mutex<Vec<u8>>>, u16) {
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors through the pointers, which point at live locals; the
+    // winsize is read through a pointer to a live local; name and termios may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: openpty just gave us these descriptors, and nothing else owns them.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let child = Reaped(
+        Command::new(chatd_bin())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(slave))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chatd"),
+    );
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let filled = Arc::clone(&screen);
+    thread::spawn(move || {
+        let mut master = std::fs::File::from(master);
+        let mut buf = [0; 4096];
+        // Ends with EIO once chatd has exited and nothing holds the terminal open.
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            filled.lock().expect("screen").extend_from_slice(&buf[..n]);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned();
+        // A narrow terminal may show the line in rows: join them.
+        let text = text.replace("\r\n    ", "");
+        if let Some(port) = text
+            .split("listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|port| port.parse().ok())
+        {
+            return (child, screen, port);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `listening on` on the terminal: {text:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// On the operator's terminal, chatd knows the width: a report longer than it is broken into rows
+/// by chatd, every row after the first indented, so a message padded to wrap can never show a row
+/// that reads like a report (`00:10:42 [INFO] disconnect ...`). Rendered with pyte at 40, 80 and
+/// 132 columns, with every padding from none to twice the width.
+#[test]
+fn no_client_text_starts_a_row_like_a_report_on_the_operators_terminal() {
+    const FORGED: &str = "00:10:42 [INFO] disconnect 127.0.0.1:51234 #77 closed (0 online)";
+    for width in [40u16, 80, 132] {
+        let (child, screen, port) = on_a_terminal(width);
+        let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+        for pad in 0..2 * usize::from(width) {
+            client.send_line(&format!("{}{FORGED}", " ".repeat(pad)));
+        }
+        client.send_line("the end");
+        let deadline = Instant::now() + WAIT;
+        while !String::from_utf8_lossy(&screen.lock().expect("screen")).contains("the end") {
+            assert!(
+                Instant::now() < deadline,
+                "the last message never reached the terminal"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        drop(child);
+        let shown = screen.lock().expect("screen").clone();
+        let mut render = Command::new(python())
+            .args(["-c", RENDER_TERMINAL, &width.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3 (with pyte: apt install python3-pyte)");
+        render
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&shown)
+            .expect("feed the renderer");
+        let output = render.wait_with_output().expect("the renderer's output");
+        assert!(output.status.success(), "the renderer failed");
+        let rows = String::from_utf8(output.stdout).expect("utf-8 rows");
+        let forged_rows = rows
+            .lines()
+            .filter(|row| row.contains("#77 closed"))
+            .count();
+        assert!(
+            forged_rows >= 1,
+            "the padded messages never showed at {width} columns"
+        );
+        for row in rows.lines() {
+            assert!(
+                !row.starts_with("00:10:42"),
+                "at {width} columns a row reads like a report: {row:?}"
+            );
+        }
+    }
+}
+
+/// Renders a terminal's output at the width given, and prints every row.
+const RENDER_TERMINAL: &str = r#"
+import sys, pyte
+width = int(sys.argv[1])
+data = sys.stdin.buffer.read()
+rows = data.count(b"\n") * (2 + 400 // width) + 10
+screen = pyte.Screen(width, rows)
+pyte.ByteStream(screen).feed(data)
+for row in screen.display:
+    print(row.rstrip())
+"#;

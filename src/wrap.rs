@@ -1,0 +1,110 @@
+//! Report lines made to fit the operator's terminal: a line longer than the terminal is wide is
+//! broken by chatd into rows, and every row after the first is indented, so no row of a message a
+//! client sent can start like a report (`HH:MM:SS [INFO] ...`), however it is padded.
+//!
+//! Pure and a leaf: the caller says how wide the terminal is. Pipes and the log file never come
+//! here: they keep one line per report, which is what tools rely on.
+
+use unicode_width::UnicodeWidthChar;
+
+/// What starts every row after a report's first.
+pub const INDENT: &str = "    ";
+
+/// `text` broken into rows for a terminal `width` columns wide, when its first row starts after a
+/// prefix `lead` columns wide (the time and level the logger writes); `None` if it fits as it is.
+///
+/// Rows are filled to one column short of the width, so that the terminal never wraps a row
+/// itself, and broken after a space when one is near the end of the row (else between any two
+/// characters): wherever a row breaks, the next starts with `INDENT`. A
+/// character's width is its East Asian width, ambiguous ones counted as two, so that a row is
+/// never wider on screen than counted.
+pub fn wrap(text: &str, lead: usize, width: usize) -> Option<String> {
+    let room = width.saturating_sub(1).max(lead + INDENT.len() + 1);
+    let columns = |c: char| c.width_cjk().unwrap_or(0);
+    if lead + text.chars().map(columns).sum::<usize>() <= room {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 8 + 16);
+    let mut used = lead;
+    // Where the current row's last space ends in `out`, if it has one.
+    let mut after_space = None;
+    for c in text.chars() {
+        let w = columns(c);
+        if used + w > room {
+            // Break after the row's last space if what follows it is at most half a row (a word,
+            // moved whole to the next row), else here.
+            let tail = match after_space {
+                Some(at) if out[at..].chars().map(columns).sum::<usize>() <= room / 2 => {
+                    out.split_off(at)
+                }
+                _ => String::new(),
+            };
+            out.push('\n');
+            out.push_str(INDENT);
+            after_space = None;
+            used = INDENT.len() + tail.chars().map(columns).sum::<usize>();
+            out.push_str(&tail);
+        }
+        out.push(c);
+        used += w;
+        if c == ' ' {
+            after_space = Some(out.len());
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &str, lead: usize, width: usize) -> Vec<String> {
+        wrap(text, lead, width)
+            .unwrap_or_else(|| text.to_owned())
+            .split('\n')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_line_that_fits_is_left_alone() {
+        assert_eq!(wrap("message 1.2.3.4:5 #1: hi", 16, 80), None);
+        assert_eq!(wrap(&"x".repeat(63), 16, 80), None);
+        assert!(wrap(&"x".repeat(64), 16, 80).is_some());
+    }
+
+    #[test]
+    fn every_row_fits_and_every_row_after_the_first_is_indented() {
+        let forged = format!(
+            "message 127.0.0.1:5 #1: {}00:10:42 [INFO] disconnect",
+            " ".repeat(300)
+        );
+        for width in 40..=250 {
+            let rows = rows(&forged, 16, width);
+            assert!(rows.len() > 1);
+            assert!(16 + rows[0].chars().count() < width);
+            for row in &rows[1..] {
+                assert!(row.starts_with(INDENT), "at {width}: {row:?}");
+                assert!(row.chars().count() < width, "at {width}: {row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn words_are_kept_whole_where_they_can_be() {
+        let text = "message 127.0.0.1:5000 #1: the quick brown fox jumps over the lazy dog again";
+        let rows = rows(text, 16, 60);
+        assert_eq!(rows[0], "message 127.0.0.1:5000 #1: the quick brown ");
+        assert_eq!(rows[1], "    fox jumps over the lazy dog again");
+    }
+
+    #[test]
+    fn wide_characters_count_two_columns() {
+        let text = "你".repeat(50);
+        for row in rows(&text, 16, 40).iter().skip(1) {
+            let columns: usize = row.chars().map(|c| c.width_cjk().unwrap_or(0)).sum();
+            assert!(columns < 40, "{row:?} is {columns} columns");
+        }
+        assert_eq!(rows(&text, 16, 40).concat().replace(INDENT, ""), text);
+    }
+}
