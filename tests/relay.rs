@@ -454,7 +454,8 @@ fn long_line_is_relayed_cut_like_the_report() {
     chatd.expect_body(&format!("message {peer} #1: 0123456789... [+6 bytes]"));
 }
 
-/// The operator's `/all` reaches every member as `server: <text>`, escaped like members' text.
+/// The operator's `/all` reaches every member as `◆ server: <text>`, and `/to` its one member as
+/// `◆ server (to you): <text>`, both escaped like members' text.
 #[test]
 fn operator_all_speaks_as_server_to_everyone() {
     let mut chatd = Chatd::spawn(&["--relay"]);
@@ -468,9 +469,12 @@ fn operator_all_speaks_as_server_to_everyone() {
     for member in [&mut a, &mut b, &mut c] {
         member.expect(r"◆ server: \x1b[31mred");
     }
+    // `/to` is escaped the same way (it used to send the operator's bytes raw).
+    chatd.send_console("/to 2 \x1b[2J\u{202e}cleared");
+    b.expect(r"◆ server (to you): \x1b[2J\u{202e}cleared");
 }
 
-/// The operator's `/to` and bare reply reach one member only, as the bare text.
+/// The operator's `/to` and bare reply reach one member only, marked as the server's.
 #[test]
 fn operator_to_and_reply_stay_private() {
     let mut chatd = Chatd::spawn(&["--relay"]);
