@@ -1,6 +1,7 @@
 //! The doorway: parse the command line, start logging, bind, run, and turn an error into one line
 //! and an exit code.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use chatd::{Config, Server};
@@ -8,6 +9,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(what) = config.generate {
+        let mut out = io::stdout().lock();
+        if let Err(e) = chatd::generate(what, &mut out).and_then(|()| out.flush()) {
+            eprintln!("chatd: --generate: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = chatd::init_logging(
         config.log_level,
         config.log_file.as_deref(),

@@ -76,7 +76,12 @@ impl Server {
         let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
         let interrupts = Interrupts::install(poll.registry(), SIGNALS).map_err(BindError::Setup)?;
         let tokens = LISTENER_BASE..CLIENT_BASE;
-        let listeners = Listeners::bind(&config.listen, config.backlog, poll.registry(), tokens)?;
+        let listeners = Listeners::bind(
+            &config.listen_addrs(0),
+            config.backlog,
+            poll.registry(),
+            tokens,
+        )?;
         let limits = config.limits();
         report::max_clients(limits.max_clients);
         Ok(Server {
