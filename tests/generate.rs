@@ -25,6 +25,12 @@ fn man_page_names_every_flag_of_help() {
         assert!(man.contains(flag.as_str()), "the man page lacks {flag}");
     }
     assert!(!man.contains("--generate"));
+    // --help's closing notes keep their lines (not filled into one paragraph).
+    assert!(
+        man.lines()
+            .any(|line| line == "  /list, /kick <id>, /quit, /help"),
+        "the console notes lost their layout:\n{man}"
+    );
 }
 
 /// Each shell's completion script offers every long flag of `--help`; bash's parses (`bash -n`).
