@@ -102,6 +102,25 @@ fn explicit_listen_is_served_beside_the_passed_socket() {
     }
 }
 
+/// LISTEN_PID naming another process: the variables are not for chatd, fd 3 is left alone, and the
+/// `--listen` addresses are served as without systemd.
+#[test]
+fn sockets_for_another_pid_are_not_taken() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let passed = listener.local_addr().expect("addr");
+    // `env` overrides the LISTEN_PID the shell sets, then becomes chatd.
+    let argv = ["env".into(), "LISTEN_PID=1".into(), chatd_bin()]
+        .into_iter()
+        .chain(["--listen".into(), "127.0.0.1:0".into()]);
+    let command = launch(Fd3::Socket(&listener), &[], argv);
+    let mut chatd = Chatd::spawn_command(command, &["--listen"]);
+    chatd.expect_report("accepting at most");
+    assert_eq!(chatd.seen_count("listening on"), 1);
+    assert_ne!(chatd.addr(), passed);
+    let client = Client::connect(chatd.addr());
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+}
+
 /// LISTEN_FDS=1 with no fd 3 open: one clear line on stderr and exit code 1, not a hang.
 #[test]
 fn listen_fds_without_the_descriptor_is_one_clear_line() {
@@ -173,8 +192,12 @@ fn systemd_socket_activate_starts_chatd() {
         format!("NOTIFY_SOCKET={}", notify.name()).into(),
         chatd_bin(),
     ];
-    let mut command = launch(Fd3::Socket(&listener), &[], argv);
-    command.stderr(Stdio::null()); // Its own chatter ("Listening on ...").
+    // Its own chatter ("Listening on ...") kept off the test's output.
+    let command = launch(
+        Fd3::Socket(&listener),
+        &[("SYSTEMD_LOG_LEVEL", "warning")],
+        argv,
+    );
     // The connection that makes it start chatd, queued before chatd exists.
     let stream = TcpStream::connect(passed).expect("connect");
     let mut chatd = Chatd::spawn_command(command, &[]);
