@@ -76,3 +76,4 @@ pub use report::{
     messages as report_messages,
 };
 pub use server::Server;
+pub use systemd::{ActivationError, take_listeners as take_passed_listeners};

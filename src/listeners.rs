@@ -17,7 +17,6 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::ids::Peer;
 use crate::report;
-use crate::systemd::ActivationError;
 
 /// Why the server could not start: one line for the operator.
 #[derive(Debug)]
@@ -26,8 +25,6 @@ pub enum BindError {
     Listen { addr: SocketAddr, source: io::Error },
     /// The poll, the waker or the signals: the OS refused the event loop itself.
     Setup(io::Error),
-    /// The sockets systemd was to pass (LISTEN_FDS) are missing or not listeners.
-    Activation(ActivationError),
 }
 
 impl fmt::Display for BindError {
@@ -35,7 +32,6 @@ impl fmt::Display for BindError {
         match self {
             BindError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             BindError::Setup(source) => write!(f, "cannot set up the event loop: {source}"),
-            BindError::Activation(source) => write!(f, "{source}"),
         }
     }
 }

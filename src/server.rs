@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
+use std::net::TcpListener;
+
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
@@ -77,12 +79,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Takes the sockets systemd passed, binds every `--listen` address (the default only when
-    /// neither is given), and sets up the poll, the waker, the signals and sd_notify. Reports one
-    /// `listening on` line per listener with its real address.
-    pub fn bind(config: &Config) -> Result<Server, BindError> {
-        // First, while the process has one thread: it unsets LISTEN_* from the environment.
-        let inherited = systemd::take_listeners().map_err(BindError::Activation)?;
+    /// Serves the sockets systemd passed (`inherited`, from [`crate::take_passed_listeners`]),
+    /// binds every `--listen` address (the default only when neither is given), and sets up the
+    /// poll, the waker, the signals and sd_notify. Reports one `listening on` line per listener
+    /// with its real address.
+    pub fn bind(config: &Config, inherited: Vec<TcpListener>) -> Result<Server, BindError> {
         let (notifier, trouble) = Notifier::from_env();
         if let Some(e) = trouble {
             report::notify_failed(&e);

@@ -22,7 +22,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 /// Why the sockets systemd was to pass cannot be served: one line for the operator.
 #[derive(Debug)]
 pub enum ActivationError {
-    /// `LISTEN_PID` or `LISTEN_FDS` is not a number.
+    /// `LISTEN_PID` or `LISTEN_FDS` is not a number (or, for `LISTEN_FDS`, more descriptors than there can be).
     BadVariable { name: &'static str, value: OsString },
     /// `LISTEN_FDS` counts a descriptor this process does not have.
     NotOpen { fd: RawFd, count: u32 },
@@ -35,7 +35,7 @@ impl fmt::Display for ActivationError {
         write!(f, "socket activation: ")?;
         match self {
             ActivationError::BadVariable { name, value } => {
-                write!(f, "{name}={value:?} is not a number")
+                write!(f, "{name}={value:?} is not a valid number")
             }
             ActivationError::NotOpen { fd, count } => {
                 write!(f, "LISTEN_FDS={count} but fd {fd} is not open")
@@ -54,32 +54,35 @@ impl std::error::Error for ActivationError {}
 /// non-blocking and close-on-exec. `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed
 /// from the environment either way, so no process started later takes them for its own.
 ///
-/// Call it before any other thread exists: it changes the environment.
-pub fn take_listeners() -> Result<Vec<TcpListener>, ActivationError> {
+/// # Safety
+/// No other thread may exist yet (none may read or write the environment meanwhile): it removes
+/// environment variables, which is unsound while another thread might call `getenv`.
+pub unsafe fn take_listeners() -> Result<Vec<TcpListener>, ActivationError> {
     let (pid, count) = (env::var_os("LISTEN_PID"), env::var_os("LISTEN_FDS"));
     if pid.is_none() && count.is_none() {
         return Ok(Vec::new());
     }
     for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        // SAFETY: the caller runs this while the process has one thread (Server::bind, before the
-        // console's thread starts), so nothing reads the environment concurrently.
+        // SAFETY: the process has one thread (this function's contract), so nothing reads the
+        // environment concurrently.
         unsafe { env::remove_var(name) };
     }
     if number("LISTEN_PID", pid)? != Some(std::process::id()) {
         return Ok(Vec::new()); // Meant for another process (a parent that did not unset them).
     }
     let count = number("LISTEN_FDS", count)?.unwrap_or(0);
-    (0..count)
-        .map(|i| {
-            let fd = RawFd::try_from(i)
-                .ok()
-                .and_then(|i| LISTEN_FDS_START.checked_add(i))
-                .ok_or(ActivationError::NotOpen {
-                    fd: RawFd::MAX,
-                    count,
-                })?;
-            take_listener(fd, count)
-        })
+    let end = RawFd::try_from(count)
+        .ok()
+        .and_then(|count| LISTEN_FDS_START.checked_add(count));
+    let Some(end) = end else {
+        let value = count.to_string().into();
+        return Err(ActivationError::BadVariable {
+            name: "LISTEN_FDS",
+            value,
+        });
+    };
+    (LISTEN_FDS_START..end)
+        .map(|fd| take_listener(fd, count))
         .collect()
 }
 
@@ -243,7 +246,7 @@ mod tests {
         let e = number("LISTEN_FDS", Some("two".into())).expect_err("not a number");
         assert_eq!(
             e.to_string(),
-            "socket activation: LISTEN_FDS=\"two\" is not a number"
+            "socket activation: LISTEN_FDS=\"two\" is not a valid number"
         );
     }
 }
