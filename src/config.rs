@@ -3,11 +3,11 @@
 //! Deliberately not here: any I/O but reading the open-files limit for the default of
 //! `--max-clients`, or any knowledge of mio.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
 use crate::connection::Limits;
@@ -17,10 +17,13 @@ use crate::connection::Limits;
 /// (type /help there).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chatd", version, after_help = AFTER_HELP)]
+#[command(about = "a TCP chat server with an operator console", long_about = LONG_ABOUT)]
 pub struct Config {
     /// Address to listen on, IP:PORT; repeat for more (e.g. also [::]:12000). Port 0 picks a free
-    /// port; each real address is printed as `listening on ADDR`.
-    #[arg(long = "listen", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    /// port; each real address is printed as `listening on ADDR`. Default: 0.0.0.0:12000, or
+    /// none when systemd passes listening sockets (socket activation): those are served, and any
+    /// --listen given too.
+    #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
 
     /// Line sent to each client when it connects. Default: a welcome that says how to leave (and,
@@ -77,9 +80,34 @@ pub struct Config {
     /// Listen backlog: connections the kernel holds until they are accepted.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,
+
+    /// Print the man page or a shell's completion script to stdout and exit (for packagers; see
+    /// README.md, Install).
+    #[arg(long, value_name = "WHAT", hide = true)]
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page, chatd(1), in roff.
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 impl Config {
+    /// The addresses to bind: every `--listen`, or the default when none is given and systemd
+    /// handed over no socket (`inherited` counts those).
+    pub fn listen_addrs(&self, inherited: usize) -> Vec<SocketAddr> {
+        if self.listen.is_empty() && inherited == 0 {
+            vec![DEFAULT_LISTEN]
+        } else {
+            self.listen.clone()
+        }
+    }
+
     pub fn line_timeout(&self) -> Duration {
         Duration::from_millis(self.line_timeout)
     }
@@ -128,6 +156,12 @@ fn open_files_limit() -> u64 {
     }
 }
 
+/// `--help`'s opening, and the man page's DESCRIPTION (its NAME line is the short `about`).
+const LONG_ABOUT: &str = "\
+chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
+and disconnect is reported on stdout, and the operator answers any client from stdin (type /help
+there).";
+
 /// The console and the reports, for `--help`; README.md says the same at more length.
 const AFTER_HELP: &str = "\
 Console (type on stdin):
@@ -147,7 +181,7 @@ once (code 130).";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
-const DEFAULT_LISTEN: &str = "0.0.0.0:12000";
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12000);
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
 /// file, and room to accept and refuse one more client politely.
 const RESERVED_FILES: u64 = 32;

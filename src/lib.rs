@@ -21,6 +21,9 @@
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
+//! - `generate`: the man page and shell completions, from the clap definition.
+//! - `systemd`: socket activation (LISTEN_FDS) and sd_notify (READY, STATUS, STOPPING, WATCHDOG);
+//!   the environment and a datagram socket, nothing of the loop's (leaf).
 //! - `listeners`: binding the `--listen` addresses, and accepting within a budget.
 //! - `signals`: the signals chatd answers, as loop events; the second interrupt's exit.
 //! - `server`: the loop: poll, tokens, accept, reads, timers, `before_sleep`, signals, shutdown.
@@ -47,6 +50,7 @@ mod connection;
 mod console;
 mod escape;
 mod framing;
+mod generate;
 mod ids;
 mod listeners;
 mod logfile;
@@ -56,17 +60,20 @@ mod report;
 mod room;
 mod server;
 mod signals;
+mod systemd;
 mod timers;
 mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.
-pub use config::Config;
+pub use config::{Config, Generate};
 pub use console::parse as parse_console_line;
 pub use escape::escape;
 pub use framing::{Line, LineDecoder};
+pub use generate::generate;
 pub use ids::{ConnId, Peer};
 pub use report::{
     Messages, flush as flush_reports, init_logging, init_logging_nowhere, label,
     messages as report_messages,
 };
 pub use server::Server;
+pub use systemd::{ActivationError, take_listeners as take_passed_listeners};

@@ -1,5 +1,6 @@
-//! The listening sockets: binding every `--listen` address, and accepting within a budget, with
-//! the bookkeeping for when `accept` fails for want of descriptors.
+//! The listening sockets: those systemd passed (socket activation), binding every `--listen`
+//! address, and accepting within a budget, with the bookkeeping for when `accept` fails for want
+//! of descriptors.
 //!
 //! Deliberately not here: what happens to an accepted connection (the loop seats it, the chat
 //! greets it) or the timers (the loop arms the retry this module asks for).
@@ -61,21 +62,30 @@ pub enum Accepted {
 }
 
 impl Listeners {
-    /// Binds and registers every address, listener `i` as the `i`th of `tokens`, and reports each one's
-    /// real address once all are up (a script that reads `listening on` can rely on that).
+    /// Registers the listeners systemd passed (`inherited`, already listening and non-blocking),
+    /// then binds and registers every address; listener `i` is the `i`th of `tokens`. Reports each
+    /// one's real address once all are up (a script that reads `listening on` can rely on that).
     pub fn bind(
+        inherited: Vec<std::net::TcpListener>,
         addrs: &[SocketAddr],
         backlog: u32,
         registry: &Registry,
         tokens: std::ops::Range<usize>,
     ) -> Result<Listeners, BindError> {
-        if addrs.len() > tokens.len() {
-            let too_many =
-                io::Error::new(io::ErrorKind::InvalidInput, "too many --listen addresses");
+        if inherited.len() + addrs.len() > tokens.len() {
+            let too_many = io::Error::new(io::ErrorKind::InvalidInput, "too many listeners");
             return Err(BindError::Setup(too_many));
         }
-        let mut list = Vec::with_capacity(addrs.len());
-        for (i, &addr) in addrs.iter().enumerate() {
+        let mut list = Vec::with_capacity(inherited.len() + addrs.len());
+        for listener in inherited {
+            let mut listener = TcpListener::from_std(listener);
+            let token = Token(tokens.start + list.len());
+            registry
+                .register(&mut listener, token, Interest::READABLE)
+                .map_err(BindError::Setup)?;
+            list.push(listener);
+        }
+        for &addr in addrs {
             // An IPv6 wildcard listener also takes IPv4 (dual stack) unless an IPv4 listener on the
             // same port is asked for too, which it would otherwise collide with.
             let only_v6 = addr.is_ipv6()
@@ -86,7 +96,11 @@ impl Listeners {
             let listen_error = |source| BindError::Listen { addr, source };
             let mut listener = listen(addr, backlog, only_v6).map_err(listen_error)?;
             registry
-                .register(&mut listener, Token(tokens.start + i), Interest::READABLE)
+                .register(
+                    &mut listener,
+                    Token(tokens.start + list.len()),
+                    Interest::READABLE,
+                )
                 .map_err(listen_error)?;
             list.push(listener);
         }

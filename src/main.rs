@@ -1,6 +1,7 @@
-//! The doorway: parse the command line, start logging, bind, run, and turn an error into one line
-//! and an exit code.
+//! The doorway: parse the command line, take the sockets systemd passed (while chatd has one
+//! thread), start logging, bind, run, and turn an error into one line and an exit code.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use chatd::{Config, Server};
@@ -8,6 +9,23 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(what) = config.generate {
+        let mut out = io::stdout().lock();
+        if let Err(e) = chatd::generate(what, &mut out).and_then(|()| out.flush()) {
+            eprintln!("chatd: --generate: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    // SAFETY: no other thread exists yet (the console's starts in `Server::run`), as removing the
+    // LISTEN_* variables from the environment requires.
+    let inherited = match unsafe { chatd::take_passed_listeners() } {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = chatd::init_logging(
         config.log_level,
         config.log_file.as_deref(),
@@ -16,7 +34,7 @@ fn main() -> ExitCode {
         eprintln!("chatd: {e}");
         return ExitCode::FAILURE;
     }
-    let code = match Server::bind(&config).map_err(|e| e.to_string()) {
+    let code = match Server::bind(&config, inherited).map_err(|e| e.to_string()) {
         Err(e) => {
             eprintln!("chatd: {e}");
             ExitCode::FAILURE

@@ -299,6 +299,11 @@ pub fn reopen_log_file(cause: &str) {
     }
 }
 
+/// The service manager's notify socket could not be used: no more notifications are sent.
+pub fn notify_failed(error: &io::Error) {
+    warn!("systemd notify: {error}; no more notifications");
+}
+
 /// A signal that would have ended the process by default, taken and ignored.
 pub fn signal_ignored(name: &str) {
     info!("ignored {name}");

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
+use std::net::TcpListener;
+
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
@@ -33,6 +35,7 @@ use crate::ids::{ConnId, Peer};
 use crate::listeners::{self, Accepted, BindError, Listeners};
 use crate::report;
 use crate::signals::{Interrupts, Signal};
+use crate::systemd::{self, Notifier};
 use crate::timers::{Due, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +69,33 @@ pub struct Server {
     keepalive: Option<Duration>,
     /// Whether stdin is a terminal: then SIGHUP means the operator is gone.
     console_is_terminal: bool,
+    /// sd_notify: READY, STATUS, STOPPING, WATCHDOG; off when not under systemd.
+    notifier: Notifier,
+    /// The online count last sent as `STATUS=`, so a status goes out only on a change, at most
+    /// once a turn.
+    status_sent: Option<usize>,
+    /// Half of systemd's `WATCHDOG_USEC`: how often `Due::Watchdog` sends `WATCHDOG=1`.
+    watchdog: Option<Duration>,
 }
 
 impl Server {
-    /// Binds every `--listen` address and sets up the poll, the waker and the signals. Reports one
-    /// `listening on` line per listener with its real address.
-    pub fn bind(config: &Config) -> Result<Server, BindError> {
+    /// Serves the sockets systemd passed (`inherited`, from [`crate::take_passed_listeners`]),
+    /// binds every `--listen` address (the default only when neither is given), and sets up the
+    /// poll, the waker, the signals and sd_notify. Reports one `listening on` line per listener
+    /// with its real address.
+    pub fn bind(config: &Config, inherited: Vec<TcpListener>) -> Result<Server, BindError> {
+        let (notifier, trouble) = Notifier::from_env();
+        if let Some(e) = trouble {
+            report::notify_failed(&e);
+        }
         let poll = Poll::new().map_err(BindError::Setup)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(BindError::Setup)?;
         let interrupts = Interrupts::install(poll.registry(), SIGNALS).map_err(BindError::Setup)?;
         let tokens = LISTENER_BASE..CLIENT_BASE;
-        let listeners = Listeners::bind(&config.listen, config.backlog, poll.registry(), tokens)?;
+        let addrs = config.listen_addrs(inherited.len());
+        let registry = poll.registry();
+        let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
+        let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
         let limits = config.limits();
         report::max_clients(limits.max_clients);
         Ok(Server {
@@ -95,6 +114,9 @@ impl Server {
             idle_timeout: config.idle_timeout(),
             keepalive: config.keepalive(),
             console_is_terminal: io::stdin().is_terminal(),
+            watchdog,
+            notifier,
+            status_sent: None,
         })
     }
 
@@ -102,6 +124,11 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         self.console = Console::start(Arc::clone(&self.waker))?;
         report::flush(); // The `listening on` lines, before the first wait.
+        self.notify(&format!("READY=1\nSTATUS={}", status(0)));
+        self.status_sent = Some(0);
+        if let Some(period) = self.watchdog {
+            self.timers.arm(Instant::now() + period, Due::Watchdog);
+        }
 
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
@@ -279,6 +306,14 @@ impl Server {
                         self.accept(index);
                     }
                 }
+                Due::Watchdog => {
+                    // From the loop's own timer, so a loop that is stuck stops sending and systemd
+                    // restarts it.
+                    self.notify("WATCHDOG=1");
+                    if let Some(period) = self.watchdog.filter(|_| self.notifier.is_on()) {
+                        self.timers.arm(now + period, Due::Watchdog);
+                    }
+                }
             }
         }
     }
@@ -342,7 +377,19 @@ impl Server {
                 break;
             }
         }
+        let online = self.clients.len();
+        if self.notifier.is_on() && self.status_sent != Some(online) {
+            self.status_sent = Some(online);
+            self.notify(&format!("STATUS={}", status(online)));
+        }
         report::flush();
+    }
+
+    /// Sends one sd_notify message; the first failure is reported and turns notifying off.
+    fn notify(&mut self, state: &str) {
+        if let Err(e) = self.notifier.notify(state) {
+            report::notify_failed(&e);
+        }
     }
 
     /// Flushes one client, reaps it if it is closing and done, and sets its interest.
@@ -439,6 +486,7 @@ impl Server {
             return;
         }
         report::shutting_down(cause);
+        self.notify("STOPPING=1");
         self.interrupts.exit_on_next_interrupt();
         self.listeners.close(self.poll.registry());
         // What a client sent before the shutdown is heard, not dropped with the socket.
@@ -449,6 +497,11 @@ impl Server {
         // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
         self.phase = Phase::Draining;
     }
+}
+
+/// The `STATUS=` text systemd shows (`systemctl status chatd`).
+fn status(online: usize) -> String {
+    format!("{online} online")
 }
 
 const WAKER: Token = Token(0);

@@ -24,6 +24,8 @@ pub enum Due {
     Linger(usize, ConnId),
     /// Time to try `accept` again after it failed.
     AcceptRetry,
+    /// Time to tell systemd's watchdog the loop is alive (`WATCHDOG=1`).
+    Watchdog,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +52,7 @@ impl Timers {
     pub fn sweep(&mut self, alive: impl Fn(usize, ConnId) -> bool) {
         self.heap.retain(|Reverse((_, due))| match *due {
             Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => alive(key, id),
-            Due::AcceptRetry => true,
+            Due::AcceptRetry | Due::Watchdog => true,
         });
     }
 
