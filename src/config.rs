@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
 use crate::connection::Limits;
+pub use crate::logger::{LogFormat, LogTime};
 
 /// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
 /// and disconnect is reported on stdout, and the operator answers any client from stdin
@@ -39,6 +40,17 @@ pub struct Config {
     /// Also append every report to this file.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// How each report is written to a pipe and the log file: `text` (`TIME [LEVEL] body`) or
+    /// `json` (one object per line, docs/log-format.md). A terminal shows text, unless json is asked.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// The time that begins each report: `clock` (HH:MM:SS, local), `rfc3339` (UTC date and time
+    /// to the millisecond) or `none` (for the journal, which stamps lines itself). Default: clock
+    /// on a terminal and on stdout alone, rfc3339 with --log-file or --log-format json.
+    #[arg(long, value_name = "TIME")]
+    pub log_time: Option<LogTime>,
 
     /// Least severe reports to show: off, error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -80,6 +92,11 @@ pub struct Config {
     /// Listen backlog: connections the kernel holds until they are accepted.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,
+
+    /// Serve Prometheus metrics over HTTP at this address, IP:PORT (`GET /metrics`; port 0 picks
+    /// one, printed as `metrics on ADDR`). Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 
     /// Print the man page or a shell's completion script to stdout and exit (for packagers; see
     /// README.md, Install).

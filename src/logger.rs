@@ -3,13 +3,16 @@
 //!
 //! simplelog's `WriteLogger` formats each record again for each destination and formats the time
 //! for every record; at line rate that is most of the server's work. `TurnLogger` is a `log::Log`
-//! that keeps simplelog's line format (`HH:MM:SS [LEVEL] body`) but formats the time once per loop
-//! turn (the first report after a flush), and formats the rest of a record once for both
-//! destinations. On a terminal, simplelog's own `TermLogger` still draws the coloured lines.
+//! that keeps simplelog's line format (`HH:MM:SS [LEVEL] body`, `--log-format text`) but formats
+//! the time once per loop turn (the first report after a flush), and formats the rest of a record
+//! once for both destinations. With `--log-format json` each record is one JSON object instead
+//! (docs/log-format.md): its fields are the record's key-values (`log`'s `kv`), `event` first, and
+//! its `msg` the text line's body. On a terminal, simplelog's own `TermLogger` still draws the
+//! coloured lines.
 //!
 //! The per-line message report does not come through `log` at all. For one client's read the loop
 //! holds the turn's buffer ([`TurnLogger::hold`], one lock), and [`Held::message`] copies the
-//! turn's `HH:MM:SS [INFO] message ` head, the client's label and its escaped text straight into
+//! turn's head (`HH:MM:SS [INFO] message `, or its JSON counterpart), the client's label and its escaped text straight into
 //! it: no lock, no formatting and no dispatch per line. A record `log` brings while the buffer is
 //! held is taken in before the next line, so every report keeps its place.
 //!
@@ -22,13 +25,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use log::kv::{self, Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::escape::{escape_into_buffer, push_cut_marker};
 use crate::logfile::LogFile;
 
+/// `--log-format`: how a report is written to a pipe and the log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `TIME [LEVEL] body`, as simplelog writes it.
+    Text,
+    /// One JSON object per line (docs/log-format.md).
+    Json,
+}
+
+/// `--log-time`: the time that begins a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogTime {
+    /// `HH:MM:SS`, local time.
+    Clock,
+    /// `2026-11-30T12:00:01.123Z`: UTC, to the millisecond.
+    Rfc3339,
+    /// No time: the journal stamps each line itself.
+    None,
+}
+
 pub struct TurnLogger {
     level: LevelFilter,
+    format: LogFormat,
+    time: LogTime,
     /// Set when a record lands in `Inner::buf` while the turn's buffer is held: the holder takes
     /// it in before its next line. Only a hint for speed: the holder takes in everything when it
     /// puts the buffer back, and a record from the holder's own thread is seen at once.
@@ -46,9 +72,9 @@ struct Inner {
     /// How many [`Held`] buffers are out: one during a client's read (a nested one, were there
     /// any, is put back before the outer one).
     held: usize,
-    /// `HH:MM:SS [INFO] message ` of the current turn: its first [`STAMP`] bytes begin every
-    /// record, and the whole of it every message report.
-    head: [u8; HEAD.len()],
+    /// The current turn's time and the head of a message report: its stamp begins every record,
+    /// and the whole of it every message report.
+    head: Head,
     /// Set by each flush: the next report reads the clock.
     stamp_stale: bool,
     /// Seconds east of UTC, read once at start.
@@ -58,16 +84,25 @@ struct Inner {
 }
 
 impl TurnLogger {
-    /// A logger writing to stdout (if `stdout`) and to `file` (if any).
-    pub fn new(level: LevelFilter, stdout: bool, file: Option<LogFile>) -> TurnLogger {
+    /// A logger writing to stdout (if `stdout`) and to `file` (if any), in `format` with the time
+    /// as `time` says.
+    pub fn new(
+        level: LevelFilter,
+        format: LogFormat,
+        time: LogTime,
+        stdout: bool,
+        file: Option<LogFile>,
+    ) -> TurnLogger {
         TurnLogger {
             level,
+            format,
+            time,
             waiting: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 buf: Vec::with_capacity(FLUSH_AT),
                 scratch: Vec::new(),
                 held: 0,
-                head: *HEAD,
+                head: Head::EMPTY,
                 stamp_stale: true,
                 utc_offset: local_utc_offset(),
                 stdout: stdout.then(io::stdout),
@@ -95,16 +130,23 @@ impl Log for TurnLogger {
         }
         let mut inner = self.lock();
         if inner.stamp_stale {
-            inner.refresh_stamp();
+            inner.refresh_stamp(self.format, self.time);
         }
-        let Inner { buf, head, .. } = &mut *inner;
-        buf.extend_from_slice(&head[..STAMP]);
-        buf.extend_from_slice(level_tag(record.level()));
-        match record.args().as_str() {
-            Some(text) => buf.extend_from_slice(text.as_bytes()),
-            None => {
-                let _ = buf.write_fmt(*record.args());
+        let Inner {
+            buf, head, scratch, ..
+        } = &mut *inner;
+        buf.extend_from_slice(head.stamp());
+        match self.format {
+            LogFormat::Text => {
+                buf.extend_from_slice(level_tag(record.level()));
+                match record.args().as_str() {
+                    Some(text) => buf.extend_from_slice(text.as_bytes()),
+                    None => {
+                        let _ = buf.write_fmt(*record.args());
+                    }
+                }
             }
+            LogFormat::Json => json_record(buf, scratch, record),
         }
         buf.push(b'\n');
         if inner.held > 0 {
@@ -133,13 +175,14 @@ impl TurnLogger {
     pub fn hold(&self) -> Held<'_> {
         let mut inner = self.lock();
         if inner.stamp_stale {
-            inner.refresh_stamp();
+            inner.refresh_stamp(self.format, self.time);
         }
         inner.held += 1;
         Held {
             logger: self,
             buf: mem::take(&mut inner.buf),
             head: inner.head,
+            json: self.format == LogFormat::Json,
             scratch: mem::take(&mut inner.scratch),
         }
     }
@@ -150,8 +193,10 @@ impl TurnLogger {
 pub struct Held<'a> {
     logger: &'a TurnLogger,
     buf: Vec<u8>,
-    /// `HH:MM:SS [INFO] message `, this turn's.
-    head: [u8; HEAD.len()],
+    /// `HH:MM:SS [INFO] message `, or its JSON counterpart: this turn's.
+    head: Head,
+    /// `--log-format json`.
+    json: bool,
     scratch: Vec<u8>,
 }
 
@@ -163,9 +208,15 @@ impl Held<'_> {
         if self.logger.waiting.load(Ordering::Relaxed) {
             self.take_waiting();
         }
+        if self.json {
+            return self.message_json(label, text, dropped);
+        }
         let buf = &mut self.buf;
-        buf.reserve(HEAD.len() + label.len() + 2 + text.len() + 1);
-        buf.extend_from_slice(&self.head);
+        buf.reserve(HEAD_MAX + label.len() + 2 + text.len() + 1);
+        // The whole array is copied and the unused end cut off again: a copy of a constant length
+        // measured cheaper than one of the head's own.
+        buf.extend_from_slice(&self.head.bytes);
+        buf.truncate(buf.len() - (HEAD_MAX - self.head.len));
         buf.extend_from_slice(label.as_bytes());
         buf.extend_from_slice(b": ");
         escape_into_buffer(buf, &mut self.scratch, text);
@@ -174,6 +225,41 @@ impl Held<'_> {
         }
         buf.push(b'\n');
         // A read that reports a great deal is written in parts, so the buffer stays bounded.
+        if buf.len() >= FLUSH_AT {
+            self.write_out();
+        }
+    }
+
+    /// The message report as a JSON object: `id`, `peer`, `text` (escaped as in the text format,
+    /// then as JSON wants) and, for a line cut at `--max-line`, `dropped`.
+    #[inline(never)]
+    fn message_json(&mut self, label: &str, text: &[u8], dropped: usize) {
+        let (peer, id) = label.rsplit_once(" #").unwrap_or((label, "0"));
+        let buf = &mut self.buf;
+        buf.extend_from_slice(self.head.all());
+        buf.extend_from_slice(b"\"id\":");
+        buf.extend_from_slice(id.as_bytes());
+        buf.extend_from_slice(b",\"peer\":\"");
+        json_escape_into(buf, peer.as_bytes());
+        buf.extend_from_slice(b"\",\"text\":\"");
+        // Escaped for a terminal first, into the end of the buffer, then as JSON wants in place of
+        // that (only `"`, `\` and tab can need it).
+        let start = buf.len();
+        escape_into_buffer(buf, &mut self.scratch, text);
+        if dropped > 0 {
+            push_cut_marker(buf, dropped);
+        }
+        if needs_json_escape(&buf[start..]) {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&buf[start..]);
+            buf.truncate(start);
+            json_escape_into(buf, &self.scratch);
+        }
+        buf.push(b'"');
+        if dropped > 0 {
+            let _ = write!(buf, ",\"dropped\":{dropped}");
+        }
+        buf.extend_from_slice(b"}\n");
         if buf.len() >= FLUSH_AT {
             self.write_out();
         }
@@ -236,17 +322,216 @@ impl Inner {
         }
     }
 
-    fn refresh_stamp(&mut self) {
+    fn refresh_stamp(&mut self, format: LogFormat, time: LogTime) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let of_day = (now as i64 + self.utc_offset).rem_euclid(86_400);
-        let digits = |n: i64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
-        let [h0, h1] = digits(of_day / 3600);
-        let [m0, m1] = digits(of_day / 60 % 60);
-        let [s0, s1] = digits(of_day % 60);
-        self.head[..STAMP].copy_from_slice(&[h0, h1, b':', m0, m1, b':', s0, s1, b' ']);
+            .unwrap_or_default();
+        self.head = Head::new(format, time, now, self.utc_offset);
         self.stamp_stale = false;
+    }
+}
+
+/// A turn's stamp (the time as a record begins with it) followed by the rest of a message
+/// report's head: `HH:MM:SS ` + `[INFO] message `, or `{"ts":"…",` + `"level":"info",…`.
+#[derive(Clone, Copy)]
+struct Head {
+    /// Room for the longest head; the bytes past `len` are zero.
+    bytes: [u8; HEAD_MAX],
+    len: usize,
+    /// The stamp's length: the first bytes of the head.
+    stamp: usize,
+}
+
+impl Head {
+    const EMPTY: Head = Head {
+        bytes: [0; HEAD_MAX],
+        len: 0,
+        stamp: 0,
+    };
+
+    /// The head for `now` (since the Unix epoch), `utc_offset` seconds east of UTC for the clock.
+    fn new(format: LogFormat, time: LogTime, now: std::time::Duration, utc_offset: i64) -> Head {
+        let mut head = Head::EMPTY;
+        let mut time_text = [0u8; 24];
+        let time_len = match time {
+            LogTime::Clock => clock(&mut time_text, now.as_secs() as i64 + utc_offset),
+            LogTime::Rfc3339 => rfc3339(&mut time_text, now),
+            LogTime::None => 0,
+        };
+        let time_text = &time_text[..time_len];
+        match (format, time) {
+            (LogFormat::Text, LogTime::None) => {}
+            (LogFormat::Text, _) => head.push(&[time_text, b" "]),
+            (LogFormat::Json, LogTime::None) => head.push(&[b"{"]),
+            (LogFormat::Json, _) => head.push(&[b"{\"ts\":\"", time_text, b"\","]),
+        }
+        head.stamp = head.len;
+        match format {
+            LogFormat::Text => head.push(&[b"[INFO] message "]),
+            LogFormat::Json => head.push(&[b"\"level\":\"info\",\"event\":\"message\","]),
+        }
+        head
+    }
+
+    fn push(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+            self.len += part.len();
+        }
+    }
+
+    fn stamp(&self) -> &[u8] {
+        &self.bytes[..self.stamp]
+    }
+
+    fn all(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// `HH:MM:SS` of `secs` (local seconds since the epoch) into `out`; its length.
+fn clock(out: &mut [u8; 24], secs: i64) -> usize {
+    let of_day = secs.rem_euclid(86_400);
+    let [h0, h1] = two_digits(of_day / 3600);
+    let [m0, m1] = two_digits(of_day / 60 % 60);
+    let [s0, s1] = two_digits(of_day % 60);
+    out[..8].copy_from_slice(&[h0, h1, b':', m0, m1, b':', s0, s1]);
+    8
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `since_epoch` (UTC) into `out`; its length.
+fn rfc3339(out: &mut [u8; 24], since_epoch: std::time::Duration) -> usize {
+    let secs = since_epoch.as_secs() as i64;
+    let (year, month, day) = civil_date(secs.div_euclid(86_400));
+    let mut time = [0u8; 24];
+    clock(&mut time, secs);
+    let millis = since_epoch.subsec_millis();
+    let year = year.clamp(0, 9999);
+    let [y0, y1] = two_digits(year / 100);
+    let [y2, y3] = two_digits(year % 100);
+    let [mo0, mo1] = two_digits(month);
+    let [d0, d1] = two_digits(day);
+    out[..11].copy_from_slice(&[y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T']);
+    out[11..19].copy_from_slice(&time[..8]);
+    let ms = [
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ];
+    out[19..24].copy_from_slice(&ms);
+    24
+}
+
+fn two_digits(n: i64) -> [u8; 2] {
+    [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A record as the rest of a JSON object, after its stamp: `"level"`, the record's key-values
+/// (`event` first, by the habit of `report.rs`; `"event":"log"` if it has none), and `"msg"`, the
+/// text line's body.
+fn json_record(buf: &mut Vec<u8>, scratch: &mut Vec<u8>, record: &Record<'_>) {
+    buf.extend_from_slice(b"\"level\":\"");
+    buf.extend_from_slice(record.level().as_str().to_ascii_lowercase().as_bytes());
+    buf.extend_from_slice(b"\",");
+    let mut fields = JsonFields {
+        buf,
+        scratch,
+        any: false,
+    };
+    let _ = record.key_values().visit(&mut fields);
+    let JsonFields { buf, scratch, any } = fields;
+    if !any {
+        buf.extend_from_slice(b"\"event\":\"log\",");
+    }
+    buf.extend_from_slice(b"\"msg\":\"");
+    scratch.clear();
+    match record.args().as_str() {
+        Some(text) => scratch.extend_from_slice(text.as_bytes()),
+        None => {
+            let _ = scratch.write_fmt(*record.args());
+        }
+    }
+    json_escape_into(buf, scratch);
+    buf.extend_from_slice(b"\"}");
+}
+
+/// Writes each key-value of a record as `"key":value,`: numbers and booleans bare, anything else
+/// as a JSON string of its `Display`.
+struct JsonFields<'a> {
+    buf: &'a mut Vec<u8>,
+    scratch: &'a mut Vec<u8>,
+    any: bool,
+}
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        self.any = true;
+        let buf = &mut *self.buf;
+        buf.push(b'"');
+        json_escape_into(buf, key.as_str().as_bytes());
+        buf.extend_from_slice(b"\":");
+        if let Some(n) = value.to_u64() {
+            let _ = write!(buf, "{n}");
+        } else if let Some(n) = value.to_i64() {
+            let _ = write!(buf, "{n}");
+        } else if let Some(b) = value.to_bool() {
+            let _ = write!(buf, "{b}");
+        } else {
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{value}");
+            buf.push(b'"');
+            json_escape_into(buf, self.scratch);
+            buf.push(b'"');
+        }
+        buf.push(b',');
+        Ok(())
+    }
+}
+
+/// Whether `text` holds a byte a JSON string must escape.
+fn needs_json_escape(text: &[u8]) -> bool {
+    text.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// Appends `text`, valid UTF-8, as the inside of a JSON string: `"` and `\` escaped, control
+/// characters as `\n`, `\t` or `\u00XX` (RFC 8259, section 7). The report text chatd escapes
+/// for a terminal holds no control character but tab; the rest is for any other text.
+pub fn json_escape_into(buf: &mut Vec<u8>, text: &[u8]) {
+    if !needs_json_escape(text) {
+        return buf.extend_from_slice(text);
+    }
+    for &b in text {
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            0..0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[usize::from(b >> 4)]);
+                buf.push(HEX[usize::from(b & 15)]);
+            }
+            _ => buf.push(b),
+        }
     }
 }
 
@@ -276,12 +561,9 @@ fn local_utc_offset() -> i64 {
     tm.tm_gmtoff
 }
 
-/// The head of a message report, its time still to be filled in: the time, the level and the
-/// word `message`, as `log` and `level_tag` would make them.
-const HEAD: &[u8; 24] = b"00:00:00 [INFO] message ";
-
-/// The length of `HH:MM:SS `, the time that begins the head.
-const STAMP: usize = 9;
+/// Room for the longest head: `{"ts":"2026-11-30T12:00:01.123Z",` (33 bytes) and
+/// `"level":"info","event":"message",` (33).
+const HEAD_MAX: usize = 72;
 
 /// Buffered bytes at which a record writes the buffer out before the turn ends.
 const FLUSH_AT: usize = 256 * 1024;
@@ -294,7 +576,7 @@ mod tests {
     fn lines(logger: &TurnLogger) -> Vec<String> {
         String::from_utf8_lossy(&logger.lock().buf)
             .lines()
-            .map(|line| line[STAMP..].to_owned())
+            .map(|line| line["HH:MM:SS ".len()..].to_owned())
             .collect()
     }
 
@@ -309,7 +591,7 @@ mod tests {
 
     #[test]
     fn a_message_report_is_the_line_log_would_make() {
-        let logger = TurnLogger::new(LevelFilter::Info, false, None);
+        let logger = TurnLogger::new(LevelFilter::Info, LogFormat::Text, LogTime::Clock, false, None);
         let mut held = logger.hold();
         held.message("1.2.3.4:5 #6", b"hi\x1b there", 0);
         held.message("1.2.3.4:5 #6", b"cut", 12);
@@ -325,7 +607,7 @@ mod tests {
     /// do the lines of a hold nested in another.
     #[test]
     fn records_made_while_the_buffer_is_held_keep_their_place() {
-        let logger = TurnLogger::new(LevelFilter::Info, false, None);
+        let logger = TurnLogger::new(LevelFilter::Info, LogFormat::Text, LogTime::Clock, false, None);
         record(&logger, "before");
         let mut outer = logger.hold();
         outer.message("a", b"one", 0);
@@ -355,5 +637,129 @@ mod tests {
                 "[INFO] after",
             ]
         );
+    }
+
+    fn json_logger() -> TurnLogger {
+        TurnLogger::new(
+            LevelFilter::Info,
+            LogFormat::Json,
+            LogTime::Rfc3339,
+            false,
+            None,
+        )
+    }
+
+    fn json_lines(logger: &TurnLogger) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&logger.lock().buf)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    /// Every byte a client can send comes out of a JSON message report as the text format's
+    /// escaped text, and a JSON parser reads it back.
+    #[test]
+    fn a_json_message_report_parses_back_to_the_text_formats_text() {
+        let logger = json_logger();
+        let mut held = logger.hold();
+        let all: Vec<u8> = (0..=255).collect();
+        let texts: [&[u8]; 5] = [b"hi", b"say \"x\" \\ y\tz", &all, "七 ✓ \u{202e}".as_bytes(), b"cut"];
+        for text in texts {
+            held.message("127.0.0.1:5000 #3", text, if text == b"cut" { 7 } else { 0 });
+        }
+        held.message("[::1]:5 #12", b"v6", 0);
+        drop(held);
+        let lines = json_lines(&logger);
+        for (line, text) in lines.iter().zip(texts) {
+            let mut want = crate::escape::escape(text).into_owned();
+            if text == b"cut" {
+                push_cut_marker(&mut want, 7);
+            }
+            assert_eq!(line["text"], want.as_str());
+            assert_eq!(line["event"], "message");
+            assert_eq!(line["level"], "info");
+            assert_eq!(line["id"], 3);
+            assert_eq!(line["peer"], "127.0.0.1:5000");
+        }
+        assert_eq!(lines[4]["dropped"], 7);
+        assert_eq!(lines[5]["peer"], "[::1]:5");
+        assert_eq!(lines[5]["id"], 12);
+    }
+
+    /// A record's key-values become the object's fields, `msg` its text, escaped as JSON wants.
+    #[test]
+    fn a_json_record_carries_its_fields_and_text() {
+        let logger = json_logger();
+        logger.log(
+            &Record::builder()
+                .args(format_args!("nick a: \"q\\\" is now \u{1}"))
+                .level(Level::Warn)
+                .key_values(&[("event", "nick"), ("old", "\"q\\")])
+                .build(),
+        );
+        logger.log(
+            &Record::builder()
+                .args(format_args!("plain"))
+                .level(Level::Error)
+                .key_values(&[("online", 3u64)])
+                .build(),
+        );
+        logger.log(&Record::builder().args(format_args!("bare")).level(Level::Info).build());
+        let lines = json_lines(&logger);
+        assert_eq!(lines[0]["event"], "nick");
+        assert_eq!(lines[0]["level"], "warn");
+        assert_eq!(lines[0]["old"], "\"q\\");
+        assert_eq!(lines[0]["msg"], "nick a: \"q\\\" is now \u{1}");
+        assert_eq!(lines[1]["online"], 3);
+        assert_eq!(lines[1]["level"], "error");
+        assert_eq!(lines[2]["event"], "log");
+        let ts = lines[2]["ts"].as_str().unwrap_or_default();
+        assert_eq!(ts.len(), "2026-11-30T12:00:01.123Z".len(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+    }
+
+    /// `json_escape_into` against serde_json: every control character, quotes, backslashes and
+    /// multi-byte UTF-8 read back as they went in.
+    #[test]
+    fn json_escapes_read_back_with_serde_json() {
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("\"\\ 七 ✓ é");
+        let mut out = b"\"".to_vec();
+        json_escape_into(&mut out, text.as_bytes());
+        out.push(b'"');
+        let back: String = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, text);
+    }
+
+    #[test]
+    fn rfc3339_stamps_have_the_date() {
+        let mut out = [0u8; 24];
+        let len = rfc3339(&mut out, std::time::Duration::from_millis(0));
+        assert_eq!(&out[..len], b"1970-01-01T00:00:00.000Z");
+        // `date -u -d 2026-11-30T12:00:01 +%s` is 1796040001.
+        rfc3339(&mut out, std::time::Duration::from_millis(1_796_040_001_123));
+        assert_eq!(&out, b"2026-11-30T12:00:01.123Z");
+        rfc3339(&mut out, std::time::Duration::from_secs(951_782_400)); // a leap day
+        assert_eq!(&out[..10], b"2000-02-29");
+    }
+
+    #[test]
+    fn heads_in_every_format() {
+        let at = std::time::Duration::from_millis(1_796_040_001_123);
+        let head = |format, time| {
+            let head = Head::new(format, time, at, 3600);
+            String::from_utf8_lossy(head.all()).into_owned()
+        };
+        assert_eq!(head(LogFormat::Text, LogTime::Clock), "13:00:01 [INFO] message ");
+        assert_eq!(
+            head(LogFormat::Text, LogTime::Rfc3339),
+            "2026-11-30T12:00:01.123Z [INFO] message "
+        );
+        assert_eq!(head(LogFormat::Text, LogTime::None), "[INFO] message ");
+        assert_eq!(
+            head(LogFormat::Json, LogTime::Rfc3339),
+            "{\"ts\":\"2026-11-30T12:00:01.123Z\",\"level\":\"info\",\"event\":\"message\","
+        );
+        assert_eq!(head(LogFormat::Json, LogTime::None), "{\"level\":\"info\",\"event\":\"message\",");
     }
 }

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         config.log_level,
         config.log_file.as_deref(),
         config.log_max_size(),
+        config.log_format,
+        config.log_time,
     ) {
         eprintln!("chatd: {e}");
         return ExitCode::FAILURE;
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
         Ok(server) => match server.run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                log::error!("event loop failed: {e}");
+                log::error!(event = "loop_failed", error:% = e; "event loop failed: {e}");
                 ExitCode::FAILURE
             }
         },

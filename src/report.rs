@@ -23,12 +23,15 @@ use crate::console::ParseError;
 use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
-use crate::logger::{Held, TurnLogger};
+use crate::logger::{Held, LogFormat, LogTime, TurnLogger};
 use crate::wrap;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
 /// With `log_file`, that file is appended to by a `TurnLogger` too, rotated at `log_max_size`.
+/// `format` json goes to stdout even when it is a terminal. `time` (`--log-time`) applies to every
+/// sink; left out, a terminal and stdout alone show `HH:MM:SS` (as ever), and the log file or a
+/// json log get the RFC 3339 date and time, which stdout then shares (one line is made for both).
 ///
 /// `level` filters every line but the ones a script needs to find the server (`listening on`),
 /// which are shown at any level but `off`.
@@ -36,6 +39,8 @@ pub fn init_logging(
     level: LevelFilter,
     log_file: Option<&Path>,
     log_max_size: Option<u64>,
+    format: LogFormat,
+    time: Option<LogTime>,
 ) -> io::Result<()> {
     let file = match log_file {
         Some(path) => Some(LogFile::open(path, log_max_size).map_err(|e| {
@@ -52,20 +57,40 @@ pub fn init_logging(
     } else {
         level.max(LevelFilter::Info)
     };
-    let terminal = io::stdout().is_terminal();
+    let terminal = io::stdout().is_terminal() && format == LogFormat::Text;
     let term = terminal.then(|| {
         let mut config = ConfigBuilder::new();
         // Local time is read once here, while the process has one thread (the `time` crate
         // refuses later); if it cannot be had, reports carry UTC.
         let _ = config.set_time_offset_to_local();
-        Terminal(TermLogger::new(
-            sink_level,
-            config.build(),
-            TerminalMode::Stdout,
-            ColorChoice::Auto,
-        ))
+        let stamp = match time {
+            None | Some(LogTime::Clock) => "HH:MM:SS ".len(),
+            Some(LogTime::Rfc3339) => {
+                config.set_time_format_rfc3339();
+                "2026-11-30T12:00:01.123456789+01:00 ".len()
+            }
+            Some(LogTime::None) => {
+                config.set_time_level(LevelFilter::Off);
+                0
+            }
+        };
+        Terminal {
+            logger: TermLogger::new(
+                sink_level,
+                config.build(),
+                TerminalMode::Stdout,
+                ColorChoice::Auto,
+            ),
+            stamp,
+        }
     });
-    let turn = (!terminal || file.is_some()).then(|| TurnLogger::new(sink_level, !terminal, file));
+    let turn_time = time.unwrap_or(if file.is_some() || format == LogFormat::Json {
+        LogTime::Rfc3339
+    } else {
+        LogTime::Clock
+    });
+    let turn = (!terminal || file.is_some())
+        .then(|| TurnLogger::new(sink_level, format, turn_time, !terminal, file));
     install(Gate { level, term, turn }, sink_level)
 }
 
@@ -73,7 +98,13 @@ pub fn init_logging(
 /// what is measured is their making.
 #[doc(hidden)]
 pub fn init_logging_nowhere() -> io::Result<()> {
-    let turn = TurnLogger::new(LevelFilter::Info, false, None);
+    let turn = TurnLogger::new(
+        LevelFilter::Info,
+        LogFormat::Text,
+        LogTime::Clock,
+        false,
+        None,
+    );
     install(
         Gate {
             level: LevelFilter::Info,
@@ -111,19 +142,23 @@ struct Gate {
 /// The operator's terminal: simplelog's `TermLogger`, with lines longer than the terminal is wide
 /// broken by chatd into indented rows (`wrap.rs`), so no row of a client's message can start like
 /// a report. The width is asked of the terminal for each long line, so a resize is followed.
-struct Terminal(Box<TermLogger>);
+struct Terminal {
+    logger: Box<TermLogger>,
+    /// How many columns the time takes, with its space.
+    stamp: usize,
+}
 
 impl Terminal {
     fn log(&self, record: &Record<'_>) {
         let Some(width) = terminal_width() else {
-            return self.0.log(record);
+            return self.logger.log(record);
         };
         let text = record.args().to_string();
         // What TermLogger writes before the text: `HH:MM:SS [LEVEL] `.
-        let lead = "HH:MM:SS ".len() + record.level().as_str().len() + "[] ".len();
+        let lead = self.stamp + record.level().as_str().len() + "[] ".len();
         match wrap::wrap(&text, lead, width) {
-            None => self.0.log(record),
-            Some(rows) => self.0.log(
+            None => self.logger.log(record),
+            Some(rows) => self.logger.log(
                 &Record::builder()
                     .args(format_args!("{rows}"))
                     .metadata(record.metadata().clone())
@@ -136,7 +171,7 @@ impl Terminal {
     }
 
     fn flush(&self) {
-        self.0.flush();
+        self.logger.flush();
     }
 }
 
@@ -188,22 +223,30 @@ const ALWAYS: &str = "chatd::always";
 pub fn flush() {
     log::logger().flush();
     if let Some(trouble) = logfile::take_trouble() {
-        warn!("{trouble}");
+        warn!(event = "log_file_trouble"; "{trouble}");
         log::logger().flush();
     }
 }
 
 /// Shown at any level but `off`: scripts read it to find the port.
 pub fn listening(addr: SocketAddr) {
-    log::log!(target: ALWAYS, Level::Info, "listening on {addr}");
+    log::log!(target: ALWAYS, Level::Info, event = "listening", addr:% = addr; "listening on {addr}");
 }
 
 pub fn max_clients(max: usize) {
-    info!("accepting at most {}", Count(max, "client"));
+    info!(event = "max_clients", max = max; "accepting at most {}", Count(max, "client"));
 }
 
 pub fn connect(peer: Peer, id: ConnId, online: usize) {
-    info!("connect {peer} {id} ({online} online)");
+    info!(event = "connect", id = id.0, peer:% = peer, online = online; "connect {peer} {id} ({online} online)");
+}
+
+/// A label's `PEER` and the number of its `#ID`, for the fields of a JSON report.
+fn label_parts(label: &str) -> (&str, u64) {
+    match label.rsplit_once(" #") {
+        Some((peer, id)) => (peer, id.parse().unwrap_or(0)),
+        None => (label, 0),
+    }
 }
 
 /// How a client is named in its message reports, `PEER #ID`: formatted once, when it connects.
@@ -293,20 +336,20 @@ fn message_to_terminal(
 pub fn reopen_log_file(cause: &str) {
     if logfile::is_open() {
         logfile::request_reopen();
-        info!("reopening the log file ({cause})");
+        info!(event = "reopen_log", cause = cause, reopened = true; "reopening the log file ({cause})");
     } else {
-        info!("no log file to reopen ({cause})");
+        info!(event = "reopen_log", cause = cause, reopened = false; "no log file to reopen ({cause})");
     }
 }
 
 /// The service manager's notify socket could not be used: no more notifications are sent.
 pub fn notify_failed(error: &io::Error) {
-    warn!("systemd notify: {error}; no more notifications");
+    warn!(event = "notify_failed", error:% = error; "systemd notify: {error}; no more notifications");
 }
 
 /// A signal that would have ended the process by default, taken and ignored.
 pub fn signal_ignored(name: &str) {
-    info!("ignored {name}");
+    info!(event = "signal_ignored", signal = name; "ignored {name}");
 }
 
 /// A line its client was in the middle of when the server closed it: never shown as whole.
@@ -316,84 +359,91 @@ pub fn message_cut(label: &str, text: &[u8], dropped: usize) {
     if dropped > 0 {
         push_cut_marker(&mut line, dropped);
     }
-    info!("message {label}: {line} (cut)");
+    let (peer, id) = label_parts(label);
+    info!(event = "message", id = id, peer = peer, text = line.as_str(), dropped = dropped, cut = true; "message {label}: {line} (cut)");
 }
 
 /// What a client the server closed sent past what chatd hears of it (`HEAR_OUT_CAP`, or the end
 /// of its grace period): counted, never relayed.
 pub fn unheard(label: &str, bytes: usize) {
-    info!("dropped {label}: {bytes} bytes not heard");
+    let (peer, id) = label_parts(label);
+    info!(event = "unheard", id = id, peer = peer, bytes = bytes; "dropped {label}: {bytes} bytes not heard");
 }
 
 pub fn disconnect(peer: Peer, id: ConnId, reason: Reason, online: usize) {
-    info!("disconnect {peer} {id} {reason} ({online} online)");
+    info!(event = "disconnect", id = id.0, peer:% = peer, reason:% = reason, online = online; "disconnect {peer} {id} {reason} ({online} online)");
 }
 
 pub fn renamed(label: &str, old: &str, new: &str) {
-    info!("nick {label}: {old} is now {new}");
+    let (peer, id) = label_parts(label);
+    info!(event = "nick", id = id, peer = peer, old = old, new = new; "nick {label}: {old} is now {new}");
 }
 
 pub fn refused(peer: Peer, why: &str) {
-    info!("refused {peer} ({why})");
+    info!(event = "refused", peer:% = peer, reason = why; "refused {peer} ({why})");
 }
 
 pub fn accept_failed(error: &io::Error) {
-    warn!("accept failed: {error}; accepting again shortly");
+    warn!(event = "accept_failed", error:% = error; "accept failed: {error}; accepting again shortly");
 }
 
 pub fn accepting_again() {
-    info!("accepting again");
+    info!(event = "accepting_again"; "accepting again");
 }
 
 pub fn console_closed(error: Option<&io::Error>) {
     match error {
         None => info!(
+            event = "console_closed";
             "console closed (stdin at end of file); still serving, stop with SIGINT or SIGTERM"
         ),
-        Some(e) => warn!("console closed (stdin: {e}); still serving, stop with SIGINT or SIGTERM"),
+        Some(e) => warn!(
+            event = "console_closed", error:% = e;
+            "console closed (stdin: {e}); still serving, stop with SIGINT or SIGTERM"
+        ),
     }
 }
 
 pub fn console_sent(id: ConnId, peer: Peer) {
-    info!("sent to {id} {peer}");
+    info!(event = "console_sent", id = id.0, peer:% = peer; "sent to {id} {peer}");
 }
 
 pub fn console_replied(id: ConnId, peer: Peer) {
-    info!("replied to {id} {peer} (last to speak)");
+    info!(event = "console_replied", id = id.0, peer:% = peer; "replied to {id} {peer} (last to speak)");
 }
 
 pub fn console_sent_all(count: usize) {
-    info!("sent to all ({})", Count(count, "client"));
+    info!(event = "console_sent_all", count = count; "sent to all ({})", Count(count, "client"));
 }
 
 pub fn console_error(error: &ParseError) {
-    warn!("console: {error}");
+    warn!(event = "console_error", error:% = error; "console: {error}");
 }
 
 pub fn console_too_long(limit: u64) {
-    warn!("console: line longer than {limit} bytes ignored");
+    warn!(event = "console_too_long", limit = limit; "console: line longer than {limit} bytes ignored");
 }
 
 /// The client could not take the operator's line: it stopped reading and is dropped `slow`.
 pub fn console_not_sent_slow(id: ConnId) {
-    warn!("console: {id} could not take the line and is dropped (slow)");
+    warn!(event = "console_not_sent", id = id.0, reason = "slow"; "console: {id} could not take the line and is dropped (slow)");
 }
 
 /// Writing to the client failed: its connection is gone, and its disconnect follows.
 pub fn console_not_sent_broken(id: ConnId) {
-    warn!("console: {id} could not take the line: its connection failed");
+    warn!(event = "console_not_sent", id = id.0, reason = "broken"; "console: {id} could not take the line: its connection failed");
 }
 
 pub fn console_no_client(id: ConnId) {
-    warn!("console: no client {id} is connected (try /list)");
+    warn!(event = "console_no_client", id = id.0; "console: no client {id} is connected (try /list)");
 }
 
 pub fn console_nobody_spoke() {
-    warn!("console: no client has spoken yet; use /to <id> <text> or /all <text>");
+    warn!(event = "console_nobody_spoke"; "console: no client has spoken yet; use /to <id> <text> or /all <text>");
 }
 
 pub fn console_list_header(online: usize) {
-    info!("{online} online");
+    info!(event = "list", online = online; "{online} online");
 }
 
 /// One `/list` line; `leaving` is the reason of a client that is closing and not yet gone.
@@ -406,10 +456,14 @@ pub fn console_list_entry(
 ) {
     match leaving {
         None => info!(
+            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
+            lines_in = lines_in, lines_out = lines_out;
             "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
             Age(age)
         ),
         Some(reason) => info!(
+            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
+            lines_in = lines_in, lines_out = lines_out, leaving:% = reason;
             "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out, leaving ({reason})",
             Age(age)
         ),
@@ -418,16 +472,16 @@ pub fn console_list_entry(
 
 pub fn console_help() {
     for line in HELP {
-        info!("{line}");
+        info!(event = "help"; "{line}");
     }
 }
 
 pub fn shutting_down(cause: &str) {
-    info!("shutting down ({cause})");
+    info!(event = "shutting_down", cause = cause; "shutting down ({cause})");
 }
 
 pub fn stopped() {
-    info!("stopped");
+    info!(event = "stopped"; "stopped");
 }
 
 /// `1 client`, `2 clients`.
