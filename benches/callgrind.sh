@@ -5,6 +5,7 @@
 # line is reported in the log file, stops it, and prints total instructions / lines.
 #
 # usage: bash benches/callgrind.sh [LINES]        (needs valgrind; default 200000 lines)
+#        CHATD_ARGS="--log-time clock" bash benches/callgrind.sh   passes more arguments to chatd
 #        CALLGRIND_OUT=cg.out bash benches/callgrind.sh   keeps the profile, for
 #        `callgrind_annotate --inclusive=no cg.out` (where the instructions go, per function)
 set -euo pipefail
@@ -21,11 +22,11 @@ mkfifo "$dir/console"
 sleep 600 > "$dir/console" &   # keeps the console open (and bounds the run)
 holder=$!
 valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-  target/release/chatd --listen 127.0.0.1:0 --log-file "$dir/chatd.log" \
+  target/release/chatd --listen 127.0.0.1:0 --log-file "$dir/chatd.log" ${CHATD_ARGS:-} \
   < "$dir/console" > "$dir/stdout.log" 2> "$dir/valgrind.log" &
 pid=$!
 for _ in $(seq 600); do grep -q 'listening on' "$dir/stdout.log" 2>/dev/null && break; sleep 0.1; done
-port=$(grep -o 'listening on .*' "$dir/stdout.log" | sed 's/.*://')
+port=$(grep -o 'listening on [^ "]*' "$dir/stdout.log" | head -n 1 | sed 's/.*://')
 
 line=$(printf 'x%.0s' $(seq 63))
 # `yes` ends on SIGPIPE when `head` has enough, which pipefail would count as a failure.
@@ -37,8 +38,8 @@ exec 3<>"/dev/tcp/127.0.0.1/$port"
 read -r _greeting <&3
 cat "$dir/input" >&3
 exec 3>&-
-for _ in $(seq 1200); do grep -q ': END$' "$dir/chatd.log" && break; sleep 0.5; done
-grep -q ': END$' "$dir/chatd.log" || { echo "callgrind.sh: the last line was never reported" >&2; exit 1; }
+for _ in $(seq 1200); do grep -qE ': END$|"text":"END"' "$dir/chatd.log" && break; sleep 0.5; done
+grep -qE ': END$|"text":"END"' "$dir/chatd.log" || { echo "callgrind.sh: the last line was never reported" >&2; exit 1; }
 
 kill -TERM "$pid"
 wait "$pid" || true

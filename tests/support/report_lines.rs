@@ -153,4 +153,4 @@ fn online_of(text: &str) -> Option<usize> {
 }
 
 /// The longest the logger's `HH:MM:SS [LEVEL] ` can be, with room to spare.
-const PREFIX_MAX: usize = 32;
+const PREFIX_MAX: usize = 40;
