@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use report::RunInfo;
-use scenarios::{Context, RelayLoad, Scenario};
+use scenarios::{Context, RelayLoad, Scenario, Variant};
 use targets::Kind;
 
 fn main() -> ExitCode {
@@ -163,6 +163,7 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
                 clients,
                 line_len,
                 total_lines,
+                variant: Variant::Default,
             };
             // The quick run compares one row: the most clients, the shortest lines.
             let compare = !quick || (clients == 100 && line_len == 64);
@@ -173,6 +174,17 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
             };
             plan.extend(kinds.iter().map(|&kind| (scenario.clone(), kind)));
         }
+    }
+
+    // What JSON reports and idle metrics cost: the row that moves most lines, again with each.
+    for variant in [Variant::Json, Variant::Metrics] {
+        let scenario = Scenario::Ingest {
+            clients: 100,
+            line_len: 64,
+            total_lines: small_total,
+            variant,
+        };
+        plan.push((scenario, Chatd));
     }
 
     // Hold: as many as the open-files limit allows, keeping a reserve for the harness itself

@@ -26,6 +26,8 @@ pub enum Scenario {
         clients: usize,
         line_len: usize,
         total_lines: u64,
+        /// What chatd runs with beyond the defaults (chatd rows only).
+        variant: Variant,
     },
     /// `clients` clients connect and stay.
     Hold { clients: usize },
@@ -41,6 +43,16 @@ pub enum Scenario {
     /// `clients` clients take their seats in the chat room (chatd `--relay`, ncat `--chat`), then
     /// talk as `load` says.
     Relay { clients: usize, load: RelayLoad },
+}
+
+/// An ingest row's chatd: as it starts by default, or with one feature on, to price it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Default,
+    /// `--log-format json`: what the JSON reports cost beside the text ones.
+    Json,
+    /// `--metrics 127.0.0.1:0` with nobody scraping: what the counters cost.
+    Metrics,
 }
 
 /// What the relay room's clients do once seated.
@@ -76,11 +88,22 @@ impl Scenario {
     pub fn params(&self) -> String {
         match self {
             Scenario::Ingest {
-                clients, line_len, ..
-            } => match line_len {
-                1024 => format!("C={clients} 1KiB"),
-                _ => format!("C={clients} {line_len}B"),
-            },
+                clients,
+                line_len,
+                variant,
+                ..
+            } => {
+                let size = match line_len {
+                    1024 => "1KiB".to_owned(),
+                    _ => format!("{line_len}B"),
+                };
+                let variant = match variant {
+                    Variant::Default => "",
+                    Variant::Json => " json",
+                    Variant::Metrics => " metrics",
+                };
+                format!("C={clients} {size}{variant}")
+            }
             Scenario::Hold { clients } => format!("N={clients}"),
             Scenario::Churn { workers, .. } => format!("P={workers}"),
             Scenario::Broadcast { clients, rate, .. } => format!("C={clients} {rate}/s"),
@@ -131,6 +154,14 @@ impl Scenario {
                 ..
             } => &["--relay", "--max-queue", UNTHROTTLED_MAX_QUEUE],
             Scenario::Relay { .. } => &["--relay"],
+            Scenario::Ingest {
+                variant: Variant::Json,
+                ..
+            } => &["--log-format", "json"],
+            Scenario::Ingest {
+                variant: Variant::Metrics,
+                ..
+            } => &["--metrics", "127.0.0.1:0"],
             _ => &[],
         }
     }
@@ -165,6 +196,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                     clients,
                     line_len,
                     total_lines,
+                    ..
                 } => {
                     let load = IngestLoad {
                         clients,

@@ -226,12 +226,7 @@ fn wait_for_listening(child: &mut Child, stdout_path: &Path) -> io::Result<Socke
     let deadline = Instant::now() + START_WAIT;
     loop {
         let text = fs::read_to_string(stdout_path).unwrap_or_default();
-        let listening =
-            text.lines()
-                .find_map(|line| match report_lines::parse(report_lines::body(line)) {
-                    Some(Report::Listening(addr)) => Some(addr),
-                    _ => None,
-                });
+        let listening = text.lines().find_map(report_lines::listening_addr);
         if let Some(addr) = listening {
             return Ok(addr);
         }
@@ -304,6 +299,9 @@ impl LogTail {
 impl LogCounts {
     /// Counts one report line, `HH:MM:SS [LEVEL] body`.
     fn count(&mut self, line: &[u8]) {
+        if line.first() == Some(&b'{') {
+            return self.count_json(line);
+        }
         let Some(body) = report_lines::body_bytes(line) else {
             return;
         };
@@ -325,6 +323,36 @@ impl LogCounts {
                 // Read in full only here: disconnects are few, messages are most of the log.
                 let report = std::str::from_utf8(body).ok().and_then(report_lines::parse);
                 if let Some(Report::Disconnect { reason: "slow", .. }) = report {
+                    self.slow += 1;
+                }
+            }
+            Some(report_lines::Kind::Refused) => self.refused += 1,
+            Some(report_lines::Kind::Listening) | None => {}
+        }
+    }
+}
+
+impl LogCounts {
+    /// Counts one `--log-format json` report line: its `event` field, and for a message the END
+    /// marker at the end of its `text` (the line ends `...END0042"}`).
+    fn count_json(&mut self, line: &[u8]) {
+        match report_lines::json_kind(line) {
+            Some(report_lines::Kind::Message) => {
+                self.messages += 1;
+                let text_end = line.strip_suffix(b"\"}").unwrap_or(line);
+                if let Some(client) = crate::clients::end_marker(text_end) {
+                    if self.end_seen.len() <= client {
+                        self.end_seen.resize(client + 1, false);
+                    }
+                    if !std::mem::replace(&mut self.end_seen[client], true) {
+                        self.ends += 1;
+                    }
+                }
+            }
+            Some(report_lines::Kind::Connect) => self.connects += 1,
+            Some(report_lines::Kind::Disconnect) => {
+                self.disconnects += 1;
+                if report_lines::json_str(line, b"reason") == Some(b"slow") {
                     self.slow += 1;
                 }
             }

@@ -26,6 +26,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // Not every test binary reads report fields.
 pub use report_lines::{Report, body as report_body};
 
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
@@ -98,9 +99,9 @@ impl Chatd {
         let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
         for _ in 0..listeners {
             let line = chatd.expect_report("listening on ");
-            match report_lines::parse(report_body(&line)) {
-                Some(Report::Listening(addr)) => chatd.addrs.push(addr),
-                _ => panic!("no address in {line:?}"),
+            match report_lines::listening_addr(&line) {
+                Some(addr) => chatd.addrs.push(addr),
+                None => panic!("no address in {line:?}"),
             }
         }
         chatd
@@ -175,6 +176,11 @@ impl Chatd {
         let start = self.seen.len();
         self.expect_report(needle);
         self.seen[start..].to_vec()
+    }
+
+    /// Every stdout line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
     }
 
     /// How many stdout lines read so far contain `needle`.
