@@ -31,9 +31,16 @@ pub struct Chat {
     last_speaker: Option<ConnId>,
     /// In the room: what members said since the chat last acted, as (slot, id, what), in order.
     said: Vec<(usize, ConnId, Said)>,
+    /// Room lines queued for a member, once per recipient (`/stats`, `/metrics`).
+    relay_deliveries: u64,
 }
 
 impl Chat {
+    /// Room lines queued for a member so far, once per recipient.
+    pub fn relay_deliveries(&self) -> u64 {
+        self.relay_deliveries
+    }
+
     /// A chat that greets with `greeting`, or with the default welcome for its mode.
     pub fn new(greeting: Option<&str>, relay: bool) -> Chat {
         let greeting = match (greeting, relay) {
@@ -47,6 +54,7 @@ impl Chat {
                 false => queue::line(greeting.as_bytes()),
             },
             relay,
+            relay_deliveries: 0,
             last_speaker: None,
             said: Vec::new(),
         }
@@ -251,7 +259,8 @@ impl Chat {
             let name = Rc::clone(sender.name());
             match what {
                 Said::Text(text) => {
-                    clients.send_all(Some(key), &room::message(&name, &text));
+                    let sent = clients.send_all(Some(key), &room::message(&name, &text));
+                    self.relay_deliveries += sent as u64;
                 }
                 Said::Nick(new) => self.rename(clients, key, &new),
                 Said::Who => {
@@ -347,7 +356,8 @@ impl Chat {
                 None => report::console_no_client(id),
             },
             Command::Help => report::console_help(),
-            Command::Quit => {}
+            // The loop's own: it answers them itself.
+            Command::Quit | Command::Stats => {}
         }
     }
 

@@ -115,6 +115,8 @@ pub struct Connection<S = TcpStream> {
     last_input: Instant,
     lines_in: u64,
     lines_out: u64,
+    /// Bytes read from the socket, for `/metrics`.
+    bytes_in: u64,
     decoder: LineDecoder,
     /// Lines queued for the client; holds no memory when empty.
     out: OutQueue,
@@ -145,6 +147,7 @@ impl<S: Stream> Connection<S> {
             last_input: now,
             lines_in: 0,
             lines_out: 0,
+            bytes_in: 0,
             decoder: LineDecoder::new(limits.max_line),
             out: OutQueue::default(),
             max_queue: limits.max_queue,
@@ -185,6 +188,11 @@ impl<S: Stream> Connection<S> {
     /// Messages heard from it and lines queued for it.
     pub fn counts(&self) -> (u64, u64) {
         (self.lines_in, self.lines_out)
+    }
+
+    /// Bytes read, bytes written and bytes queued now (as the cap counts them), for `/metrics`.
+    pub fn bytes(&self) -> (u64, u64, usize) {
+        (self.bytes_in, self.out.written(), self.out.held())
     }
 
     pub fn stream_mut(&mut self) -> &mut S {
@@ -255,7 +263,11 @@ impl<S: Stream> Connection<S> {
             } else if self.hearing {
                 want = want.min(HEAR_OUT_CAP - self.heard_out);
             }
-            match self.stream.read(&mut buf[..want]) {
+            let read = self.stream.read(&mut buf[..want]);
+            if let Ok(n) = read {
+                self.bytes_in += n as u64;
+            }
+            match read {
                 Ok(0) => return ReadStatus::Eof,
                 Ok(n) if discarding => {
                     self.discarded += n;

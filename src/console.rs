@@ -151,6 +151,8 @@ pub enum Command {
     Quit,
     /// `/help`: the commands.
     Help,
+    /// `/stats`: the figures `/metrics` serves.
+    Stats,
 }
 
 /// Why a console line was not a command; each prints as one line for the operator.
@@ -210,6 +212,7 @@ pub fn parse(line: &str) -> Option<Result<Command, ParseError>> {
         "list" => Ok(Command::List),
         "quit" => Ok(Command::Quit),
         "help" => Ok(Command::Help),
+        "stats" => Ok(Command::Stats),
         _ => Err(ParseError::UnknownCommand(format!("/{name}"))),
     })
 }
@@ -278,6 +281,7 @@ mod tests {
         assert_eq!(ok("/kick #3"), Command::Kick(ConnId(3)));
         assert_eq!(ok("/quit"), Command::Quit);
         assert_eq!(ok("/help"), Command::Help);
+        assert_eq!(ok("/stats"), Command::Stats);
     }
 
     #[test]

@@ -53,6 +53,22 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order `/stats` and `/metrics` list them.
+    pub const ALL: [Reason; 7] = [
+        Reason::Exit,
+        Reason::Closed,
+        Reason::Reset,
+        Reason::Kicked,
+        Reason::Shutdown,
+        Reason::Slow,
+        Reason::Timeout,
+    ];
+
+    /// This reason's place in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether the server closed the client (rather than the client leaving): what it had sent by
     /// then is still heard, and a line it was in the middle of is reported cut.
     pub fn hears_out(self) -> bool {

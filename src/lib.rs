@@ -7,6 +7,7 @@
 //! Each module imports only those above it in this list, so the graph has no cycle:
 //! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
 //! - `escape`: client bytes made safe for a terminal (leaf, pure).
+//! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).
 //! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
@@ -25,6 +26,8 @@
 //! - `systemd`: socket activation (LISTEN_FDS) and sd_notify (READY, STATUS, STOPPING, WATCHDOG);
 //!   the environment and a datagram socket, nothing of the loop's (leaf).
 //! - `listeners`: binding the `--listen` addresses, and accepting within a budget.
+//! - `metrics`: the `--metrics` HTTP listener: `GET /metrics` parsed with httparse, answered
+//!   from a `Stats` snapshot the loop takes; its connections' limits.
 //! - `signals`: the signals chatd answers, as loop events; the second interrupt's exit.
 //! - `server`: the loop: poll, tokens, accept, reads, timers, `before_sleep`, signals, shutdown.
 //!
@@ -59,7 +62,9 @@ mod queue;
 mod report;
 mod room;
 mod server;
+mod metrics;
 mod signals;
+mod stats;
 mod systemd;
 mod timers;
 mod wrap;

@@ -27,6 +27,8 @@ pub struct OutQueue {
     offset: usize,
     /// What the lines behind the front one cost against the cap: bytes plus `LINE_OVERHEAD` each.
     waiting: usize,
+    /// Bytes written so far, over the queue's life (for `/metrics`): kept by `clear`.
+    written: u64,
 }
 
 /// The line would take the queue past its cap.
@@ -55,8 +57,12 @@ impl OutQueue {
         self.lines.is_empty()
     }
 
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// What the queue holds, counted as the cap counts it (the front line included).
-    #[cfg(test)]
     pub fn held(&self) -> usize {
         let front = self.lines.front().map_or(0, |line| cost(line.len()));
         self.waiting + front
@@ -64,7 +70,10 @@ impl OutQueue {
 
     /// Forgets every line and gives back the memory.
     pub fn clear(&mut self) {
-        *self = OutQueue::default();
+        *self = OutQueue {
+            written: self.written,
+            ..OutQueue::default()
+        };
     }
 
     /// Writes until the queue is empty or `out` would block.
@@ -94,6 +103,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut written: usize) {
+        self.written += written as u64;
         while let Some(front) = self.lines.front() {
             let left = front.len() - self.offset;
             if written < left {

@@ -24,6 +24,7 @@ use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::{Held, LogFormat, LogTime, TurnLogger};
+use crate::stats::Stats;
 use crate::wrap;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
@@ -231,6 +232,61 @@ pub fn flush() {
 /// Shown at any level but `off`: scripts read it to find the port.
 pub fn listening(addr: SocketAddr) {
     log::log!(target: ALWAYS, Level::Info, event = "listening", addr:% = addr; "listening on {addr}");
+}
+
+/// Shown at any level but `off`, as `listening on` is: scripts read it to find the port.
+pub fn metrics_listening(addr: SocketAddr) {
+    log::log!(target: ALWAYS, Level::Info, event = "metrics_listening", addr:% = addr; "metrics on {addr}");
+}
+
+/// The `/metrics` listener could not take a connection; it will be tried again.
+pub fn metrics_accept_failed(error: &io::Error) {
+    warn!(event = "metrics_accept_failed", error:% = error; "metrics: accept failed: {error}");
+}
+
+/// `/stats`: the figures `GET /metrics` serves, in one line.
+pub fn stats(s: &Stats) {
+    let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
+    info!(
+        event = "stats",
+        online = s.online,
+        connections_accepted = s.accepted,
+        refused_full = s.refused_full,
+        refused_error = s.refused_error,
+        disconnects_exit = exit,
+        disconnects_closed = closed,
+        disconnects_reset = reset,
+        disconnects_kicked = kicked,
+        disconnects_shutdown = shutdown,
+        disconnects_slow = slow,
+        disconnects_timeout = timeout,
+        messages_in = s.messages_in,
+        bytes_in = s.bytes_in,
+        lines_out = s.lines_out,
+        bytes_out = s.bytes_out,
+        relay_deliveries = s.relay_deliveries,
+        queue_bytes = s.queue_bytes,
+        timers_armed = s.timers,
+        loop_turns = s.turns,
+        loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
+        "stats: {} online; {} accepted, refused {} full {} error; disconnects exit {exit} closed \
+         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
+         in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
+         {} timers; {} turns, {:.3} s busy",
+        s.online,
+        s.accepted,
+        s.refused_full,
+        s.refused_error,
+        s.messages_in,
+        s.bytes_in,
+        s.lines_out,
+        s.bytes_out,
+        s.relay_deliveries,
+        s.queue_bytes,
+        s.timers,
+        s.turns,
+        s.busy.as_secs_f64()
+    );
 }
 
 pub fn max_clients(max: usize) {
@@ -517,6 +573,7 @@ const HELP: &[&str] = &[
     "  <text>            reply to the client that spoke last (//text sends /text)",
     "  /list             list clients: id, address, time connected, messages in and out",
     "  /kick <id>        disconnect client #<id>",
+    "  /stats            the server's figures (what --metrics serves)",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
     "  /help             this list",
 ];

@@ -33,8 +33,10 @@ use crate::connection::ReadStatus;
 use crate::console::{self, Command, Console, ConsoleInput};
 use crate::ids::{ConnId, Peer};
 use crate::listeners::{self, Accepted, BindError, Listeners};
+use crate::metrics::{self, After, Metrics};
 use crate::report;
 use crate::signals::{Interrupts, Signal};
+use crate::stats::Stats;
 use crate::systemd::{self, Notifier};
 use crate::timers::{Due, Timers};
 
@@ -76,6 +78,20 @@ pub struct Server {
     status_sent: Option<usize>,
     /// Half of systemd's `WATCHDOG_USEC`: how often `Due::Watchdog` sends `WATCHDOG=1`.
     watchdog: Option<Duration>,
+    /// `--metrics`: the HTTP listener and its scrapes.
+    metrics: Option<Metrics>,
+    /// The loop's own figures for `/stats` and `/metrics` (the clients keep theirs).
+    counts: LoopCounts,
+}
+
+/// What only the loop sees: turns, time busy, refusals. Plain integers, added to once per turn or
+/// per refusal.
+#[derive(Debug, Default)]
+struct LoopCounts {
+    turns: u64,
+    busy: Duration,
+    refused_full: u64,
+    refused_error: u64,
 }
 
 impl Server {
@@ -96,6 +112,13 @@ impl Server {
         let registry = poll.registry();
         let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
+        let metrics = match config.metrics {
+            Some(addr) => Some(
+                Metrics::bind(addr, registry)
+                    .map_err(|source| BindError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
         let limits = config.limits();
         report::max_clients(limits.max_clients);
         Ok(Server {
@@ -117,6 +140,8 @@ impl Server {
             watchdog,
             notifier,
             status_sent: None,
+            metrics,
+            counts: LoopCounts::default(),
         })
     }
 
@@ -146,6 +171,7 @@ impl Server {
                 }
                 return Err(e);
             }
+            let woke = Instant::now();
             // The clients left over from last turn go first, so a busy one cannot starve them.
             self.work_left = TURN_BUDGET;
             self.resume_pending();
@@ -154,6 +180,8 @@ impl Server {
             }
             self.fire_timers();
             self.before_sleep();
+            self.counts.turns += 1;
+            self.counts.busy += woke.elapsed();
         }
     }
 
@@ -171,6 +199,7 @@ impl Server {
         match event.token() {
             WAKER => self.drain_console(),
             SIGNALS => self.drain_signals(),
+            token if Metrics::owns(token) => self.scrape_event(token, event),
             token => match clients::key_of(token) {
                 None => self.accept(token.0 - LISTENER_BASE),
                 Some(key) => {
@@ -208,9 +237,49 @@ impl Server {
         self.listeners.pend(index);
     }
 
+    /// A `--metrics` event: new scrapes get their timer; a whole request gets its answer, from a
+    /// snapshot taken now.
+    fn scrape_event(&mut self, token: Token, event: &Event) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let Some(key) = Metrics::scrape_of(token) else {
+            let deadline = Instant::now() + metrics::SCRAPE_TIMEOUT;
+            for (key, id) in metrics.accept(registry) {
+                self.timers.arm(deadline, Due::Scrape(key, id));
+            }
+            return;
+        };
+        if event.is_writable() {
+            metrics.on_writable(key, registry);
+        }
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        if readable && let After::WantsStats(key) = metrics.on_readable(key, registry) {
+            let stats = self.stats();
+            if let Some(metrics) = &mut self.metrics {
+                metrics.answer_stats(key, &stats, self.poll.registry());
+            }
+        }
+    }
+
+    /// The figures of `/stats` and `GET /metrics`, gathered now.
+    fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        self.clients.stats(&mut stats);
+        stats.refused_full = self.counts.refused_full;
+        stats.refused_error = self.counts.refused_error;
+        stats.relay_deliveries = self.chat.relay_deliveries();
+        stats.timers = self.timers.len() as u64;
+        stats.turns = self.counts.turns;
+        stats.busy = self.counts.busy;
+        stats
+    }
+
     /// Seats a new client and lets the chat greet it, or refuses it past `--max-clients`.
     fn admit(&mut self, stream: TcpStream, peer: Peer) {
         if self.clients.is_full() {
+            self.counts.refused_full += 1;
             let buf = &mut self.read_buf;
             return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
         }
@@ -220,7 +289,10 @@ impl Server {
                 self.arm_idle_timer(key, id);
                 self.chat.join(&mut self.clients, key);
             }
-            Err(e) => report::refused(peer, &e.to_string()),
+            Err(e) => {
+                self.counts.refused_error += 1;
+                report::refused(peer, &e.to_string());
+            }
         }
     }
 
@@ -304,6 +376,11 @@ impl Server {
                     self.listeners.retry_fired();
                     for index in 0..self.listeners.len() {
                         self.accept(index);
+                    }
+                }
+                Due::Scrape(key, id) => {
+                    if let Some(metrics) = &mut self.metrics {
+                        metrics.expire(key, id, self.poll.registry());
                     }
                 }
                 Due::Watchdog => {
@@ -454,6 +531,7 @@ impl Server {
     fn execute(&mut self, command: Command) {
         match command {
             Command::Quit => self.begin_shutdown("/quit"),
+            Command::Stats => report::stats(&self.stats()),
             Command::Kick(id) => {
                 if let Some(key) = self.clients.find(id) {
                     self.hear(key);

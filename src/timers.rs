@@ -26,6 +26,8 @@ pub enum Due {
     AcceptRetry,
     /// Time to tell systemd's watchdog the loop is alive (`WATCHDOG=1`).
     Watchdog,
+    /// The `--metrics` scrape in this slot with this id has had its time.
+    Scrape(usize, u64),
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +54,8 @@ impl Timers {
     pub fn sweep(&mut self, alive: impl Fn(usize, ConnId) -> bool) {
         self.heap.retain(|Reverse((_, due))| match *due {
             Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => alive(key, id),
-            Due::AcceptRetry | Due::Watchdog => true,
+            // A scrape's timer fires within seconds anyway.
+            Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) => true,
         });
     }
 
