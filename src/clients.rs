@@ -102,7 +102,12 @@ impl<S: Stream> Clients<S> {
             add(&mut totals, &client.conn);
             queued += client.conn.bytes().2 as u64;
         }
-        [stats.messages_in, stats.lines_out, stats.bytes_in, stats.bytes_out] = totals;
+        [
+            stats.messages_in,
+            stats.lines_out,
+            stats.bytes_in,
+            stats.bytes_out,
+        ] = totals;
         stats.queue_bytes = queued;
     }
 
@@ -356,7 +361,10 @@ struct Gone {
 fn add<S: Stream>(totals: &mut [u64; 4], conn: &Connection<S>) {
     let (lines_in, lines_out) = conn.counts();
     let (bytes_in, bytes_out, _) = conn.bytes();
-    for (total, n) in totals.iter_mut().zip([lines_in, lines_out, bytes_in, bytes_out]) {
+    for (total, n) in totals
+        .iter_mut()
+        .zip([lines_in, lines_out, bytes_in, bytes_out])
+    {
         *total += n;
     }
 }

@@ -279,13 +279,25 @@ mod tests {
     fn judges_requests() {
         let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(judge(get("/metrics").as_bytes(), false), Verdict::Metrics);
-        assert_eq!(judge(get("/metrics?x=1").as_bytes(), false), Verdict::Metrics);
-        assert_eq!(judge(get("/").as_bytes(), false), Verdict::Answer(NOT_FOUND));
+        assert_eq!(
+            judge(get("/metrics?x=1").as_bytes(), false),
+            Verdict::Metrics
+        );
+        assert_eq!(
+            judge(get("/").as_bytes(), false),
+            Verdict::Answer(NOT_FOUND)
+        );
         let post = b"POST /metrics HTTP/1.1\r\n\r\n";
         assert_eq!(judge(post, false), Verdict::Answer(NOT_ALLOWED));
-        assert_eq!(judge(b"GET /metrics HTTP/1.1\r\n", false), Verdict::Incomplete);
+        assert_eq!(
+            judge(b"GET /metrics HTTP/1.1\r\n", false),
+            Verdict::Incomplete
+        );
         assert_eq!(judge(b"GET /metrics HTTP/1.1\r\n", true), Verdict::Close);
-        assert_eq!(judge(b"\x01\x02 nonsense\r\n\r\n", false), Verdict::Answer(BAD_REQUEST));
+        assert_eq!(
+            judge(b"\x01\x02 nonsense\r\n\r\n", false),
+            Verdict::Answer(BAD_REQUEST)
+        );
         let huge = format!("GET /metrics HTTP/1.1\r\nX: {}", "a".repeat(MAX_REQUEST));
         assert_eq!(judge(huge.as_bytes(), false), Verdict::Answer(TOO_LARGE));
         let many: String = (0..40).map(|i| format!("X{i}: y\r\n")).collect();

@@ -58,7 +58,12 @@ impl Stats {
             }
         };
         let n = |v: u64| vec![("", v.to_string())];
-        one("clients_online", "gauge", "Clients connected now.", &n(self.online));
+        one(
+            "clients_online",
+            "gauge",
+            "Clients connected now.",
+            &n(self.online),
+        );
         one(
             "connections_accepted_total",
             "counter",
@@ -95,9 +100,24 @@ impl Stats {
             "Lines heard from clients.",
             &n(self.messages_in),
         );
-        one("bytes_in_total", "counter", "Bytes read from clients.", &n(self.bytes_in));
-        one("lines_out_total", "counter", "Lines queued for clients.", &n(self.lines_out));
-        one("bytes_out_total", "counter", "Bytes written to clients.", &n(self.bytes_out));
+        one(
+            "bytes_in_total",
+            "counter",
+            "Bytes read from clients.",
+            &n(self.bytes_in),
+        );
+        one(
+            "lines_out_total",
+            "counter",
+            "Lines queued for clients.",
+            &n(self.lines_out),
+        );
+        one(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            &n(self.bytes_out),
+        );
         one(
             "relay_deliveries_total",
             "counter",
@@ -110,8 +130,18 @@ impl Stats {
             "Bytes waiting in client output queues.",
             &n(self.queue_bytes),
         );
-        one("timers_armed", "gauge", "Timers in the loop's queue.", &n(self.timers));
-        one("loop_turns_total", "counter", "Event loop turns.", &n(self.turns));
+        one(
+            "timers_armed",
+            "gauge",
+            "Timers in the loop's queue.",
+            &n(self.timers),
+        );
+        one(
+            "loop_turns_total",
+            "counter",
+            "Event loop turns.",
+            &n(self.turns),
+        );
         one(
             "loop_busy_seconds_total",
             "counter",
