@@ -4,7 +4,8 @@
 //! `cargo bench --bench load` runs everything (a few minutes); `-- --quick` is the smoke run CI
 //! calls (about 30 s of scenarios). Other arguments without `--` keep only the rows whose scenario
 //! and params start with one of them, e.g. `cargo bench --bench load -- --quick churn` or
-//! `cargo bench --bench load -- 'relay C=1000'`.
+//! `cargo bench --bench load -- 'relay C=1000'`; one ending in `$` keeps only the row it names in
+//! full (`'ingest C=100 64B$'`, without its json and metrics twins).
 //!
 //! Each row starts a fresh server, drives it with a bounded number of clients for a bounded time
 //! (a row that runs out of time says TIMEOUT and the run goes on), and stops it. The results go to
@@ -93,7 +94,12 @@ fn main() -> ExitCode {
     let plan = plan(quick, open_files);
     let plan = plan.into_iter().filter(|(scenario, _)| {
         let row = format!("{} {}", scenario.name(), scenario.params());
-        filters.is_empty() || filters.iter().any(|f| row.starts_with(f))
+        // `ROW$` keeps that row alone: `ingest C=100 64B$` without its json and metrics twins.
+        let keeps = |f: &&str| {
+            f.strip_suffix('$')
+                .map_or(row.starts_with(*f), |exact| row == exact)
+        };
+        filters.is_empty() || filters.iter().any(keeps)
     });
     for (index, (scenario, kind)) in plan.enumerate() {
         let row = scenarios::run(&scenario, kind, &context, index);
