@@ -185,8 +185,8 @@ Console (type on stdin):
   /to <id> <text>, @<id> <text>   send a line to one client
   /all <text>                     send a line to every client
   <text>                          reply to the client that spoke last (//text sends /text)
-  /list, /kick <id>, /quit, /help
-Reports (stdout, and --log-file):
+  /list, /kick <id>, /stats, /quit, /help
+Reports (stdout, and --log-file; --log-format json: one JSON object per line, docs/log-format.md):
   listening on <addr>
   connect <peer> #<id> (<n> online)
   message <peer> #<id>: <text>
