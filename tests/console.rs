@@ -495,12 +495,13 @@ const KICKED: &str = "you were disconnected by the operator";
 /// An unknown command, typed to mark a point in chatd's output.
 const SENTINEL: &str = "/sentinel";
 /// How each `/help` line after `commands:` starts, one per command.
-const HELP_SYNTAX: [&str; 7] = [
+const HELP_SYNTAX: [&str; 8] = [
     "/to <id> <text>",
     "/all <text>",
     "<text>",
     "/list",
     "/kick <id>",
+    "/stats",
     "/quit",
     "/help",
 ];

@@ -28,7 +28,7 @@ fn man_page_names_every_flag_of_help() {
     // --help's closing notes keep their lines (not filled into one paragraph).
     assert!(
         man.lines()
-            .any(|line| line == "  /list, /kick <id>, /quit, /help"),
+            .any(|line| line == "  /list, /kick <id>, /stats, /quit, /help"),
         "the console notes lost their layout:\n{man}"
     );
 }
