@@ -67,6 +67,8 @@ pub fn init_logging(
         let stamp = match time {
             None | Some(LogTime::Clock) => "HH:MM:SS ".len(),
             Some(LogTime::Rfc3339) => {
+                // simplelog's RFC 3339 time is local, with as many fraction digits as it needs:
+                // wrapping counts the longest it can be.
                 config.set_time_format_rfc3339();
                 "2026-11-30T12:00:01.123456789+01:00 ".len()
             }

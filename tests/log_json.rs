@@ -4,8 +4,9 @@
 //! back every client's text as the text format shows it.
 //!
 //! The kinds no session here can make on demand (`unheard`, `accept_failed`, `accepting_again`,
-//! `console_not_sent`, `loop_failed`) are made by the same code as the rest: the unit tests in
-//! src/logger.rs check that code's objects with serde_json.
+//! `metrics_accept_failed`, `console_not_sent`, `loop_failed`) are made by the same code as the
+//! rest: the unit tests in src/logger.rs check that code's objects with serde_json. `stats` and
+//! `metrics_listening` are read back in tests/metrics.rs.
 
 mod common;
 
