@@ -122,7 +122,7 @@ impl Server {
 
     /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
     pub fn run(mut self) -> io::Result<()> {
-        self.console = Console::start(Arc::clone(&self.waker))?;
+        self.console = Console::start(Arc::clone(&self.waker), self.interrupts.quitting())?;
         report::flush(); // The `listening on` lines, before the first wait.
         self.notify(&format!("READY=1\nSTATUS={}", status(0)));
         self.status_sent = Some(0);
@@ -474,7 +474,7 @@ impl Server {
                 Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
                 Signal::Hangup => report::reopen_log_file("SIGHUP"),
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
-                Signal::Ignored(name) => report::signal_ignored(name),
+                Signal::Ignored(name) => report::signal_ignored(&name),
             }
         }
     }
@@ -511,11 +511,11 @@ const LISTENER_BASE: usize = 2;
 
 /// The work one client's read may cause in a turn before the others get their go: a byte read
 /// costs one, a line one more for each member it goes to (`Chat::line_cost`). Without the room,
-/// 256 KiB of input; in a room of 1 000, about 260 lines.
-const CLIENT_BUDGET: usize = 256 * 1024;
+/// 128 KiB of input; in a room of 1 000, about 130 lines.
+const CLIENT_BUDGET: usize = 128 * 1024;
 /// The work a turn does before the clients with input left wait for the next one (they go first
 /// then). Bounds how long accepts, the console and timers wait, whatever clients send.
-const TURN_BUDGET: usize = 1024 * 1024;
+const TURN_BUDGET: usize = 512 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 const EVENTS_PER_TURN: usize = 1024;
 /// How long a closing client's output may take to drain, at shutdown and otherwise.
