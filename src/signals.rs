@@ -46,9 +46,13 @@ impl Interrupts {
         let mut signals = Signals::new(
             [SIGINT, SIGTERM, SIGHUP, SIGUSR1]
                 .into_iter()
-                .chain(IGNORED.iter().map(|&(signal, _)| signal))
-                .chain(realtime()),
+                .chain(IGNORED.iter().map(|&(signal, _)| signal)),
         )?;
+        // Each on its own and best effort: a runtime may keep some for itself (valgrind does),
+        // and chatd must still start.
+        for signal in realtime() {
+            let _ = signals.add_signal(signal);
+        }
         let exit_now = Arc::new(AtomicBool::new(false));
         exit_on_second_interrupt(&exit_now)?;
         registry.register(&mut signals, token, Interest::READABLE)?;
