@@ -58,7 +58,7 @@ impl Lists {
         if conn.is_broken() && !mem_set(&mut marks.broken) {
             self.broken.push_back((key, conn.id()));
         }
-        if conn.is_hearing() && !mem_set(&mut marks.pending) {
+        if conn.wants_reread() && !mem_set(&mut marks.pending) {
             self.pending.push((key, conn.id()));
         }
     }

@@ -110,6 +110,10 @@ pub struct Connection<S = TcpStream> {
     heard_out: usize,
     /// Bytes read past `HEAR_OUT_CAP` and thrown away unheard, to be reported dropped.
     discarded: usize,
+    /// While hearing out: the last read found the socket empty. One empty read is not the end:
+    /// on loopback, what the client's kernel still holds arrives a moment after a read makes room
+    /// for it, so the socket is read once more a turn later before the hearing ends.
+    quiet: bool,
     connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     last_input: Instant,
@@ -141,6 +145,7 @@ impl<S: Stream> Connection<S> {
             hearing: false,
             heard_out: 0,
             discarded: 0,
+            quiet: false,
             connected_at: now,
             last_input: now,
             lines_in: 0,
@@ -214,6 +219,19 @@ impl<S: Stream> Connection<S> {
         self.hearing
     }
 
+    /// Whether it is to be read again next turn without waiting for an event: while heard out,
+    /// but not once it is past the cap and its socket was found empty (then its next bytes bring
+    /// an event, and the grace timer ends the wait).
+    pub fn wants_reread(&self) -> bool {
+        self.hearing && !(self.quiet && self.is_capped())
+    }
+
+    /// A read found its socket empty while hearing it out: whether that was the first time in a
+    /// row (look again next turn) rather than the second (it is heard out).
+    pub fn first_quiet(&mut self) -> bool {
+        !std::mem::replace(&mut self.quiet, true)
+    }
+
     /// Whether hearing it out reached `HEAR_OUT_CAP`: the line it was in the middle of is cut.
     pub fn is_capped(&self) -> bool {
         self.heard_out >= HEAR_OUT_CAP
@@ -258,12 +276,14 @@ impl<S: Stream> Connection<S> {
             match self.stream.read(&mut buf[..want]) {
                 Ok(0) => return ReadStatus::Eof,
                 Ok(n) if discarding => {
+                    self.quiet = false;
                     self.discarded += n;
                     *budget = budget.saturating_sub(n);
                 }
                 Ok(n) => {
                     if self.hearing {
                         self.heard_out += n;
+                        self.quiet = false;
                     }
                     self.last_input = Instant::now();
                     let mut lines: usize = 0;
