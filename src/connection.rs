@@ -267,7 +267,15 @@ impl<S: Stream> Connection<S> {
                 return ReadStatus::BudgetSpent;
             }
             let discarding = self.hearing && self.is_capped();
-            let mut want = buf.len().min((*budget / (1 + per_line)).max(1));
+            // Headless (a line costs at most one more than its bytes), read what the budget left
+            // covers in bytes, overshooting by at most as much again; in the room, no more bytes
+            // than the budget could pay for as lines.
+            let affordable = if per_line <= 1 {
+                *budget
+            } else {
+                *budget / (1 + per_line)
+            };
+            let mut want = buf.len().min(affordable.max(1));
             if discarding {
                 want = buf.len().min(*budget);
             } else if self.hearing {
@@ -425,17 +433,20 @@ impl<S: Stream> Connection<S> {
     /// sent is read and discarded, because closing a socket with unread input makes Linux send a
     /// reset, which can destroy the goodbye line before the client reads it.
     /// A client that closed its side first has nothing more to send: dropping is enough.
-    pub fn finish(mut self, buf: &mut [u8]) {
+    /// Gives how many bytes were thrown away, so that they are reported, not lost silently.
+    pub fn finish(&mut self, buf: &mut [u8]) -> usize {
         if self.state == State::Closing(Reason::Closed) {
-            return;
+            return 0;
         }
         let _ = self.stream.shutdown_write();
+        let mut thrown = 0;
         for _ in 0..FINISH_READS {
             match self.stream.read(buf) {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => thrown += n,
                 _ => break,
             }
         }
+        thrown
     }
 }
 

@@ -84,7 +84,8 @@ fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>, quitting: Arc<AtomicBool>)
                     Ok(None) => break None,
                     Err(e) => break Some(e),
                 };
-                if matches!(&input, ConsoleInput::Line(text) if matches!(parse(text), Some(Ok(Command::Quit))))
+                if let ConsoleInput::Line(text) = &input
+                    && matches!(parse(text), Some(Ok(Command::Quit)))
                 {
                     quitting.store(true, Ordering::SeqCst);
                 }

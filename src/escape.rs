@@ -8,8 +8,9 @@ use std::borrow::Cow;
 /// Makes client bytes safe for a terminal and a log line. Valid UTF-8 is kept as it is, except that
 /// control characters other than tab (C0, DEL, C1), the invisible format characters that can hide
 /// or reorder text (see `is_unsafe`), the Unicode line and paragraph separators and the room's
-/// server mark `◆` become `\xNN` or `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
-/// sequence, so a client can neither move the cursor nor forge a report line.
+/// server mark `◆` become `\xNN` or `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result
+/// never holds a newline or an escape sequence, so a client cannot forge a report line nor move
+/// the cursor but to the next tab stop (the operator's terminal counts tabs: `wrap.rs`).
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     if let Some(text) = plain(bytes) {
         return Cow::Borrowed(text);
@@ -202,8 +203,8 @@ pub const SERVER_MARK: &str = "\u{25c6}";
 /// mark and the diamonds that look like it, and the invisible format characters (Unicode category
 /// Cf) that can hide or reorder text: bidi marks, embeddings, overrides and isolates, zero-width
 /// space, word joiner, BOM, soft hyphen, tags, invisible operators and the like. The zero-width
-/// joiner and non-joiner are kept (emoji sequences such as 👨‍👩‍👧 and many scripts need them); the
-/// tags of an emoji flag's sequence are kept by `escape_unplain` (`flag_sequence`).
+/// joiner and non-joiner are kept (emoji sequences such as 👨‍👩‍👧 and many scripts need
+/// them); the tags of an emoji flag's sequence are kept by `escape_unplain` (`flag_sequence`).
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(c,

@@ -120,7 +120,7 @@ impl Server {
         })
     }
 
-    /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
+    /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) has finished.
     pub fn run(mut self) -> io::Result<()> {
         self.console = Console::start(Arc::clone(&self.waker), self.interrupts.quitting())?;
         report::flush(); // The `listening on` lines, before the first wait.
@@ -193,6 +193,9 @@ impl Server {
     /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
     fn accept(&mut self, index: usize) {
         for _ in 0..ACCEPT_BUDGET {
+            if self.work_left == 0 {
+                break; // The rest next turn: in the room each join is announced to everyone.
+            }
             match self.listeners.accept(index) {
                 Accepted::Client(stream, peer) => self.admit(stream, peer),
                 Accepted::Drained => return,
@@ -217,6 +220,8 @@ impl Server {
         listeners::tune(&stream, self.keepalive);
         match self.clients.open(stream, peer, self.poll.registry()) {
             Ok((key, id)) => {
+                let cost = self.chat.line_cost(self.clients.len());
+                self.work_left = self.work_left.saturating_sub(cost);
                 self.arm_idle_timer(key, id);
                 self.chat.join(&mut self.clients, key);
             }
@@ -229,7 +234,7 @@ impl Server {
     fn hear(&mut self, key: usize) {
         if self.work_left == 0 {
             if self.clients.get(key).is_some_and(|conn| conn.is_heard()) {
-                self.clients.pend(key);
+                self.clients.pend_unread(key);
             }
             return;
         }
@@ -420,12 +425,15 @@ impl Server {
             self.chat.hear_last(key, conn);
         }
         self.chat.act(&mut self.clients);
-        let Some(conn) = self.clients.remove(key, self.poll.registry()) else {
+        let Some(mut conn) = self.clients.remove(key, self.poll.registry()) else {
             return;
         };
+        let thrown = conn.finish(&mut self.read_buf);
+        if thrown > 0 {
+            report::unheard(conn.label(), thrown);
+        }
         let running = self.phase == Phase::Running;
         self.chat.leave(&mut self.clients, &conn, running);
-        conn.finish(&mut self.read_buf);
         // Timers are dropped lazily, when they fire; with a long --idle-timeout and many short
         // visits the dead ones could pile up, so sweep them once they outnumber the living.
         if self.timers.len() > 2 * self.clients.len() + TIMER_SWEEP_SLACK {
@@ -480,7 +488,8 @@ impl Server {
     }
 
     /// Stops accepting, hears and tells every client, and gives their queues `GRACE` to drain.
-    /// Every trigger (`/quit`, SIGINT, SIGTERM) comes here, and only the first one counts.
+    /// Every trigger (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) comes here, and only the first
+    /// one counts.
     fn begin_shutdown(&mut self, cause: &str) {
         if self.phase != Phase::Running {
             return;
@@ -491,7 +500,9 @@ impl Server {
         self.listeners.close(self.poll.registry());
         // What a client sent before the shutdown is heard, not dropped with the socket.
         for key in self.clients.keys() {
-            self.hear(key);
+            if !self.clients.is_pending(key) {
+                self.hear(key);
+            }
         }
         self.chat.shut_down(&mut self.clients);
         // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
