@@ -186,8 +186,10 @@ impl Chat {
         }
         match status {
             ReadStatus::BudgetSpent => {}
-            // A closing client has now been heard out: the kernel holds nothing more of it (or
-            // nothing chatd will read).
+            // Once empty twice in a row (a turn apart), a closing client has been heard out; one
+            // past the cap is read, and what it sends counted, until it closes or its grace ends.
+            ReadStatus::Drained
+                if conn.is_hearing() && (conn.first_quiet() || conn.is_capped()) => {}
             ReadStatus::Drained => self.stop_hearing(key, conn),
             ReadStatus::Eof => {
                 self.hear_partial(key, conn, conn.is_capped());

@@ -46,6 +46,9 @@ struct Lists {
     /// again next turn without waiting for an event (readiness is edge-triggered, so none would
     /// come).
     pending: Vec<(usize, ConnId)>,
+    /// Clients with input that the turn's budget left unread: read next turn before `pending`, so
+    /// that clients that keep spending their whole budget cannot starve them.
+    waiting: Vec<(usize, ConnId)>,
     /// Clients whose write failed: heard out and closed by the loop, once, later in the turn.
     broken: VecDeque<(usize, ConnId)>,
 }
@@ -61,7 +64,7 @@ impl Lists {
         if conn.is_broken() && !mem_set(&mut marks.broken) {
             self.broken.push_back((key, conn.id()));
         }
-        if conn.is_hearing() && !mem_set(&mut marks.pending) {
+        if conn.wants_reread() && !mem_set(&mut marks.pending) {
             self.pending.push((key, conn.id()));
         }
     }
@@ -331,12 +334,24 @@ impl<S: Stream> Clients<S> {
 
     /// Whether any client waits to be read again.
     pub fn any_pending(&self) -> bool {
-        !self.lists.pending.is_empty()
+        !self.lists.pending.is_empty() || !self.lists.waiting.is_empty()
     }
 
-    /// The clients that stopped at their read budget, to be read again now.
+    /// Remembers that client `key` has input the turn's budget left unread: it goes first next
+    /// turn.
+    pub fn pend_unread(&mut self, key: usize) {
+        if let Some(Client { conn, marks }) = self.slab.get_mut(key)
+            && !mem_set(&mut marks.pending)
+        {
+            self.lists.waiting.push((key, conn.id()));
+        }
+    }
+
+    /// The clients to read again now: those the last turn's budget left unread first, then those
+    /// that stopped at their own budget or are being heard out.
     pub fn take_pending(&mut self) -> Vec<usize> {
-        let pending = std::mem::take(&mut self.lists.pending);
+        let mut pending = std::mem::take(&mut self.lists.waiting);
+        pending.append(&mut self.lists.pending);
         pending
             .into_iter()
             .filter_map(|(key, id)| {

@@ -85,8 +85,8 @@ pub struct Config {
 
     /// Probe a silent client's connection after this many seconds (TCP keepalive, then every 10 s,
     /// 5 times), so a client whose machine vanished is reported `reset` within about two minutes.
-    /// 0 turns it off.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
+    /// 0 turns it off; at most 32767 (the kernel's limit).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=MAX_KEEPALIVE_SECS))]
     pub keepalive: u64,
 
     /// Listen backlog: connections the kernel holds until they are accepted.
@@ -193,11 +193,17 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow or timeout
   refused <peer> (server full)
-SIGINT, SIGTERM and /quit shut down gracefully; once a shutdown has begun, SIGINT exits at
-once (code 130).";
+  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or its grace)
+A line the server closed its client in the middle of ends in (cut).
+Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
+first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a
+terminal, else reopens the log file, as SIGUSR1 does. SIGALRM and the like are ignored.";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+/// The longest TCP keepalive idle time Linux takes (`MAX_TCP_KEEPIDLE`); past it the setting is
+/// refused whole.
+const MAX_KEEPALIVE_SECS: u64 = 32_767;
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12000);
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
 /// file, and room to accept and refuse one more client politely.

@@ -110,6 +110,10 @@ pub struct Connection<S = TcpStream> {
     heard_out: usize,
     /// Bytes read past `HEAR_OUT_CAP` and thrown away unheard, to be reported dropped.
     discarded: usize,
+    /// While hearing out: the last read found the socket empty. One empty read is not the end:
+    /// on loopback, what the client's kernel still holds arrives a moment after a read makes room
+    /// for it, so the socket is read once more a turn later before the hearing ends.
+    quiet: bool,
     connected_at: Instant,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     last_input: Instant,
@@ -143,6 +147,7 @@ impl<S: Stream> Connection<S> {
             hearing: false,
             heard_out: 0,
             discarded: 0,
+            quiet: false,
             connected_at: now,
             last_input: now,
             lines_in: 0,
@@ -222,6 +227,19 @@ impl<S: Stream> Connection<S> {
         self.hearing
     }
 
+    /// Whether it is to be read again next turn without waiting for an event: while heard out,
+    /// but not once it is past the cap and its socket was found empty (then its next bytes bring
+    /// an event, and the grace timer ends the wait).
+    pub fn wants_reread(&self) -> bool {
+        self.hearing && !(self.quiet && self.is_capped())
+    }
+
+    /// A read found its socket empty while hearing it out: whether that was the first time in a
+    /// row (look again next turn) rather than the second (it is heard out).
+    pub fn first_quiet(&mut self) -> bool {
+        !std::mem::replace(&mut self.quiet, true)
+    }
+
     /// Whether hearing it out reached `HEAR_OUT_CAP`: the line it was in the middle of is cut.
     pub fn is_capped(&self) -> bool {
         self.heard_out >= HEAR_OUT_CAP
@@ -257,7 +275,15 @@ impl<S: Stream> Connection<S> {
                 return ReadStatus::BudgetSpent;
             }
             let discarding = self.hearing && self.is_capped();
-            let mut want = buf.len().min((*budget / (1 + per_line)).max(1));
+            // Headless (a line costs at most one more than its bytes), read what the budget left
+            // covers in bytes, overshooting by at most as much again; in the room, no more bytes
+            // than the budget could pay for as lines.
+            let affordable = if per_line <= 1 {
+                *budget
+            } else {
+                *budget / (1 + per_line)
+            };
+            let mut want = buf.len().min(affordable.max(1));
             if discarding {
                 want = buf.len().min(*budget);
             } else if self.hearing {
@@ -270,12 +296,14 @@ impl<S: Stream> Connection<S> {
             match read {
                 Ok(0) => return ReadStatus::Eof,
                 Ok(n) if discarding => {
+                    self.quiet = false;
                     self.discarded += n;
                     *budget = budget.saturating_sub(n);
                 }
                 Ok(n) => {
                     if self.hearing {
                         self.heard_out += n;
+                        self.quiet = false;
                     }
                     self.last_input = Instant::now();
                     let mut lines: usize = 0;
@@ -417,17 +445,20 @@ impl<S: Stream> Connection<S> {
     /// sent is read and discarded, because closing a socket with unread input makes Linux send a
     /// reset, which can destroy the goodbye line before the client reads it.
     /// A client that closed its side first has nothing more to send: dropping is enough.
-    pub fn finish(mut self, buf: &mut [u8]) {
+    /// Gives how many bytes were thrown away, so that they are reported, not lost silently.
+    pub fn finish(&mut self, buf: &mut [u8]) -> usize {
         if self.state == State::Closing(Reason::Closed) {
-            return;
+            return 0;
         }
         let _ = self.stream.shutdown_write();
+        let mut thrown = 0;
         for _ in 0..FINISH_READS {
             match self.stream.read(buf) {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => thrown += n,
                 _ => break,
             }
         }
+        thrown
     }
 }
 

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
 
@@ -40,10 +41,12 @@ impl Console {
         Console { rx: None }
     }
 
-    /// Starts the stdin thread, which wakes the loop through `waker` for everything it sends.
-    pub fn start(waker: Arc<Waker>) -> io::Result<Console> {
+    /// Starts the stdin thread, which wakes the loop through `waker` for everything it sends. A
+    /// `/quit` it reads sets `quitting` at once, before the loop sees it, so that a signal then
+    /// ends the process even while the loop is stuck (see `signals.rs`).
+    pub fn start(waker: Arc<Waker>, quitting: Arc<AtomicBool>) -> io::Result<Console> {
         let (tx, rx) = mpsc::channel();
-        spawn(tx, waker)?;
+        spawn(tx, waker, quitting)?;
         Ok(Console { rx: Some(rx) })
     }
 
@@ -63,7 +66,7 @@ impl Console {
 }
 
 /// Starts the thread that reads stdin line by line and hands each line to the loop.
-fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
+fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>, quitting: Arc<AtomicBool>) -> io::Result<()> {
     // A background job (`chatd &`) that reads its terminal gets SIGTTIN, which stops the whole
     // process, loop included. With SIGTTIN ignored the read fails with EIO instead, and only the
     // console closes.
@@ -81,6 +84,11 @@ fn spawn(tx: Sender<ConsoleInput>, waker: Arc<Waker>) -> io::Result<()> {
                     Ok(None) => break None,
                     Err(e) => break Some(e),
                 };
+                if let ConsoleInput::Line(text) = &input
+                    && matches!(parse(text), Some(Ok(Command::Quit)))
+                {
+                    quitting.store(true, Ordering::SeqCst);
+                }
                 if tx.send(input).is_err() {
                     return; // The loop has finished.
                 }

@@ -8,8 +8,9 @@ use std::borrow::Cow;
 /// Makes client bytes safe for a terminal and a log line. Valid UTF-8 is kept as it is, except that
 /// control characters other than tab (C0, DEL, C1), the invisible format characters that can hide
 /// or reorder text (see `is_unsafe`), the Unicode line and paragraph separators and the room's
-/// server mark `◆` become `\xNN` or `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result never holds a newline or an escape
-/// sequence, so a client can neither move the cursor nor forge a report line.
+/// server mark `◆` become `\xNN` or `\u{NNNN}`; invalid UTF-8 bytes become `\xNN`. The result
+/// never holds a newline or an escape sequence, so a client cannot forge a report line nor move
+/// the cursor but to the next tab stop (the operator's terminal counts tabs: `wrap.rs`).
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     if let Some(text) = plain(bytes) {
         return Cow::Borrowed(text);
@@ -76,21 +77,24 @@ impl TextBuf for Vec<u8> {
 /// is plain text, and its caller stays small.
 #[inline(never)]
 fn escape_unplain<T: TextBuf + ?Sized>(out: &mut T, bytes: &[u8]) {
-    // The last character kept as it is, for the tags of a flag.
-    let mut last = '\0';
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            let flag_tag = TAGS.contains(&c) && (last == BLACK_FLAG || TAGS.contains(&last));
-            if !is_unsafe(c) || flag_tag {
+        let text = chunk.valid();
+        let mut chars = text.char_indices();
+        while let Some((at, c)) = chars.next() {
+            if c == BLACK_FLAG {
+                // A flag's tag sequence is kept whole, as one emoji; anything else is escaped.
+                let flag = flag_sequence(&text[at..]);
+                out.push_text(flag);
+                for _ in flag.chars().skip(1) {
+                    chars.next();
+                }
+            } else if !is_unsafe(c) {
                 out.push_char(c);
-                last = c;
             } else if let Ok(byte @ ..0xa0) = u8::try_from(c) {
                 // C0, DEL and C1 controls; from U+00A0 on, `\u{..}` (an escaped soft hyphen
                 // must not read like the invalid byte 0xAD).
                 push_hex_byte(out, byte);
-                last = '\0';
             } else {
-                last = '\0';
                 out.push_text("\\u{");
                 let code = c as u32;
                 let digits = (32 - code.leading_zeros()).div_ceil(4);
@@ -102,9 +106,26 @@ fn escape_unplain<T: TextBuf + ?Sized>(out: &mut T, bytes: &[u8]) {
         }
         for &byte in chunk.invalid() {
             push_hex_byte(out, byte);
-            last = '\0';
         }
     }
+}
+
+/// The black flag at the start of `text`, with the tags of an emoji flag after it if they are
+/// one: one to six tag letters or digits and the cancel tag (🏴 + `gbeng` + cancel is England's
+/// flag). Tags that are not such a sequence are left out, to be escaped: they would hide text.
+fn flag_sequence(text: &str) -> &str {
+    let flag = BLACK_FLAG.len_utf8();
+    let mut end = flag;
+    for (count, c) in text[flag..].chars().enumerate() {
+        match c {
+            CANCEL_TAG if count >= 1 => return &text[..end + c.len_utf8()],
+            '\u{e0030}'..='\u{e0039}' | '\u{e0061}'..='\u{e007a}' if count < 6 => {
+                end += c.len_utf8();
+            }
+            _ => break,
+        }
+    }
+    &text[..flag]
 }
 
 /// Appends `\xNN`.
@@ -179,15 +200,18 @@ fn is_printable(b: u8) -> bool {
 pub const SERVER_MARK: &str = "\u{25c6}";
 
 /// Whether `c` is escaped: controls but tab, the line and paragraph separators, the room's server
-/// mark, and the invisible format characters (Unicode category Cf) that can hide or reorder text:
-/// bidi marks, embeddings, overrides and isolates, zero-width space, word joiner, BOM, soft
-/// hyphen, invisible operators and the like. The zero-width joiner and non-joiner are kept (emoji
-/// sequences such as 👨‍👩‍👧 and many scripts need them), and so are the tag characters of an emoji
-/// flag (🏴 followed by tags), which `escape_into` lets through after a black flag.
+/// mark and the diamonds that look like it, and the invisible format characters (Unicode category
+/// Cf) that can hide or reorder text: bidi marks, embeddings, overrides and isolates, zero-width
+/// space, word joiner, BOM, soft hyphen, tags, invisible operators and the like. The zero-width
+/// joiner and non-joiner are kept (emoji sequences such as 👨‍👩‍👧 and many scripts need
+/// them); the tags of an emoji flag's sequence are kept by `escape_unplain` (`flag_sequence`).
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(c,
-            '\u{2028}' | '\u{2029}' | '\u{25c6}'
+            '\u{2028}' | '\u{2029}'
+            // The room's server mark and the diamonds that look like it.
+            | '\u{25c6}' | '\u{25c8}' | '\u{2666}' | '\u{2b25}' | '\u{2b27}' | '\u{2b29}'
+            | '\u{2bc1}'
             // Cf, as of Unicode 16, but U+200C and U+200D.
             | '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
             | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}' | '\u{200b}' | '\u{200e}'..='\u{200f}'
@@ -197,11 +221,11 @@ fn is_unsafe(c: char) -> bool {
             | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
 }
 
-/// The tag characters: invisible, and kept only inside an emoji flag's tag sequence.
-const TAGS: std::ops::RangeInclusive<char> = '\u{e0020}'..='\u{e007f}';
 /// The black flag that starts an emoji tag sequence (🏴 and tags: the flags of England, Scotland,
 /// Wales).
 const BLACK_FLAG: char = '\u{1f3f4}';
+/// What ends an emoji tag sequence.
+const CANCEL_TAG: char = '\u{e007f}';
 
 /// What follows a message cut at `--max-line`: `... [+N bytes]`.
 pub fn push_cut_marker<T: TextBuf + ?Sized>(out: &mut T, dropped: usize) {
@@ -262,8 +286,39 @@ mod tests {
         for kept in [family, england, "🇫🇷", "ZWNJ: می\u{200c}خواهم"] {
             assert_eq!(escape(kept.as_bytes()), kept);
         }
-        // Tags anywhere but after a flag are escaped.
+        // Tags anywhere but in a flag's sequence are escaped: alone, after a flag but unended, too
+        // long (hidden text), or after the cancel tag.
         assert_eq!(escape("x\u{e0067}".as_bytes()), "x\\u{e0067}");
+        let hidden: String = "transfer"
+            .chars()
+            .map(|c| char::from_u32(0xe0000 + c as u32).unwrap())
+            .collect();
+        for smuggled in [
+            format!("\u{1f3f4}{hidden}\u{e007f}"),
+            format!("\u{1f3f4}{hidden}"),
+            "\u{1f3f4}\u{e0067}\u{e0062}".to_string(),
+            "\u{1f3f4}\u{e007f}".to_string(),
+        ] {
+            let shown = escape(smuggled.as_bytes());
+            assert!(shown.starts_with('\u{1f3f4}'), "{shown}");
+            assert!(
+                !shown[4..]
+                    .chars()
+                    .any(|c| ('\u{e0000}'..='\u{e007f}').contains(&c)),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            escape(format!("{england}{england} x").as_bytes()),
+            format!("{england}{england} x")
+        );
+        // Diamonds that could pass for the room's server mark.
+        for c in ['\u{2666}', '\u{2b25}', '\u{2bc1}', '\u{25c8}'] {
+            assert_eq!(
+                escape(c.to_string().as_bytes()),
+                format!("\\u{{{:x}}}", c as u32)
+            );
+        }
     }
 
     #[test]

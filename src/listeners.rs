@@ -180,12 +180,12 @@ impl Listeners {
     }
 }
 
-/// Turns a connection away with one line, `why` in the report.
 /// Makes an accepted client's socket fit for chat: lines go out at once (no Nagle delay), and with
 /// `keepalive` a silent connection is probed after that long, then every `KEEPALIVE_INTERVAL`,
-/// `KEEPALIVE_PROBES` times, so a peer that vanished without a FIN or a reset is found. The same
-/// span bounds how long written data may go unacknowledged (`TCP_USER_TIMEOUT`), for a peer that
-/// vanished while output was on its way. Failures are ignored: the client is served all the same.
+/// `KEEPALIVE_PROBES` times, so a peer that vanished without a FIN or a reset is found. No
+/// TCP_USER_TIMEOUT: it would also reset a live client that only paused reading (a suspended
+/// `nc`) with output waiting; such a client is `--max-queue`'s. Failures are ignored: the client
+/// is served all the same.
 pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
     let _ = stream.set_nodelay(true);
     let Some(idle) = keepalive else {
@@ -197,12 +197,12 @@ pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
     let _ = socket.set_tcp_keepalive(&probes);
-    let _ = socket.set_tcp_user_timeout(Some(idle + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES));
 }
 
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_PROBES: u32 = 5;
 
+/// Turns a connection away with one line, `why` in the report.
 pub fn refuse(mut stream: TcpStream, peer: Peer, line: &[u8], buf: &mut [u8], why: &str) {
     let _ = stream.write(line);
     let _ = stream.shutdown(std::net::Shutdown::Write);

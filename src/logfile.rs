@@ -3,7 +3,10 @@
 //! simplelog drops write errors on the floor, so this writer notes them for the loop, which warns
 //! the operator once on stdout (the one place the warning can still be read). At most once a second
 //! it also checks that its path still leads to the open file: when the file was removed or rotated
-//! away it opens the path anew, and when that fails too (the directory is gone) it says so.
+//! away it opens the path anew, and when that fails too (the directory is gone) it says so. It
+//! reopens the path at once when asked (SIGUSR1, or SIGHUP headless: `request_reopen`), and at
+//! `--log-max-size` it rotates the file itself: the file becomes `<path>.1` and a new one starts,
+//! cut between whole lines.
 //!
 //! Deliberately not here: logging itself. Writing a report from inside the logger would deadlock
 //! on the logger's own lock, hence the note for the loop.
@@ -23,6 +26,8 @@ pub struct LogFile {
     max_size: Option<u64>,
     /// Bytes in the open file.
     size: u64,
+    /// Rotations so far, to tell one report of a rotation from the next.
+    rotations: u64,
     /// When the path was last checked against the open file.
     checked: Instant,
 }
@@ -34,6 +39,7 @@ impl LogFile {
         Ok(LogFile {
             path: path.to_owned(),
             size: file.metadata().map_or(0, |m| m.len()),
+            rotations: 0,
             file,
             max_size,
             checked: Instant::now(),
@@ -68,9 +74,12 @@ impl LogFile {
         match fs::rename(&self.path, &old).and_then(|()| append(&self.path)) {
             Ok(file) => {
                 self.take(file);
+                self.rotations += 1;
                 note(format!(
-                    "log file {path} reached --log-max-size ({max} bytes): moved to {}, a new one started",
-                    old.display()
+                    "log file {path} reached --log-max-size ({max} bytes): moved to {}, a new one \
+                     started (rotation {})",
+                    old.display(),
+                    self.rotations
                 ));
             }
             Err(e) => {

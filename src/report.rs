@@ -144,7 +144,7 @@ struct Gate {
 
 /// The operator's terminal: simplelog's `TermLogger`, with lines longer than the terminal is wide
 /// broken by chatd into indented rows (`wrap.rs`), so no row of a client's message can start like
-/// a report. The width is asked of the terminal for each long line, so a resize is followed.
+/// a report. The width is asked of the terminal for each report, so a resize is followed.
 struct Terminal {
     logger: Box<TermLogger>,
     /// How many columns the time takes, with its space.
@@ -319,8 +319,8 @@ pub fn label(peer: Peer, id: ConnId) -> String {
 /// dispatch through the gate's sinks, no lock per line. Into a pipe and the log file, the turn's
 /// buffer is held for the read and each line is copied into it (`logger::Held`); a report `log`
 /// brings meanwhile is taken in before the next line, so every report keeps its place. A terminal
-/// still gets each line as a `log` record, from simplelog's `TermLogger`, which draws it exactly as
-/// before (it writes one record at a time anyway).
+/// still gets each line as a `log` record, from simplelog's `TermLogger` (which writes one record at
+/// a time anyway), broken into rows when longer than the terminal is wide (`Terminal`).
 pub struct Messages {
     /// The turn's buffer, for a pipe and the log file; `None` without them or below level `info`.
     turn: Option<Held<'static>>,

@@ -88,47 +88,61 @@ pub fn server_says(text: &[u8]) -> Rc<[u8]> {
 }
 
 pub fn joined(name: &str, online: usize) -> Rc<[u8]> {
-    queue::line(format!("◆ {name} joined ({online} online)").as_bytes())
+    queue::line(format!("{MARK} {name} joined ({online} online)").as_bytes())
 }
 
 pub fn left(name: &str, reason: impl std::fmt::Display) -> Rc<[u8]> {
-    queue::line(format!("◆ {name} left ({reason})").as_bytes())
+    queue::line(format!("{MARK} {name} left ({reason})").as_bytes())
 }
 
 pub fn renamed(old: &str, new: &str) -> Rc<[u8]> {
-    queue::line(format!("◆ {old} is now {new}").as_bytes())
+    queue::line(format!("{MARK} {old} is now {new}").as_bytes())
 }
 
 pub fn you_are(name: &str) -> Rc<[u8]> {
-    queue::line(format!("◆ you are now {name}").as_bytes())
+    queue::line(format!("{MARK} you are now {name}").as_bytes())
 }
 
-/// `◆ <n> online: a, b, c`.
+/// `◆ <n> online: a, b, c`, naming at most `MAX_WHO` (`... and <k> more`): the reply is the
+/// asker's alone, and a big room must not make it big.
 pub fn who<'a>(names: impl Iterator<Item = &'a str>) -> Rc<[u8]> {
     let names: Vec<&str> = names.collect();
+    let shown = &names[..names.len().min(MAX_WHO)];
+    let more = match names.len() - shown.len() {
+        0 => String::new(),
+        k => format!(", and {k} more"),
+    };
     match names.len() {
-        0 => queue::line("◆ nobody else is online".as_bytes()),
-        n => queue::line(format!("◆ {n} online: {}", names.join(", ")).as_bytes()),
+        0 => queue::line(format!("{MARK} nobody else is online").as_bytes()),
+        n => queue::line(format!("{MARK} {n} online: {}{more}", shown.join(", ")).as_bytes()),
     }
 }
 
 pub fn bad_name() -> Rc<[u8]> {
-    queue::line("◆ a name is 1 to 32 letters, digits, _ or -".as_bytes())
+    queue::line(format!("{MARK} a name is 1 to 32 letters, digits, _ or -").as_bytes())
 }
 
 pub fn name_taken(name: &str) -> Rc<[u8]> {
-    queue::line(format!("◆ the name {name} is taken").as_bytes())
+    queue::line(format!("{MARK} the name {name} is taken").as_bytes())
 }
 
 pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
-    let mut text = String::from("◆ unknown command ");
+    let mut text = format!("{MARK} unknown command ");
     let command = line.split(|&b| b == b' ').next().unwrap_or_default();
-    escape_into(&mut text, command);
+    // Echoed at most `MAX_ECHO` bytes: the reply is the client's alone, not to be made big.
+    escape_into(&mut text, &command[..command.len().min(MAX_ECHO)]);
+    if command.len() > MAX_ECHO {
+        text.push_str("...");
+    }
     text.push_str(" (try /nick NAME or /who; start a line with // to say /...)");
     queue::line(text.as_bytes())
 }
 
 const MAX_NAME: usize = 32;
+/// The most names `/who` and a newcomer's who-line list.
+const MAX_WHO: usize = 100;
+/// The most bytes of an unknown command echoed back.
+const MAX_ECHO: usize = 32;
 
 /// What every line from the server starts with in the room. A member's line starts with its name,
 /// and this mark is escaped wherever it appears in a member's text (`escape.rs`), so however a
@@ -160,6 +174,21 @@ mod tests {
         assert!(!valid_name(b"#3"));
         assert!(!valid_name("bøb".as_bytes()));
         assert!(reserved("Server"));
+    }
+
+    #[test]
+    fn private_replies_stay_small_in_a_big_room() {
+        let names: Vec<String> = (1..=150).map(|i| format!("#{i}")).collect();
+        let line = who(names.iter().map(String::as_str));
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.starts_with("◆ 150 online: #1, #2, "), "{text}");
+        assert!(text.ends_with(", #100, and 50 more\n"), "{text}");
+        let long = [b'/'; 1]
+            .iter()
+            .chain([0xff; 65_536].iter())
+            .copied()
+            .collect::<Vec<u8>>();
+        assert!(unknown_command(&long).len() < 250);
     }
 
     #[test]

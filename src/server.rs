@@ -145,9 +145,9 @@ impl Server {
         })
     }
 
-    /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM) has finished.
+    /// Serves until a shutdown (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) has finished.
     pub fn run(mut self) -> io::Result<()> {
-        self.console = Console::start(Arc::clone(&self.waker))?;
+        self.console = Console::start(Arc::clone(&self.waker), self.interrupts.quitting())?;
         report::flush(); // The `listening on` lines, before the first wait.
         self.notify(&format!("READY=1\nSTATUS={}", status(0)));
         self.status_sent = Some(0);
@@ -222,6 +222,9 @@ impl Server {
     /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
     fn accept(&mut self, index: usize) {
         for _ in 0..ACCEPT_BUDGET {
+            if self.work_left == 0 {
+                break; // The rest next turn: in the room each join is announced to everyone.
+            }
             match self.listeners.accept(index) {
                 Accepted::Client(stream, peer) => self.admit(stream, peer),
                 Accepted::Drained => return,
@@ -286,6 +289,8 @@ impl Server {
         listeners::tune(&stream, self.keepalive);
         match self.clients.open(stream, peer, self.poll.registry()) {
             Ok((key, id)) => {
+                let cost = self.chat.line_cost(self.clients.len());
+                self.work_left = self.work_left.saturating_sub(cost);
                 self.arm_idle_timer(key, id);
                 self.chat.join(&mut self.clients, key);
             }
@@ -301,7 +306,7 @@ impl Server {
     fn hear(&mut self, key: usize) {
         if self.work_left == 0 {
             if self.clients.get(key).is_some_and(|conn| conn.is_heard()) {
-                self.clients.pend(key);
+                self.clients.pend_unread(key);
             }
             return;
         }
@@ -497,12 +502,15 @@ impl Server {
             self.chat.hear_last(key, conn);
         }
         self.chat.act(&mut self.clients);
-        let Some(conn) = self.clients.remove(key, self.poll.registry()) else {
+        let Some(mut conn) = self.clients.remove(key, self.poll.registry()) else {
             return;
         };
+        let thrown = conn.finish(&mut self.read_buf);
+        if thrown > 0 {
+            report::unheard(conn.label(), thrown);
+        }
         let running = self.phase == Phase::Running;
         self.chat.leave(&mut self.clients, &conn, running);
-        conn.finish(&mut self.read_buf);
         // Timers are dropped lazily, when they fire; with a long --idle-timeout and many short
         // visits the dead ones could pile up, so sweep them once they outnumber the living.
         if self.timers.len() > 2 * self.clients.len() + TIMER_SWEEP_SLACK {
@@ -552,13 +560,14 @@ impl Server {
                 Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
                 Signal::Hangup => report::reopen_log_file("SIGHUP"),
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
-                Signal::Ignored(name) => report::signal_ignored(name),
+                Signal::Ignored(name) => report::signal_ignored(&name),
             }
         }
     }
 
     /// Stops accepting, hears and tells every client, and gives their queues `GRACE` to drain.
-    /// Every trigger (`/quit`, SIGINT, SIGTERM) comes here, and only the first one counts.
+    /// Every trigger (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) comes here, and only the first
+    /// one counts.
     fn begin_shutdown(&mut self, cause: &str) {
         if self.phase != Phase::Running {
             return;
@@ -569,7 +578,9 @@ impl Server {
         self.listeners.close(self.poll.registry());
         // What a client sent before the shutdown is heard, not dropped with the socket.
         for key in self.clients.keys() {
-            self.hear(key);
+            if !self.clients.is_pending(key) {
+                self.hear(key);
+            }
         }
         self.chat.shut_down(&mut self.clients);
         // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
@@ -589,11 +600,11 @@ const LISTENER_BASE: usize = 2;
 
 /// The work one client's read may cause in a turn before the others get their go: a byte read
 /// costs one, a line one more for each member it goes to (`Chat::line_cost`). Without the room,
-/// 256 KiB of input; in a room of 1 000, about 260 lines.
-const CLIENT_BUDGET: usize = 256 * 1024;
+/// 128 KiB of input; in a room of 1 000, about 130 lines.
+const CLIENT_BUDGET: usize = 128 * 1024;
 /// The work a turn does before the clients with input left wait for the next one (they go first
 /// then). Bounds how long accepts, the console and timers wait, whatever clients send.
-const TURN_BUDGET: usize = 1024 * 1024;
+const TURN_BUDGET: usize = 512 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 const EVENTS_PER_TURN: usize = 1024;
 /// How long a closing client's output may take to drain, at shutdown and otherwise.

@@ -2,8 +2,9 @@
 //!
 //! SIGINT and SIGTERM stop the server; SIGHUP is the operator's terminal going away (a shutdown)
 //! or, headless, a reload; SIGUSR1 reopens the log file; the others whose default would end the
-//! process (SIGALRM, SIGUSR2, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGXFSZ) are reported and
-//! ignored. SIGQUIT keeps its default (a core dump on purpose).
+//! process (SIGALRM, SIGUSR2, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGXFSZ, SIGXCPU, SIGSTKFLT and
+//! the real-time signals) are reported and ignored. SIGQUIT keeps its default (a core dump on
+//! purpose), as do the signals of a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS).
 //!
 //! The handler itself counts SIGINT and SIGTERM: the second one ends the process at once, even if
 //! the loop never saw the first (stuck writing to a pipe nobody reads, or to a paused terminal).
@@ -21,7 +22,7 @@ use signal_hook::consts::{
 use signal_hook_mio::v1_0::Signals;
 
 /// A signal, as the loop acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// SIGINT or SIGTERM: shut down.
     Stop(&'static str),
@@ -29,8 +30,8 @@ pub enum Signal {
     Hangup,
     /// SIGUSR1: reopen the log file.
     ReopenLog,
-    /// A signal whose default would end the process, taken and ignored.
-    Ignored(&'static str),
+    /// A signal whose default would end the process, taken and ignored, by name.
+    Ignored(std::borrow::Cow<'static, str>),
 }
 
 pub struct Interrupts {
@@ -47,6 +48,11 @@ impl Interrupts {
                 .into_iter()
                 .chain(IGNORED.iter().map(|&(signal, _)| signal)),
         )?;
+        // Each on its own and best effort: a runtime may keep some for itself (valgrind does),
+        // and chatd must still start.
+        for signal in realtime() {
+            let _ = signals.add_signal(signal);
+        }
         let exit_now = Arc::new(AtomicBool::new(false));
         exit_on_second_interrupt(&exit_now)?;
         registry.register(&mut signals, token, Interest::READABLE)?;
@@ -65,9 +71,19 @@ impl Interrupts {
                 other => IGNORED
                     .iter()
                     .find(|&&(signal, _)| signal == other)
-                    .map(|&(_, name)| Signal::Ignored(name)),
+                    .map(|&(_, name)| Signal::Ignored(name.into()))
+                    .or_else(|| {
+                        let offset = other - libc::SIGRTMIN();
+                        Some(Signal::Ignored(format!("SIGRTMIN+{offset}").into()))
+                    }),
             })
             .collect()
+    }
+
+    /// The flag that makes the next SIGINT or SIGTERM end the process at once: for the console
+    /// thread, which sets it as soon as it reads `/quit`.
+    pub fn quitting(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.exit_now)
     }
 
     /// From now on the first SIGINT or SIGTERM ends the process in the signal handler itself,
@@ -78,7 +94,7 @@ impl Interrupts {
 }
 
 /// The signals taken only so that they do not end the process.
-const IGNORED: [(i32, &str); 7] = [
+const IGNORED: [(i32, &str); 9] = [
     (SIGALRM, "SIGALRM"),
     (SIGUSR2, "SIGUSR2"),
     (SIGVTALRM, "SIGVTALRM"),
@@ -86,7 +102,15 @@ const IGNORED: [(i32, &str); 7] = [
     (SIGIO, "SIGIO"),
     (libc::SIGPWR, "SIGPWR"),
     (SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
 ];
+
+/// The real-time signals (SIGRTMIN to SIGRTMAX, as the C library reserves none of them for
+/// itself): their default ends the process, so they are taken and ignored too.
+fn realtime() -> std::ops::RangeInclusive<i32> {
+    libc::SIGRTMIN()..=libc::SIGRTMAX()
+}
 
 /// Makes the second SIGINT or SIGTERM (or the first, once `armed` is set) end the process at once,
 /// with exit code 130 (as a shell reports a process ended by SIGINT; 143 for SIGTERM) and one line

@@ -9,6 +9,8 @@ use unicode_width::UnicodeWidthChar;
 
 /// What starts every row after a report's first.
 pub const INDENT: &str = "    ";
+/// The terminal's tab stops.
+const TAB: usize = 8;
 
 /// `text` broken into rows for a terminal `width` columns wide, when its first row starts after a
 /// prefix `lead` columns wide (the time and level the logger writes); `None` if it fits as it is.
@@ -21,7 +23,17 @@ pub const INDENT: &str = "    ";
 pub fn wrap(text: &str, lead: usize, width: usize) -> Option<String> {
     let room = width.saturating_sub(1).max(lead + INDENT.len() + 1);
     let columns = |c: char| c.width_cjk().unwrap_or(0);
-    if lead + text.chars().map(columns).sum::<usize>() <= room {
+    // A tab moves to the next multiple of 8 columns: counted so, and written as spaces when the
+    // line is broken (a tab must not carry text into a row's last column).
+    let mut end = lead;
+    for c in text.chars() {
+        end += if c == '\t' {
+            TAB - end % TAB
+        } else {
+            columns(c)
+        };
+    }
+    if end <= room {
         return None;
     }
     let mut out = String::with_capacity(text.len() + text.len() / 8 + 16);
@@ -29,6 +41,20 @@ pub fn wrap(text: &str, lead: usize, width: usize) -> Option<String> {
     // Where the current row's last space ends in `out`, if it has one.
     let mut after_space = None;
     for c in text.chars() {
+        if c == '\t' {
+            let spaces = TAB - used % TAB;
+            if used + spaces > room {
+                out.push('\n');
+                out.push_str(INDENT);
+                used = INDENT.len();
+                after_space = None;
+                continue;
+            }
+            out.extend(std::iter::repeat_n(' ', spaces));
+            used += spaces;
+            after_space = Some(out.len());
+            continue;
+        }
         let w = columns(c);
         if used + w > room {
             // Break after the row's last space if what follows it is at most half a row (a word,
@@ -96,6 +122,26 @@ mod tests {
         let rows = rows(text, 16, 60);
         assert_eq!(rows[0], "message 127.0.0.1:5000 #1: the quick brown ");
         assert_eq!(rows[1], "    fox jumps over the lazy dog again");
+    }
+
+    #[test]
+    fn tabs_count_to_the_next_tab_stop() {
+        let forged = format!(
+            "message 1.2.3.4:5 #1: {}x00:10:42 [INFO] disconnect",
+            "\t".repeat(10)
+        );
+        for width in 40..=120 {
+            let rows = rows(&forged, 16, width);
+            assert!(rows.len() > 1, "at {width}");
+            assert!(
+                !rows[0].contains('\t') && 16 + rows[0].chars().count() < width,
+                "at {width}"
+            );
+            assert!(
+                rows[1..].iter().all(|row| row.starts_with(INDENT)),
+                "at {width}"
+            );
+        }
     }
 
     #[test]

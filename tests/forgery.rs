@@ -228,6 +228,10 @@ fn no_client_text_starts_a_row_like_a_report_on_the_operators_terminal() {
         for pad in 0..2 * usize::from(width) {
             client.send_line(&format!("{}{FORGED}", " ".repeat(pad)));
         }
+        // Tabs, which move the cursor to the next tab stop, and a character to end a row on.
+        for tabs in 0..usize::from(width) / 4 {
+            client.send_line(&format!("{}x{FORGED}", "\t".repeat(tabs)));
+        }
         client.send_line("the end");
         let deadline = Instant::now() + WAIT;
         while !String::from_utf8_lossy(&screen.lock().expect("screen")).contains("the end") {

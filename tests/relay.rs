@@ -787,10 +787,12 @@ fn fill_room<const N: usize>(chatd: &mut Chatd) -> [Member; N] {
     let mut members: Vec<Member> = Vec::with_capacity(N);
     for id in 1..=N {
         let mut newcomer = Member::connect(chatd.addr());
-        let others: Vec<String> = (1..id).map(|other| format!("#{other}")).collect();
-        newcomer.expect(&match others.len() {
-            0 => "◆ nobody else is online".to_owned(),
-            n => format!("◆ {n} online: {}", others.join(", ")),
+        // The who-line names at most 100 of them.
+        let others: Vec<String> = (1..id.min(101)).map(|other| format!("#{other}")).collect();
+        newcomer.expect(&match (id - 1, id.saturating_sub(101)) {
+            (0, _) => "◆ nobody else is online".to_owned(),
+            (n, 0) => format!("◆ {n} online: {}", others.join(", ")),
+            (n, more) => format!("◆ {n} online: {}, and {more} more", others.join(", ")),
         });
         for member in &mut members {
             member.expect(&format!("◆ #{id} joined ({id} online)"));

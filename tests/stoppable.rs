@@ -22,6 +22,15 @@ fn blocked_on_pipe(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe_write"))
 }
 
+/// Bytes written to a pipe and not read yet (FIONREAD works on either end).
+fn unread_in_pipe(pipe: &impl std::os::fd::AsRawFd) -> i32 {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local; the
+    // descriptor is the pipe's, open for as long as `pipe` is.
+    let ok = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut bytes) } == 0;
+    if ok { bytes } else { 0 }
+}
+
 /// Whether `signal` is pending for process `pid` (SigPnd or ShdPnd in /proc/PID/status).
 fn is_pending(pid: u32, signal: i32) -> bool {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -36,10 +45,15 @@ fn is_pending(pid: u32, signal: i32) -> bool {
 
 /// stdout is a pipe that is never read (`chatd | less` with less stopped): once the pipe is full
 /// the loop blocks in `write` and never sees a signal. The second SIGINT (or SIGTERM) still ends
-/// chatd at once, from the signal handler.
+/// chatd at once, from the signal handler; so does the first after `/quit` was typed.
 #[test]
 fn a_second_interrupt_ends_chatd_even_when_stdout_is_never_read() {
-    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    // (signal, exit code, whether `/quit` is typed first: then one signal is enough)
+    for (signal, code, quit) in [
+        (libc::SIGINT, 130, false),
+        (libc::SIGTERM, 143, false),
+        (libc::SIGINT, 130, true),
+    ] {
         let mut child = std::process::Command::new(chatd_bin())
             .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::piped())
@@ -72,7 +86,18 @@ fn a_second_interrupt_ends_chatd_even_when_stdout_is_never_read() {
             client.write_all(talk.as_bytes()).expect("send");
             thread::sleep(Duration::from_millis(10));
         }
-        for _ in 0..2 {
+        if quit {
+            // Typed while the loop is stuck: the console thread reads it all the same.
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"/quit\n").expect("type /quit");
+            let deadline = Instant::now() + WAIT;
+            while unread_in_pipe(&stdin) > 0 {
+                assert!(Instant::now() < deadline, "the console never read /quit");
+                thread::sleep(Duration::from_millis(1));
+            }
+            child.stdin = Some(stdin);
+        }
+        for _ in 0..if quit { 1 } else { 2 } {
             // SAFETY: kill only sends a signal to our own child, which we have not reaped.
             assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
             // A signal sent while the same one is still pending is merged into it: wait until the
@@ -157,6 +182,14 @@ fn sigalrm_and_the_like_do_not_end_chatd() {
         (libc::SIGIO, "SIGIO"),
         (libc::SIGPWR, "SIGPWR"),
         (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGSTKFLT, "SIGSTKFLT"),
+        (libc::SIGRTMIN(), "SIGRTMIN+0"),
+        (libc::SIGRTMIN() + 3, "SIGRTMIN+3"),
+        (
+            libc::SIGRTMAX(),
+            &format!("SIGRTMIN+{}", libc::SIGRTMAX() - libc::SIGRTMIN()),
+        ),
     ] {
         chatd.signal(signal);
         chatd.expect_body(&format!("ignored {name}"));
@@ -218,9 +251,12 @@ fn server_side_timer(server_port: u16, client_port: u16) -> Option<(u32, u64)> {
 
 /// Accepted sockets carry TCP keepalive (default: first probe after 60 s of silence), so a peer
 /// that vanished without a FIN or a reset is found and reported `reset`; `--keepalive 0` turns it
-/// off.
+/// off, and a value past the kernel's limit (32767 s) is a usage error, not silently ignored.
 #[test]
 fn keepalive_is_on_by_default_and_can_be_turned_off() {
+    let (code, stderr) = common::run_to_failure(&["--keepalive", "32768"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--keepalive"), "{stderr}");
     for (args, expected) in [
         (&[][..], Some(60)),
         (&["--keepalive", "7"][..], Some(7)),
