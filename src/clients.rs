@@ -270,6 +270,15 @@ impl<S: Stream> Clients<S> {
         }
     }
 
+    /// Client `(key, id)` had its grace period to take its last lines and did not: they are
+    /// dropped (it may still be heard out).
+    pub fn drop_output(&mut self, key: usize, id: ConnId) {
+        if let Some(conn) = self.slot(key, id) {
+            conn.drop_output();
+            self.see_to(key);
+        }
+    }
+
     /// Writes what client `key` has queued and what the socket takes.
     pub fn flush(&mut self, key: usize) {
         if let Some(conn) = self.get_mut(key) {

@@ -193,7 +193,7 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow or timeout
   refused <peer> (server full)
-  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or its grace)
+  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a

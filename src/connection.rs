@@ -115,6 +115,8 @@ pub struct Connection<S = TcpStream> {
     /// for it, so the socket is read once more a turn later before the hearing ends.
     quiet: bool,
     connected_at: Instant,
+    /// When it began closing.
+    closed_at: Option<Instant>,
     /// When the last bytes arrived (or it connected): the line and idle timeouts count from here.
     last_input: Instant,
     lines_in: u64,
@@ -149,6 +151,7 @@ impl<S: Stream> Connection<S> {
             discarded: 0,
             quiet: false,
             connected_at: now,
+            closed_at: None,
             last_input: now,
             lines_in: 0,
             lines_out: 0,
@@ -413,7 +416,19 @@ impl<S: Stream> Connection<S> {
         if self.state == State::Open {
             self.state = State::Closing(reason);
             self.hearing = reason.hears_out();
+            self.closed_at = Some(Instant::now());
         }
+    }
+
+    /// How much longer it may be heard out at `now`: a client being heard out below the cap gets
+    /// up to `HEAR_OUT_TIME` from its close (a big backlog takes its time on a busy machine); one
+    /// past the cap, or not being heard, gets nothing beyond the closing grace.
+    pub fn hearing_time_left(&self, now: Instant) -> Option<std::time::Duration> {
+        let closed_at = self
+            .closed_at
+            .filter(|_| self.hearing && !self.is_capped())?;
+        let left = (closed_at + HEAR_OUT_TIME).saturating_duration_since(now);
+        (!left.is_zero()).then_some(left)
     }
 
     /// Closes at once and forgets what is queued: for a client that cannot be written to.
@@ -467,3 +482,5 @@ const FINISH_READS: usize = 4;
 /// The most a closing client is heard out: bytes read after the server closed it. Past it, what
 /// is left is counted and reported as dropped.
 pub const HEAR_OUT_CAP: usize = 4 * 1024 * 1024;
+/// The longest a closing client is heard out (below the cap), counted from its close.
+pub const HEAR_OUT_TIME: std::time::Duration = std::time::Duration::from_secs(10);

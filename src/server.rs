@@ -375,7 +375,20 @@ impl Server {
                         self.arm_idle_timer(key, id);
                     }
                 }
-                Due::Linger(key, id) => self.chat.give_up(&mut self.clients, key, id),
+                Due::Linger(key, id) => {
+                    // Its output had its grace; its hearing out may go on a while longer.
+                    let left = self
+                        .clients
+                        .slot(key, id)
+                        .and_then(|c| c.hearing_time_left(now));
+                    match left {
+                        Some(left) => {
+                            self.clients.drop_output(key, id);
+                            self.timers.arm(now + left, Due::Linger(key, id));
+                        }
+                        None => self.chat.give_up(&mut self.clients, key, id),
+                    }
+                }
                 Due::AcceptRetry => {
                     // Still failing, `accept` arms the next retry itself.
                     self.listeners.retry_fired();
