@@ -115,12 +115,13 @@ pub unsafe fn take_listeners() -> Result<Passed, ActivationError> {
         });
     };
     let names: Vec<String> = match &names {
-        Some(names) => names
+        // An empty value names nothing, like an absent one.
+        Some(names) if !names.is_empty() => names
             .to_string_lossy()
             .split(':')
             .map(String::from)
             .collect(),
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     if !names.is_empty() && names.len() != count as usize {
         let names = names.len();
