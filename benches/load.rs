@@ -245,7 +245,11 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
     } else {
         (1_000, &[10, 100, 1_000], 5, 30_000_000)
     };
-    let relay = |clients, load| Scenario::Relay { clients, load };
+    let relay = |clients, load| Scenario::Relay {
+        clients,
+        load,
+        variant: Variant::Default,
+    };
     plan.push((relay(seat, RelayLoad::Seat), Chatd));
     plan.push((relay(seat, RelayLoad::Seat), Ncat));
     for &clients in sizes {
@@ -256,6 +260,15 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         let load = RelayLoad::Paced { rate, duration };
         plan.push((relay(clients, load), Chatd));
         plan.push((relay(clients, load), Ncat));
+        if clients == 100 {
+            // What JSON reports cost in the room: the same row with `--log-format json`.
+            let json = Scenario::Relay {
+                clients,
+                load,
+                variant: Variant::Json,
+            };
+            plan.push((json, Chatd));
+        }
     }
     // A burst of empty lines in the biggest room: how long newcomers wait for their greeting.
     let burst = RelayLoad::Burst {

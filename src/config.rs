@@ -94,7 +94,8 @@ pub struct Config {
     pub backlog: u32,
 
     /// Serve Prometheus metrics over HTTP at this address, IP:PORT (`GET /metrics`; port 0 picks
-    /// one, printed as `metrics on ADDR`). Default: off.
+    /// one, printed as `metrics on ADDR`). Default: off, or the socket systemd passes named
+    /// `metrics` (LISTEN_FDNAMES); giving both is refused.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 

@@ -23,8 +23,8 @@
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
 //! - `generate`: the man page and shell completions, from the clap definition.
-//! - `systemd`: socket activation (LISTEN_FDS) and sd_notify (READY, STATUS, STOPPING, WATCHDOG);
-//!   the environment and a datagram socket, nothing of the loop's (leaf).
+//! - `systemd`: socket activation (LISTEN_FDS, LISTEN_FDNAMES) and sd_notify (READY, STATUS,
+//!   STOPPING, WATCHDOG); the environment and a datagram socket, nothing of the loop's (leaf).
 //! - `listeners`: binding the `--listen` addresses, and accepting within a budget.
 //! - `metrics`: the `--metrics` HTTP listener: `GET /metrics` parsed with httparse, answered
 //!   from a `Stats` snapshot the loop takes; its connections' limits.
@@ -81,4 +81,4 @@ pub use report::{
     messages as report_messages,
 };
 pub use server::Server;
-pub use systemd::{ActivationError, take_listeners as take_passed_listeners};
+pub use systemd::{ActivationError, Passed, take_listeners as take_passed_listeners};

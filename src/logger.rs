@@ -789,6 +789,31 @@ mod tests {
         assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
     }
 
+    /// `loop_failed`, which no test can provoke (the event loop's own poll failing): the record
+    /// main.rs makes (`event`, and `error` captured by Display) is an `error` object with both
+    /// fields and the text line as `msg`.
+    #[test]
+    fn a_loop_failed_record_is_an_error_object() {
+        let logger = json_logger();
+        let error = io::Error::from_raw_os_error(libc::EBADF);
+        let kvs: [(&str, Value<'_>); 2] = [
+            ("event", Value::from("loop_failed")),
+            ("error", Value::from_display(&error)),
+        ];
+        logger.log(
+            &Record::builder()
+                .args(format_args!("event loop failed: {error}"))
+                .level(Level::Error)
+                .key_values(&kvs)
+                .build(),
+        );
+        let lines = json_lines(&logger);
+        assert_eq!(lines[0]["event"], "loop_failed");
+        assert_eq!(lines[0]["level"], "error");
+        assert_eq!(lines[0]["error"], error.to_string());
+        assert_eq!(lines[0]["msg"], format!("event loop failed: {error}"));
+    }
+
     /// `json_escape_into` against serde_json: every control character, quotes, backslashes and
     /// multi-byte UTF-8 read back as they went in.
     #[test]

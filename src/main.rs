@@ -19,13 +19,19 @@ fn main() -> ExitCode {
     }
     // SAFETY: no other thread exists yet (the console's starts in `Server::run`), as removing the
     // LISTEN_* variables from the environment requires.
-    let inherited = match unsafe { chatd::take_passed_listeners() } {
-        Ok(inherited) => inherited,
+    let passed = match unsafe { chatd::take_passed_listeners() } {
+        Ok(passed) => passed,
         Err(e) => {
             eprintln!("chatd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let (Some(_), Some(addr)) = (&passed.metrics, config.metrics) {
+        eprintln!(
+            "chatd: socket activation: a socket named metrics was passed and --metrics {addr} given; use one"
+        );
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = chatd::init_logging(
         config.log_level,
         config.log_file.as_deref(),
@@ -36,7 +42,7 @@ fn main() -> ExitCode {
         eprintln!("chatd: {e}");
         return ExitCode::FAILURE;
     }
-    let code = match Server::bind(&config, inherited).map_err(|e| e.to_string()) {
+    let code = match Server::bind(&config, passed).map_err(|e| e.to_string()) {
         Err(e) => {
             eprintln!("chatd: {e}");
             ExitCode::FAILURE

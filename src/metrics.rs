@@ -52,7 +52,16 @@ pub enum After {
 impl Metrics {
     /// Binds `addr`, registers it with the poll and reports `metrics on ADDR`.
     pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Metrics> {
-        let mut listener = TcpListener::bind(addr)?;
+        Metrics::serve(TcpListener::bind(addr)?, registry)
+    }
+
+    /// Serves `listener` (the socket systemd passed as `metrics`, already listening and
+    /// non-blocking) as [`Metrics::bind`] serves its own: registered, reported `metrics on ADDR`.
+    pub fn adopt(listener: std::net::TcpListener, registry: &Registry) -> io::Result<Metrics> {
+        Metrics::serve(TcpListener::from_std(listener), registry)
+    }
+
+    fn serve(mut listener: TcpListener, registry: &Registry) -> io::Result<Metrics> {
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         report::metrics_listening(listener.local_addr()?);
         Ok(Metrics {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use std::net::TcpListener;
 
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
@@ -37,7 +36,7 @@ use crate::metrics::{self, After, Metrics};
 use crate::report;
 use crate::signals::{Interrupts, Signal};
 use crate::stats::Stats;
-use crate::systemd::{self, Notifier};
+use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +94,15 @@ struct LoopCounts {
 }
 
 impl Server {
-    /// Serves the sockets systemd passed (`inherited`, from [`crate::take_passed_listeners`]),
-    /// binds every `--listen` address (the default only when neither is given), and sets up the
-    /// poll, the waker, the signals and sd_notify. Reports one `listening on` line per listener
-    /// with its real address.
-    pub fn bind(config: &Config, inherited: Vec<TcpListener>) -> Result<Server, BindError> {
+    /// Serves the sockets systemd passed (`passed`, from [`crate::take_passed_listeners`]: its
+    /// chat listeners, and its `metrics` socket in place of `--metrics`), binds every `--listen`
+    /// address (the default only when neither is given), and sets up the poll, the waker, the
+    /// signals and sd_notify. Reports one `listening on` line per listener with its real address.
+    pub fn bind(config: &Config, passed: Passed) -> Result<Server, BindError> {
+        let Passed {
+            chat: inherited,
+            metrics: passed_metrics,
+        } = passed;
         let (notifier, trouble) = Notifier::from_env();
         if let Some(e) = trouble {
             report::notify_failed(&e);
@@ -112,12 +115,15 @@ impl Server {
         let registry = poll.registry();
         let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
-        let metrics = match config.metrics {
-            Some(addr) => Some(
+        let metrics = match (passed_metrics, config.metrics) {
+            (Some(listener), _) => {
+                Some(Metrics::adopt(listener, registry).map_err(BindError::Setup)?)
+            }
+            (None, Some(addr)) => Some(
                 Metrics::bind(addr, registry)
                     .map_err(|source| BindError::Listen { addr, source })?,
             ),
-            None => None,
+            (None, None) => None,
         };
         let limits = config.limits();
         report::max_clients(limits.max_clients);

@@ -4,7 +4,8 @@
 //!
 //! Deliberately not here: when to notify or what the status says (the loop decides), timers,
 //! reports (errors are returned for the caller to report), or anything of the crate's (a leaf).
-//! `LISTEN_FDNAMES` is read by nobody yet: every socket passed is served as a plain chat listener.
+//! `LISTEN_FDNAMES` says what each socket is: `metrics` is the `--metrics` listener, `tls` is
+//! refused (chatd has no TLS yet), any other name (or none) is a plain chat listener.
 
 use std::env;
 use std::ffi::OsString;
@@ -28,6 +29,21 @@ pub enum ActivationError {
     NotOpen { fd: RawFd, count: u32 },
     /// A descriptor passed is not a listening TCP socket, or could not be made non-blocking.
     NotListener { fd: RawFd, why: String },
+    /// `LISTEN_FDNAMES` does not name as many sockets as `LISTEN_FDS` counts.
+    Names { names: usize, count: u32 },
+    /// A socket named `tls`: chatd cannot serve TLS yet.
+    Tls { fd: RawFd },
+    /// A second socket named `metrics`: there is one metrics listener.
+    SecondMetrics { fd: RawFd },
+}
+
+/// The sockets systemd passed, sorted by their `LISTEN_FDNAMES` name.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// Plain chat listeners: any name but `metrics` and `tls`, or no names at all.
+    pub chat: Vec<TcpListener>,
+    /// The socket named `metrics`: served as `--metrics ADDR` would be.
+    pub metrics: Option<TcpListener>,
 }
 
 impl fmt::Display for ActivationError {
@@ -43,6 +59,21 @@ impl fmt::Display for ActivationError {
             ActivationError::NotListener { fd, why } => {
                 write!(f, "fd {fd} is not a listening TCP socket: {why}")
             }
+            ActivationError::Names { names, count } => {
+                write!(
+                    f,
+                    "LISTEN_FDNAMES names {names} sockets but LISTEN_FDS={count}"
+                )
+            }
+            ActivationError::Tls { fd } => {
+                write!(f, "fd {fd} is named tls, but chatd does not serve TLS yet")
+            }
+            ActivationError::SecondMetrics { fd } => {
+                write!(
+                    f,
+                    "fd {fd} is a second socket named metrics; chatd serves one"
+                )
+            }
         }
     }
 }
@@ -51,16 +82,18 @@ impl std::error::Error for ActivationError {}
 
 /// Takes the listening sockets systemd passed (fds 3, 4, ... per `LISTEN_FDS`), if `LISTEN_PID`
 /// names this process; none otherwise. Each is checked to be a listening TCP socket, made
-/// non-blocking and close-on-exec. `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed
+/// non-blocking and close-on-exec, and sorted by its name in `LISTEN_FDNAMES` (colon-separated,
+/// one per socket): `metrics` for the metrics listener, `tls` refused, anything else chat. `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed
 /// from the environment either way, so no process started later takes them for its own.
 ///
 /// # Safety
 /// No other thread may exist yet (none may read or write the environment meanwhile): it removes
 /// environment variables, which is unsound while another thread might call `getenv`.
-pub unsafe fn take_listeners() -> Result<Vec<TcpListener>, ActivationError> {
+pub unsafe fn take_listeners() -> Result<Passed, ActivationError> {
     let (pid, count) = (env::var_os("LISTEN_PID"), env::var_os("LISTEN_FDS"));
+    let names = env::var_os("LISTEN_FDNAMES");
     if pid.is_none() && count.is_none() {
-        return Ok(Vec::new());
+        return Ok(Passed::default());
     }
     for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // SAFETY: the process has one thread (this function's contract), so nothing reads the
@@ -68,7 +101,7 @@ pub unsafe fn take_listeners() -> Result<Vec<TcpListener>, ActivationError> {
         unsafe { env::remove_var(name) };
     }
     if number("LISTEN_PID", pid)? != Some(std::process::id()) {
-        return Ok(Vec::new()); // Meant for another process (a parent that did not unset them).
+        return Ok(Passed::default()); // Meant for another process (a parent that did not unset them).
     }
     let count = number("LISTEN_FDS", count)?.unwrap_or(0);
     let end = RawFd::try_from(count)
@@ -81,9 +114,33 @@ pub unsafe fn take_listeners() -> Result<Vec<TcpListener>, ActivationError> {
             value,
         });
     };
-    (LISTEN_FDS_START..end)
-        .map(|fd| take_listener(fd, count))
-        .collect()
+    let names: Vec<String> = match &names {
+        // An empty value names nothing, like an absent one.
+        Some(names) if !names.is_empty() => names
+            .to_string_lossy()
+            .split(':')
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !names.is_empty() && names.len() != count as usize {
+        let names = names.len();
+        return Err(ActivationError::Names { names, count });
+    }
+    let mut passed = Passed::default();
+    for fd in LISTEN_FDS_START..end {
+        let listener = take_listener(fd, count)?;
+        let index = usize::try_from(fd - LISTEN_FDS_START).unwrap_or(usize::MAX);
+        match names.get(index).map(String::as_str) {
+            Some("tls") => return Err(ActivationError::Tls { fd }),
+            Some("metrics") if passed.metrics.is_some() => {
+                return Err(ActivationError::SecondMetrics { fd });
+            }
+            Some("metrics") => passed.metrics = Some(listener),
+            _ => passed.chat.push(listener),
+        }
+    }
+    Ok(passed)
 }
 
 /// Takes ownership of `fd` once it is known to be an open, listening TCP socket.

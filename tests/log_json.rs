@@ -3,23 +3,30 @@
 //! them all (shared by the tests, run once); `jq` reads a whole log of a busier session, and gives
 //! back every client's text as the text format shows it.
 //!
-//! The kinds no session here can make on demand (`unheard`, `accept_failed`, `accepting_again`,
-//! `metrics_accept_failed`, `console_not_sent`, `loop_failed`) are made by the same code as the
-//! rest: the unit tests in src/logger.rs check that code's objects with serde_json. `stats` and
-//! `metrics_listening` are read back in tests/metrics.rs.
+//! The kinds the shared session cannot make on demand each get a chatd of their own:
+//! `unheard` (a kicked client's backlog past 4 MiB, sent while chatd is stopped),
+//! `console_not_sent` (the operator's `/to` to a client that does not read), and
+//! `accept_failed`, `metrics_accept_failed` and `accepting_again` (out of descriptors under a low
+//! RLIMIT_NOFILE). `loop_failed` cannot be provoked: the unit tests in src/logger.rs check the
+//! objects of the same code with serde_json. `stats` and `metrics_listening` are read back in
+//! tests/metrics.rs.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, mpsc};
+use std::thread;
 
 use serde_json::Value;
 
 use common::xorshift::XorShift;
-use common::{Chatd, Client};
+use common::{Chatd, Client, WAIT};
 
 /// What the shared session logged: every stdout line parsed, and the log file's lines.
 struct Session {
@@ -497,4 +504,159 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Waits for chatd's next report of `kind` and gives it parsed, with the fields every report has.
+#[track_caller]
+fn expect_event(chatd: &mut Chatd, kind: &str) -> Value {
+    let line = chatd.expect_report(&format!("\"event\":\"{kind}\""));
+    let object = parse(&line);
+    assert_eq!(object["event"], kind, "{object}");
+    let ts = object["ts"].as_str().expect("ts");
+    assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+    assert!(object["msg"].is_string(), "{object}");
+    object
+}
+
+/// `unheard`: a client kicked with a 6 MB backlog (written while chatd was stopped, as
+/// tests/hearing.rs does) is heard out to 4 MiB; the rest is one `unheard` object with the
+/// client's id and peer and a byte count that accounts for every byte past what was heard.
+#[test]
+fn event_unheard() {
+    let args = ["--listen", "127.0.0.1:0", "--log-format", "json"];
+    let mut chatd = Chatd::spawn(&args);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_send_buffer_size(8 << 20).expect("SO_SNDBUF");
+    socket.connect(&chatd.addr().into()).expect("connect");
+    let client = Client::from_stream(socket.into());
+    let connect = expect_event(&mut chatd, "connect");
+    assert_eq!(connect["id"], 1);
+    let line = format!("{}\n", "y".repeat(99));
+    let sent = line.repeat(60_000).into_bytes();
+    let total = sent.len();
+    chatd.signal(libc::SIGSTOP);
+    let mut writer = client.stream().try_clone().expect("clone");
+    let (done, wait) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(writer.write_all(&sent));
+    });
+    match wait.recv_timeout(WAIT) {
+        Ok(result) => result.expect("write the backlog"),
+        Err(_) => panic!("the kernel would not buffer the backlog while chatd was stopped"),
+    }
+    chatd.send_console("/kick 1");
+    chatd.signal(libc::SIGCONT);
+    let unheard = expect_event(&mut chatd, "unheard");
+    assert_eq!(unheard["level"], "info");
+    assert_eq!(unheard["id"], 1);
+    assert_eq!(unheard["peer"], client.peer());
+    let bytes = unheard["bytes"].as_u64().expect("bytes is a number");
+    let disconnect = expect_event(&mut chatd, "disconnect");
+    assert_eq!(disconnect["reason"], "kicked");
+    // Everything heard (whole lines and the one cut at the cap) plus `bytes` is what was sent.
+    let heard: u64 = chatd
+        .seen()
+        .iter()
+        .map(|line| parse(line))
+        .filter(|object| object["event"] == "message")
+        .map(|object| {
+            let text = object["text"].as_str().expect("text").len() as u64;
+            if object.get("cut").is_some() {
+                text
+            } else {
+                text + 1
+            }
+        })
+        .sum();
+    assert_eq!(heard + bytes, total as u64, "{unheard}");
+}
+
+/// `console_not_sent`: the operator's `/to` lines to a client that reads nothing pile up past
+/// `--max-queue`; the line that does not fit is not sent, reported with the id and `slow`, and
+/// the client is dropped.
+#[test]
+fn event_console_not_sent() {
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--max-queue",
+        "4096",
+    ];
+    let mut chatd = Chatd::spawn(&args);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&chatd.addr().into()).expect("connect");
+    let _client = Client::from_stream(socket.into()); // Never reads.
+    expect_event(&mut chatd, "connect");
+    // Far more than the kernel buffers between the two ends: the queue must overflow.
+    let text = "z".repeat(30_000);
+    for _ in 0..400 {
+        chatd.send_console(&format!("/to 1 {text}"));
+    }
+    let not_sent = expect_event(&mut chatd, "console_not_sent");
+    assert_eq!(not_sent["level"], "warn");
+    assert_eq!(not_sent["id"], 1);
+    assert_eq!(not_sent["reason"], "slow");
+    let disconnect = expect_event(&mut chatd, "disconnect");
+    assert_eq!(disconnect["reason"], "slow");
+}
+
+/// `accept_failed`, `metrics_accept_failed` and `accepting_again`: under RLIMIT_NOFILE 40, more
+/// clients than descriptors make the chat listener's accept fail (one warning with the error),
+/// a scrape then fails the metrics listener's accept too, and once the clients go chatd says it
+/// accepts again.
+#[test]
+fn events_accept_failed_metrics_accept_failed_and_accepting_again() {
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--max-clients",
+        "1000",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let mut command = Chatd::command(&args);
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut chatd = Chatd::spawn_command(command, &args);
+    let metrics = expect_event(&mut chatd, "metrics_listening");
+    let metrics: SocketAddr = metrics["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("an address");
+    let addr = chatd.addr();
+    let clients: Vec<Client> = (0..50).map(|_| Client::connect_quiet(addr)).collect();
+    let failed = expect_event(&mut chatd, "accept_failed");
+    assert_eq!(failed["level"], "warn");
+    let error = failed["error"].as_str().expect("error is text");
+    assert!(error.contains("Too many open files"), "{failed}");
+
+    let _scrape = TcpStream::connect(metrics).expect("connect to metrics");
+    let failed = expect_event(&mut chatd, "metrics_accept_failed");
+    assert_eq!(failed["level"], "warn");
+    let error = failed["error"].as_str().expect("error is text");
+    assert!(error.contains("Too many open files"), "{failed}");
+
+    drop(clients);
+    let again = expect_event(&mut chatd, "accepting_again");
+    assert_eq!(again["level"], "info");
+    assert_eq!(chatd.seen_count("\"event\":\"accept_failed\""), 1);
 }

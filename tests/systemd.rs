@@ -102,6 +102,103 @@ fn explicit_listen_is_served_beside_the_passed_socket() {
     }
 }
 
+/// Two sockets, LISTEN_FDNAMES=chat:metrics: fd 3 is the chat listener (a client greeted), fd 4
+/// the metrics listener, reported `metrics on ADDR` and answering `GET /metrics` (with `curl`).
+#[test]
+fn a_socket_named_metrics_is_the_metrics_listener() {
+    let chat = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let metrics = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (chat_addr, metrics_addr) = (
+        chat.local_addr().expect("addr"),
+        metrics.local_addr().expect("addr"),
+    );
+    let env = [("LISTEN_FDNAMES", "chat:metrics")];
+    let command = activated_two([&chat, &metrics], &env, &[]);
+    let mut chatd = Chatd::spawn_command(command, &[]);
+    chatd.expect_body(&format!("metrics on {metrics_addr}"));
+    chatd.expect_report("accepting at most");
+    assert_eq!(chatd.addr(), chat_addr);
+    assert_eq!(
+        chatd.seen_count("listening on"),
+        1,
+        "fd 4 is not a chat listener"
+    );
+
+    let client = Client::connect(chat_addr); // Reads the greeting.
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+
+    let output = Command::new("curl")
+        .args(["-sS", "-w", "\\n%{http_code}"])
+        .arg(format!("http://{metrics_addr}/metrics"))
+        .output()
+        .expect("curl is installed (apt-get install curl; .ci/run does)");
+    assert!(output.status.success(), "curl: {output:?}");
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert!(body.ends_with("\n200"), "{body}");
+    assert!(body.contains("\nchatd_clients_online 1\n"), "{body}");
+}
+
+/// The other order (metrics:chat), and a raw GET on the metrics socket: names, not positions,
+/// decide; an unknown name (`chat` here, or anything else) is a chat listener.
+#[test]
+fn names_not_positions_decide() {
+    let metrics = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let chat = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (chat_addr, metrics_addr) = (
+        chat.local_addr().expect("addr"),
+        metrics.local_addr().expect("addr"),
+    );
+    let env = [("LISTEN_FDNAMES", "metrics:anything")];
+    let command = activated_two([&metrics, &chat], &env, &[]);
+    let mut chatd = Chatd::spawn_command(command, &[]);
+    chatd.expect_body(&format!("metrics on {metrics_addr}"));
+    chatd.expect_report("accepting at most");
+    assert_eq!(chatd.addr(), chat_addr);
+    let mut stream = TcpStream::connect(metrics_addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    let _ = io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("\nchatd_clients_online 0\n"), "{answer}");
+}
+
+/// A socket named `tls` is refused at start with one clear line and exit code 1; so are a second
+/// `metrics` socket, names that do not match the count, and a `metrics` socket beside `--metrics`.
+#[test]
+fn refused_names_are_one_clear_line() {
+    let one = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let two = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            "chat:tls",
+            &[],
+            "chatd: socket activation: fd 4 is named tls, but chatd does not serve TLS yet\n",
+        ),
+        (
+            "metrics:metrics",
+            &[],
+            "chatd: socket activation: fd 4 is a second socket named metrics; chatd serves one\n",
+        ),
+        (
+            "chat",
+            &[],
+            "chatd: socket activation: LISTEN_FDNAMES names 1 sockets but LISTEN_FDS=2\n",
+        ),
+        (
+            "chat:metrics",
+            &["--metrics", "127.0.0.1:0"],
+            "chatd: socket activation: a socket named metrics was passed and --metrics 127.0.0.1:0 given; use one\n",
+        ),
+    ];
+    for (names, args, expected) in cases {
+        let env = [("LISTEN_FDNAMES", names)];
+        let (code, stderr) = run_to_exit(activated_two([&one, &two], &env, args));
+        assert_eq!(code, Some(1), "{names}: {stderr}");
+        assert_eq!(stderr, expected, "{names}");
+    }
+}
+
 /// LISTEN_PID naming another process: the variables are not for chatd, fd 3 is left alone, and the
 /// `--listen` addresses are served as without systemd.
 #[test]
@@ -224,6 +321,41 @@ enum Fd3<'a> {
 fn activated(fd3: Fd3, env: &[(&str, &str)], args: &[&str]) -> Command {
     let argv = std::iter::once(chatd_bin()).chain(args.iter().map(Into::into));
     launch(fd3, env, argv)
+}
+
+/// `/bin/sh -c 'LISTEN_PID=$$ exec "$0" "$@"' chatd ARGS` with `LISTEN_FDS=2`, the two
+/// listeners as fds 3 and 4, `env` set (e.g. `LISTEN_FDNAMES`), its stdin piped.
+fn activated_two(fds: [&TcpListener; 2], env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#])
+        .arg(chatd_bin())
+        .args(args)
+        .env("LISTEN_FDS", "2")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped());
+    let sources = fds.map(AsRawFd::as_raw_fd);
+    // SAFETY: the closure makes only async-signal-safe calls (fcntl, dup2) and allocates nothing;
+    // the listeners stay open in the parent until the child has been spawned. Each source is first
+    // copied above fd 9, so that placing one on fd 3 cannot close the other.
+    unsafe {
+        command.pre_exec(move || {
+            let mut high = [0; 2];
+            for (slot, fd) in high.iter_mut().zip(sources) {
+                *slot = libc::fcntl(fd, libc::F_DUPFD, 10);
+                if *slot == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (target, fd) in (3..).zip(high) {
+                if libc::dup2(fd, target) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+    command
 }
 
 /// `/bin/sh -c 'LISTEN_PID=$$ exec "$0" "$@"' ARGV...`, as `activated` describes.

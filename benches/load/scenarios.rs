@@ -42,10 +42,15 @@ pub enum Scenario {
     },
     /// `clients` clients take their seats in the chat room (chatd `--relay`, ncat `--chat`), then
     /// talk as `load` says.
-    Relay { clients: usize, load: RelayLoad },
+    Relay {
+        clients: usize,
+        load: RelayLoad,
+        /// What chatd runs with beyond `--relay` (chatd rows only).
+        variant: Variant,
+    },
 }
 
-/// An ingest row's chatd: as it starts by default, or with one feature on, to price it.
+/// An ingest or relay row's chatd: as it starts by default, or with one feature on, to price it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Default,
@@ -74,6 +79,17 @@ pub enum RelayLoad {
     Burst { bytes: usize, newcomers: usize },
 }
 
+impl Variant {
+    /// How the row's name says it: nothing, ` json` or ` metrics`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Variant::Default => "",
+            Variant::Json => " json",
+            Variant::Metrics => " metrics",
+        }
+    }
+}
+
 impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
@@ -97,22 +113,24 @@ impl Scenario {
                     1024 => "1KiB".to_owned(),
                     _ => format!("{line_len}B"),
                 };
-                let variant = match variant {
-                    Variant::Default => "",
-                    Variant::Json => " json",
-                    Variant::Metrics => " metrics",
-                };
-                format!("C={clients} {size}{variant}")
+                format!("C={clients} {size}{}", variant.suffix())
             }
             Scenario::Hold { clients } => format!("N={clients}"),
             Scenario::Churn { workers, .. } => format!("P={workers}"),
             Scenario::Broadcast { clients, rate, .. } => format!("C={clients} {rate}/s"),
-            Scenario::Relay { clients, load } => match load {
-                RelayLoad::Seat => format!("C={clients} seat"),
-                RelayLoad::Paced { rate, .. } => format!("C={clients} {rate}/s"),
-                RelayLoad::Unthrottled { .. } => format!("C={clients} unthrottled"),
-                RelayLoad::Burst { bytes, .. } => format!("C={clients} burst {}KiB", bytes / 1024),
-            },
+            Scenario::Relay {
+                clients,
+                load,
+                variant,
+            } => {
+                let load = match load {
+                    RelayLoad::Seat => "seat".to_owned(),
+                    RelayLoad::Paced { rate, .. } => format!("{rate}/s"),
+                    RelayLoad::Unthrottled { .. } => "unthrottled".to_owned(),
+                    RelayLoad::Burst { bytes, .. } => format!("burst {}KiB", bytes / 1024),
+                };
+                format!("C={clients} {load}{}", variant.suffix())
+            }
         }
     }
 
@@ -153,6 +171,10 @@ impl Scenario {
                 load: RelayLoad::Unthrottled { .. },
                 ..
             } => &["--relay", "--max-queue", UNTHROTTLED_MAX_QUEUE],
+            Scenario::Relay {
+                variant: Variant::Json,
+                ..
+            } => &["--relay", "--log-format", "json"],
             Scenario::Relay { .. } => &["--relay"],
             Scenario::Ingest {
                 variant: Variant::Json,
@@ -214,7 +236,9 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                     rate,
                     duration,
                 } => broadcast(target, clients, rate, duration, budget, &mut row),
-                Scenario::Relay { clients, load } => relay(target, clients, load, budget, &mut row),
+                Scenario::Relay { clients, load, .. } => {
+                    relay(target, clients, load, budget, &mut row)
+                }
             }
         }
         Err(Start::Skipped(why)) => row.end(Status::Skipped, why),
