@@ -209,6 +209,13 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
         );
         return row;
     }
+    if let Scenario::Ingest { .. } = scenario {
+        // Every line goes to a log file: the earlier rows' gigabytes are written back to disk
+        // first, so that their writeback does not throttle this row (it made a row that ran after
+        // the 1 KiB rows four times as costly per line as the same row run alone).
+        // SAFETY: sync(2) has no preconditions and touches no memory of ours.
+        unsafe { libc::sync() };
+    }
     let overflows_before = procfs::listen_overflows();
     match start(kind, scenario, context, &dir) {
         Ok(target) => {
