@@ -16,7 +16,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::connection::{Connection, Limits, NotQueued, Stream};
+use crate::config::Limits;
+use crate::connection::{Connection, NotQueued, Stream};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::report;
 use crate::stats::Stats;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
-use crate::connection::Limits;
 pub use crate::logger::{LogFormat, LogTime};
 
 /// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
@@ -209,3 +208,14 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIF
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
 /// file, and room to accept and refuse one more client politely.
 const RESERVED_FILES: u64 = 32;
+
+/// What a client may make the server hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-clients`: connections held at once.
+    pub max_clients: usize,
+    /// `--max-line`: the longest message kept.
+    pub max_line: usize,
+    /// `--max-queue`: the most bytes queued for one client.
+    pub max_queue: usize,
+}

@@ -6,61 +6,18 @@
 //! reading another. Deliberately not here: the slab, other clients, timers or reporting; the
 //! registry and the chat decide what an outcome means and what the operator reads.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Interest;
 use mio::net::TcpStream;
 
+use crate::config::Limits;
 use crate::framing::{Line, LineDecoder};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{OutQueue, Overflow};
-
-/// What a connection needs of its socket: bytes both ways, registration with the poll, and a FIN.
-/// A trait so that the chat's tests can run clients on an in-memory stream; the server uses mio's
-/// `TcpStream`.
-pub trait Stream: Read + Write + mio::event::Source {
-    /// Sends a FIN after what was written.
-    fn shutdown_write(&self) -> io::Result<()>;
-
-    /// How many received bytes wait unread (what is counted as dropped when a client is closed
-    /// with more than chatd will hear).
-    fn unread(&self) -> usize {
-        0
-    }
-}
-
-impl Stream for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    fn unread(&self) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut bytes: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local; the
-        // descriptor is this socket's own, open for as long as `self` is.
-        let ok = unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut bytes) } == 0;
-        if ok {
-            usize::try_from(bytes).unwrap_or(0)
-        } else {
-            0
-        }
-    }
-}
-
-/// What a client may make the server hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// `--max-clients`: connections held at once.
-    pub max_clients: usize,
-    /// `--max-line`: the longest message kept.
-    pub max_line: usize,
-    /// `--max-queue`: the most bytes queued for one client.
-    pub max_queue: usize,
-}
+pub use crate::stream::Stream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -7,6 +7,7 @@
 //! Each module imports only those above it in this list, so the graph has no cycle:
 //! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
 //! - `escape`: client bytes made safe for a terminal (leaf, pure).
+//! - `clock`, `json`: the time and the JSON of a report line, into bytes (leaves, pure).
 //! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).
 //! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
@@ -18,6 +19,7 @@
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
+//! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
@@ -48,6 +50,7 @@
 
 mod chat;
 mod clients;
+mod clock;
 mod config;
 mod connection;
 mod console;
@@ -55,6 +58,7 @@ mod escape;
 mod framing;
 mod generate;
 mod ids;
+mod json;
 mod listeners;
 mod logfile;
 mod logger;
@@ -65,6 +69,7 @@ mod room;
 mod server;
 mod signals;
 mod stats;
+mod stream;
 mod systemd;
 mod timers;
 mod wrap;

@@ -7,6 +7,8 @@
 //! put a control character on the operator's screen. docs/design.md says how a report travels
 //! from here to the terminal, a pipe and the log file.
 //!
+//! The console's answers are in `report/console.rs`, the terminal sink in `report/terminal.rs`.
+//!
 //! Deliberately not here: deciding who gets what or when a client is closed (that is `chat.rs`).
 
 use std::fmt;
@@ -14,18 +16,20 @@ use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record, info, warn};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
-use crate::console::ParseError;
 use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::{Held, LogFormat, LogTime, TurnLogger};
-use crate::stats::Stats;
-use crate::wrap;
+
+mod console;
+mod terminal;
+
+pub use console::*;
+use terminal::Terminal;
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
@@ -142,56 +146,6 @@ struct Gate {
     turn: Option<TurnLogger>,
 }
 
-/// The operator's terminal: simplelog's `TermLogger`, with lines longer than the terminal is wide
-/// broken by chatd into indented rows (`wrap.rs`), so no row of a client's message can start like
-/// a report. The width is asked of the terminal for each report, so a resize is followed.
-struct Terminal {
-    logger: Box<TermLogger>,
-    /// How many columns the time takes, with its space.
-    stamp: usize,
-}
-
-impl Terminal {
-    fn log(&self, record: &Record<'_>) {
-        let Some(width) = terminal_width() else {
-            return self.logger.log(record);
-        };
-        let text = record.args().to_string();
-        // What TermLogger writes before the text: `HH:MM:SS [LEVEL] `.
-        let lead = self.stamp + record.level().as_str().len() + "[] ".len();
-        match wrap::wrap(&text, lead, width) {
-            None => self.logger.log(record),
-            Some(rows) => self.logger.log(
-                &Record::builder()
-                    .args(format_args!("{rows}"))
-                    .metadata(record.metadata().clone())
-                    .module_path(record.module_path())
-                    .file(record.file())
-                    .line(record.line())
-                    .build(),
-            ),
-        }
-    }
-
-    fn flush(&self) {
-        self.logger.flush();
-    }
-}
-
-/// How many columns the terminal on stdout has, if it says.
-fn terminal_width() -> Option<usize> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live local;
-    // fd 1 is stdout, which the process holds for its whole life.
-    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
-    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
-}
-
 impl Log for Gate {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= self.level
@@ -244,51 +198,6 @@ pub fn metrics_listening(addr: SocketAddr) {
 /// The `/metrics` listener could not take a connection; it will be tried again.
 pub fn metrics_accept_failed(error: &io::Error) {
     warn!(event = "metrics_accept_failed", error:% = error; "metrics: accept failed: {error}");
-}
-
-/// `/stats`: the figures `GET /metrics` serves, in one line.
-pub fn stats(s: &Stats) {
-    let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
-    info!(
-        event = "stats",
-        online = s.online,
-        connections_accepted = s.accepted,
-        refused_full = s.refused_full,
-        refused_error = s.refused_error,
-        disconnects_exit = exit,
-        disconnects_closed = closed,
-        disconnects_reset = reset,
-        disconnects_kicked = kicked,
-        disconnects_shutdown = shutdown,
-        disconnects_slow = slow,
-        disconnects_timeout = timeout,
-        messages_in = s.messages_in,
-        bytes_in = s.bytes_in,
-        lines_out = s.lines_out,
-        bytes_out = s.bytes_out,
-        relay_deliveries = s.relay_deliveries,
-        queue_bytes = s.queue_bytes,
-        timers_armed = s.timers,
-        loop_turns = s.turns,
-        loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
-        "stats: {} online; {} accepted, refused {} full {} error; disconnects exit {exit} closed \
-         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
-         in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
-         {} timers; {} turns, {:.3} s busy",
-        s.online,
-        s.accepted,
-        s.refused_full,
-        s.refused_error,
-        s.messages_in,
-        s.bytes_in,
-        s.lines_out,
-        s.bytes_out,
-        s.relay_deliveries,
-        s.queue_bytes,
-        s.timers,
-        s.turns,
-        s.busy.as_secs_f64()
-    );
 }
 
 pub fn max_clients(max: usize) {
@@ -462,78 +371,6 @@ pub fn console_closed(error: Option<&io::Error>) {
     }
 }
 
-pub fn console_sent(id: ConnId, peer: Peer) {
-    info!(event = "console_sent", id = id.0, peer:% = peer; "sent to {id} {peer}");
-}
-
-pub fn console_replied(id: ConnId, peer: Peer) {
-    info!(event = "console_replied", id = id.0, peer:% = peer; "replied to {id} {peer} (last to speak)");
-}
-
-pub fn console_sent_all(count: usize) {
-    info!(event = "console_sent_all", count = count; "sent to all ({})", Count(count, "client"));
-}
-
-pub fn console_error(error: &ParseError) {
-    warn!(event = "console_error", error:% = error; "console: {error}");
-}
-
-pub fn console_too_long(limit: u64) {
-    warn!(event = "console_too_long", limit = limit; "console: line longer than {limit} bytes ignored");
-}
-
-/// The client could not take the operator's line: it stopped reading and is dropped `slow`.
-pub fn console_not_sent_slow(id: ConnId) {
-    warn!(event = "console_not_sent", id = id.0, reason = "slow"; "console: {id} could not take the line and is dropped (slow)");
-}
-
-/// Writing to the client failed: its connection is gone, and its disconnect follows.
-pub fn console_not_sent_broken(id: ConnId) {
-    warn!(event = "console_not_sent", id = id.0, reason = "broken"; "console: {id} could not take the line: its connection failed");
-}
-
-pub fn console_no_client(id: ConnId) {
-    warn!(event = "console_no_client", id = id.0; "console: no client {id} is connected (try /list)");
-}
-
-pub fn console_nobody_spoke() {
-    warn!(event = "console_nobody_spoke"; "console: no client has spoken yet; use /to <id> <text> or /all <text>");
-}
-
-pub fn console_list_header(online: usize) {
-    info!(event = "list", online = online; "{online} online");
-}
-
-/// One `/list` line; `leaving` is the reason of a client that is closing and not yet gone.
-pub fn console_list_entry(
-    id: ConnId,
-    peer: Peer,
-    age: Duration,
-    (lines_in, lines_out): (u64, u64),
-    leaving: Option<Reason>,
-) {
-    match leaving {
-        None => info!(
-            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
-            lines_in = lines_in, lines_out = lines_out;
-            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
-            Age(age)
-        ),
-        Some(reason) => info!(
-            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
-            lines_in = lines_in, lines_out = lines_out, leaving:% = reason;
-            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out, leaving ({reason})",
-            Age(age)
-        ),
-    }
-}
-
-pub fn console_help() {
-    for line in HELP {
-        info!(event = "help"; "{line}");
-    }
-}
-
 pub fn shutting_down(cause: &str) {
     info!(event = "shutting_down", cause = cause; "shutting down ({cause})");
 }
@@ -552,34 +389,6 @@ impl fmt::Display for Count {
     }
 }
 
-/// A connection's age as `1h02m03s`, `2m03s` or `3s`.
-struct Age(Duration);
-
-impl fmt::Display for Age {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.as_secs();
-        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        match (h, m) {
-            (0, 0) => write!(f, "{s}s"),
-            (0, _) => write!(f, "{m}m{s:02}s"),
-            _ => write!(f, "{h}h{m:02}m{s:02}s"),
-        }
-    }
-}
-
-/// The console's `/help`; README.md lists the same commands.
-const HELP: &[&str] = &[
-    "commands:",
-    "  /to <id> <text>   send <text> to client #<id> (also: @<id> <text>)",
-    "  /all <text>       send <text> to every client",
-    "  <text>            reply to the client that spoke last (//text sends /text)",
-    "  /list             list clients: id, address, time connected, messages in and out",
-    "  /kick <id>        disconnect client #<id>",
-    "  /stats            the server's figures (what --metrics serves)",
-    "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
-    "  /help             this list",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,12 +398,5 @@ mod tests {
         assert_eq!(Count(1, "client").to_string(), "1 client");
         assert_eq!(Count(0, "client").to_string(), "0 clients");
         assert_eq!(Count(2, "client").to_string(), "2 clients");
-    }
-
-    #[test]
-    fn formats_ages() {
-        assert_eq!(Age(Duration::from_secs(5)).to_string(), "5s");
-        assert_eq!(Age(Duration::from_secs(125)).to_string(), "2m05s");
-        assert_eq!(Age(Duration::from_secs(3725)).to_string(), "1h02m05s");
     }
 }

@@ -12,6 +12,10 @@
 //! top of a turn's steps, never from a send. A failed write is a mark on the client, resolved once
 //! in `before_sleep` (`settle`), so that writing to one client never leads to reading another.
 //!
+//! The loop's timers are in `server/timing.rs`, and the operator's side (console, signals,
+//! shutdown, metrics scrapes) in `server/control.rs`: more `impl Server`, split by what they
+//! decide.
+//!
 //! Deliberately not here: what a line or a command causes (`chat.rs`), byte parsing
 //! (`framing.rs`), report text (`report.rs`), or anything that blocks.
 
@@ -29,15 +33,17 @@ use crate::chat::{self, Chat};
 use crate::clients::{self, CLIENT_BASE, Clients, Marks};
 use crate::config::Config;
 use crate::connection::ReadStatus;
-use crate::console::{self, Command, Console, ConsoleInput};
-use crate::ids::{ConnId, Peer};
+use crate::console::Console;
+use crate::ids::Peer;
 use crate::listeners::{self, Accepted, BindError, Listeners};
-use crate::metrics::{self, After, Metrics};
+use crate::metrics::Metrics;
 use crate::report;
-use crate::signals::{Interrupts, Signal};
-use crate::stats::Stats;
+use crate::signals::Interrupts;
 use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
+
+mod control;
+mod timing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -246,45 +252,6 @@ impl Server {
         self.listeners.pend(index);
     }
 
-    /// A `--metrics` event: new scrapes get their timer; a whole request gets its answer, from a
-    /// snapshot taken now.
-    fn scrape_event(&mut self, token: Token, event: &Event) {
-        let Some(metrics) = &mut self.metrics else {
-            return;
-        };
-        let registry = self.poll.registry();
-        let Some(key) = Metrics::scrape_of(token) else {
-            let deadline = Instant::now() + metrics::SCRAPE_TIMEOUT;
-            for (key, id) in metrics.accept(registry) {
-                self.timers.arm(deadline, Due::Scrape(key, id));
-            }
-            return;
-        };
-        if event.is_writable() {
-            metrics.on_writable(key, registry);
-        }
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        if readable && let After::WantsStats(key) = metrics.on_readable(key, registry) {
-            let stats = self.stats();
-            if let Some(metrics) = &mut self.metrics {
-                metrics.answer_stats(key, &stats, self.poll.registry());
-            }
-        }
-    }
-
-    /// The figures of `/stats` and `GET /metrics`, gathered now.
-    fn stats(&self) -> Stats {
-        let mut stats = Stats::default();
-        self.clients.stats(&mut stats);
-        stats.refused_full = self.counts.refused_full;
-        stats.refused_error = self.counts.refused_error;
-        stats.relay_deliveries = self.chat.relay_deliveries();
-        stats.timers = self.timers.len() as u64;
-        stats.turns = self.counts.turns;
-        stats.busy = self.counts.busy;
-        stats
-    }
-
     /// Seats a new client and lets the chat greet it, or refuses it past `--max-clients`.
     fn admit(&mut self, stream: TcpStream, peer: Peer) {
         if self.clients.is_full() {
@@ -357,105 +324,6 @@ impl Server {
         }
         for key in self.clients.take_pending() {
             self.hear(key);
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some(due) = self.timers.pop_due(now) {
-            match due {
-                Due::Line(key, id) => {
-                    // The mark stays set meanwhile, so the read in `silent` arms no second timer.
-                    if self.silent(key, id, self.line_timeout, now) {
-                        self.chat.line_timed_out(&mut self.clients, key);
-                    }
-                    // Bytes still unfinished (more came since it was armed): wait out the rest.
-                    self.clients.marks(key, id).map(Marks::disarm_line);
-                    self.arm_line_timer(key, id);
-                }
-                Due::Idle(key, id) => {
-                    let idle = self.idle_timeout;
-                    if idle.is_some_and(|idle| self.silent(key, id, idle, now)) {
-                        self.chat.time_out(&mut self.clients, key);
-                    } else {
-                        self.arm_idle_timer(key, id);
-                    }
-                }
-                Due::Linger(key, id) => {
-                    // Its output had its grace; its hearing out may go on a while longer.
-                    let left = self
-                        .clients
-                        .slot(key, id)
-                        .and_then(|c| c.hearing_time_left(now));
-                    match left {
-                        Some(left) => {
-                            self.clients.drop_output(key, id);
-                            self.timers.arm(now + left, Due::Linger(key, id));
-                        }
-                        None => self.chat.give_up(&mut self.clients, key, id),
-                    }
-                }
-                Due::AcceptRetry => {
-                    // Still failing, `accept` arms the next retry itself.
-                    self.listeners.retry_fired();
-                    for index in 0..self.listeners.len() {
-                        self.accept(index);
-                    }
-                }
-                Due::Scrape(key, id) => {
-                    if let Some(metrics) = &mut self.metrics {
-                        metrics.expire(key, id, self.poll.registry());
-                    }
-                }
-                Due::Watchdog => {
-                    // From the loop's own timer, so a loop that is stuck stops sending and systemd
-                    // restarts it.
-                    self.notify("WATCHDOG=1");
-                    if let Some(period) = self.watchdog.filter(|_| self.notifier.is_on()) {
-                        self.timers.arm(now + period, Due::Watchdog);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether open client `(key, id)` has sent nothing for `span` at `now`. Bytes that arrived
-    /// during a long turn wait unread in the socket, and no event announces them until the next
-    /// poll: they are heard first, so a timer that measures silence never fires on them (and never
-    /// cuts a line in two).
-    fn silent(&mut self, key: usize, id: ConnId, span: Duration, now: Instant) -> bool {
-        let silent = |clients: &mut Clients| {
-            let conn = clients.slot(key, id).filter(|conn| conn.is_open());
-            conn.is_some_and(|conn| conn.last_input() + span <= now)
-        };
-        silent(&mut self.clients) && {
-            self.hear_now(key);
-            silent(&mut self.clients)
-        }
-    }
-
-    /// Arms the line timer of client `(key, id)` if it is open with an unfinished line and has
-    /// none armed.
-    fn arm_line_timer(&mut self, key: usize, id: ConnId) {
-        let Some(conn) = self.clients.slot(key, id) else {
-            return;
-        };
-        let at = conn.last_input() + self.line_timeout;
-        if conn.is_open()
-            && conn.has_partial()
-            && self.clients.marks(key, id).is_some_and(Marks::arm_line)
-        {
-            self.timers.arm(at, Due::Line(key, id));
-        }
-    }
-
-    /// Arms the idle timer of open client `(key, id)`, due `--idle-timeout` after its last input.
-    fn arm_idle_timer(&mut self, key: usize, id: ConnId) {
-        if let (Some(idle), Some(conn)) = (self.idle_timeout, self.clients.slot(key, id))
-            && conn.is_open()
-        {
-            self.timers
-                .arm(conn.last_input() + idle, Due::Idle(key, id));
         }
     }
 
@@ -536,74 +404,6 @@ impl Server {
             let clients = &self.clients;
             self.timers.sweep(|key, id| clients.holds(key, id));
         }
-    }
-
-    fn drain_console(&mut self) {
-        while let Some(input) = self.console.next() {
-            match input {
-                ConsoleInput::Line(line) => match console::parse(&line) {
-                    Some(Ok(command)) => self.execute(command),
-                    Some(Err(error)) => report::console_error(&error),
-                    None => {}
-                },
-                ConsoleInput::TooLong => report::console_too_long(console::MAX_CONSOLE_LINE),
-                ConsoleInput::Closed(error) => report::console_closed(error.as_ref()),
-            }
-        }
-    }
-
-    /// The loop's part of a command: `/quit` is a shutdown, and a client is heard out before it is
-    /// kicked (what it sent before the kick is heard, not dropped with the socket); the chat does
-    /// the rest.
-    fn execute(&mut self, command: Command) {
-        match command {
-            Command::Quit => self.begin_shutdown("/quit"),
-            Command::Stats => report::stats(&self.stats()),
-            Command::Kick(id) => {
-                if let Some(key) = self.clients.find(id) {
-                    self.hear(key);
-                }
-                self.chat.command(&mut self.clients, command);
-            }
-            command => self.chat.command(&mut self.clients, command),
-        }
-    }
-
-    /// SIGINT and SIGTERM stop the server. SIGHUP is a hangup when the console is a terminal (the
-    /// operator's terminal closed: shut down as `/quit` does) and a reload when headless (the log
-    /// file is reopened). SIGUSR1 reopens the log file. The rest are reported and ignored.
-    fn drain_signals(&mut self) {
-        for signal in self.interrupts.pending() {
-            match signal {
-                Signal::Stop(cause) => self.begin_shutdown(cause),
-                Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
-                Signal::Hangup => report::reopen_log_file("SIGHUP"),
-                Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
-                Signal::Ignored(name) => report::signal_ignored(&name),
-            }
-        }
-    }
-
-    /// Stops accepting, hears and tells every client, and gives their queues `GRACE` to drain.
-    /// Every trigger (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) comes here, and only the first
-    /// one counts.
-    fn begin_shutdown(&mut self, cause: &str) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        report::shutting_down(cause);
-        self.notify("STOPPING=1");
-        self.interrupts.exit_on_next_interrupt();
-        self.listeners.close(self.poll.registry());
-        // What a client sent before the shutdown is heard, not dropped with the socket.
-        for key in self.clients.keys() {
-            if !self.clients.is_pending(key) {
-                self.hear(key);
-            }
-        }
-        self.chat.shut_down(&mut self.clients);
-        // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
-        self.phase = Phase::Draining;
     }
 }
 

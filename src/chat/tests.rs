@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use mio::{Interest, Poll, Registry, Token};
 
 use super::*;
-use crate::connection::Limits;
+use crate::config::Limits;
 
 /// One end of an in-memory client: what the server wrote to it, what it has for the server to
 /// read, whether its writes fail, and how often it was read.

@@ -1,0 +1,124 @@
+//! The operator's side of the loop: the console's lines, the signals, the shutdown, and the
+//! metrics scrapes.
+
+use std::time::Instant;
+
+use mio::Token;
+use mio::event::Event;
+
+use super::{Phase, Server};
+use crate::console::{self, Command, ConsoleInput};
+use crate::metrics::{self, After, Metrics};
+use crate::report;
+use crate::signals::Signal;
+use crate::stats::Stats;
+use crate::timers::Due;
+
+impl Server {
+    /// A `--metrics` event: new scrapes get their timer; a whole request gets its answer, from a
+    /// snapshot taken now.
+    pub(super) fn scrape_event(&mut self, token: Token, event: &Event) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let Some(key) = Metrics::scrape_of(token) else {
+            let deadline = Instant::now() + metrics::SCRAPE_TIMEOUT;
+            for (key, id) in metrics.accept(registry) {
+                self.timers.arm(deadline, Due::Scrape(key, id));
+            }
+            return;
+        };
+        if event.is_writable() {
+            metrics.on_writable(key, registry);
+        }
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        if readable && let After::WantsStats(key) = metrics.on_readable(key, registry) {
+            let stats = self.stats();
+            if let Some(metrics) = &mut self.metrics {
+                metrics.answer_stats(key, &stats, self.poll.registry());
+            }
+        }
+    }
+
+    /// The figures of `/stats` and `GET /metrics`, gathered now.
+    pub(super) fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        self.clients.stats(&mut stats);
+        stats.refused_full = self.counts.refused_full;
+        stats.refused_error = self.counts.refused_error;
+        stats.relay_deliveries = self.chat.relay_deliveries();
+        stats.timers = self.timers.len() as u64;
+        stats.turns = self.counts.turns;
+        stats.busy = self.counts.busy;
+        stats
+    }
+
+    pub(super) fn drain_console(&mut self) {
+        while let Some(input) = self.console.next() {
+            match input {
+                ConsoleInput::Line(line) => match console::parse(&line) {
+                    Some(Ok(command)) => self.execute(command),
+                    Some(Err(error)) => report::console_error(&error),
+                    None => {}
+                },
+                ConsoleInput::TooLong => report::console_too_long(console::MAX_CONSOLE_LINE),
+                ConsoleInput::Closed(error) => report::console_closed(error.as_ref()),
+            }
+        }
+    }
+
+    /// The loop's part of a command: `/quit` is a shutdown, and a client is heard out before it is
+    /// kicked (what it sent before the kick is heard, not dropped with the socket); the chat does
+    /// the rest.
+    pub(super) fn execute(&mut self, command: Command) {
+        match command {
+            Command::Quit => self.begin_shutdown("/quit"),
+            Command::Stats => report::stats(&self.stats()),
+            Command::Kick(id) => {
+                if let Some(key) = self.clients.find(id) {
+                    self.hear(key);
+                }
+                self.chat.command(&mut self.clients, command);
+            }
+            command => self.chat.command(&mut self.clients, command),
+        }
+    }
+
+    /// SIGINT and SIGTERM stop the server. SIGHUP is a hangup when the console is a terminal (the
+    /// operator's terminal closed: shut down as `/quit` does) and a reload when headless (the log
+    /// file is reopened). SIGUSR1 reopens the log file. The rest are reported and ignored.
+    pub(super) fn drain_signals(&mut self) {
+        for signal in self.interrupts.pending() {
+            match signal {
+                Signal::Stop(cause) => self.begin_shutdown(cause),
+                Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
+                Signal::Hangup => report::reopen_log_file("SIGHUP"),
+                Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
+                Signal::Ignored(name) => report::signal_ignored(&name),
+            }
+        }
+    }
+
+    /// Stops accepting, hears and tells every client, and gives their queues `GRACE` to drain.
+    /// Every trigger (`/quit`, SIGINT, SIGTERM, SIGHUP on a terminal) comes here, and only the first
+    /// one counts.
+    pub(super) fn begin_shutdown(&mut self, cause: &str) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        report::shutting_down(cause);
+        self.notify("STOPPING=1");
+        self.interrupts.exit_on_next_interrupt();
+        self.listeners.close(self.poll.registry());
+        // What a client sent before the shutdown is heard, not dropped with the socket.
+        for key in self.clients.keys() {
+            if !self.clients.is_pending(key) {
+                self.hear(key);
+            }
+        }
+        self.chat.shut_down(&mut self.clients);
+        // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
+        self.phase = Phase::Draining;
+    }
+}

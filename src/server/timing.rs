@@ -1,0 +1,109 @@
+//! The loop's timers: what each due timer does, and arming the per-client ones.
+
+use std::time::{Duration, Instant};
+
+use super::Server;
+use crate::clients::{Clients, Marks};
+use crate::ids::ConnId;
+use crate::timers::Due;
+
+impl Server {
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(due) = self.timers.pop_due(now) {
+            match due {
+                Due::Line(key, id) => {
+                    // The mark stays set meanwhile, so the read in `silent` arms no second timer.
+                    if self.silent(key, id, self.line_timeout, now) {
+                        self.chat.line_timed_out(&mut self.clients, key);
+                    }
+                    // Bytes still unfinished (more came since it was armed): wait out the rest.
+                    self.clients.marks(key, id).map(Marks::disarm_line);
+                    self.arm_line_timer(key, id);
+                }
+                Due::Idle(key, id) => {
+                    let idle = self.idle_timeout;
+                    if idle.is_some_and(|idle| self.silent(key, id, idle, now)) {
+                        self.chat.time_out(&mut self.clients, key);
+                    } else {
+                        self.arm_idle_timer(key, id);
+                    }
+                }
+                Due::Linger(key, id) => {
+                    // Its output had its grace; its hearing out may go on a while longer.
+                    let left = self
+                        .clients
+                        .slot(key, id)
+                        .and_then(|c| c.hearing_time_left(now));
+                    match left {
+                        Some(left) => {
+                            self.clients.drop_output(key, id);
+                            self.timers.arm(now + left, Due::Linger(key, id));
+                        }
+                        None => self.chat.give_up(&mut self.clients, key, id),
+                    }
+                }
+                Due::AcceptRetry => {
+                    // Still failing, `accept` arms the next retry itself.
+                    self.listeners.retry_fired();
+                    for index in 0..self.listeners.len() {
+                        self.accept(index);
+                    }
+                }
+                Due::Scrape(key, id) => {
+                    if let Some(metrics) = &mut self.metrics {
+                        metrics.expire(key, id, self.poll.registry());
+                    }
+                }
+                Due::Watchdog => {
+                    // From the loop's own timer, so a loop that is stuck stops sending and systemd
+                    // restarts it.
+                    self.notify("WATCHDOG=1");
+                    if let Some(period) = self.watchdog.filter(|_| self.notifier.is_on()) {
+                        self.timers.arm(now + period, Due::Watchdog);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether open client `(key, id)` has sent nothing for `span` at `now`. Bytes that arrived
+    /// during a long turn wait unread in the socket, and no event announces them until the next
+    /// poll: they are heard first, so a timer that measures silence never fires on them (and never
+    /// cuts a line in two).
+    pub(super) fn silent(&mut self, key: usize, id: ConnId, span: Duration, now: Instant) -> bool {
+        let silent = |clients: &mut Clients| {
+            let conn = clients.slot(key, id).filter(|conn| conn.is_open());
+            conn.is_some_and(|conn| conn.last_input() + span <= now)
+        };
+        silent(&mut self.clients) && {
+            self.hear_now(key);
+            silent(&mut self.clients)
+        }
+    }
+
+    /// Arms the line timer of client `(key, id)` if it is open with an unfinished line and has
+    /// none armed.
+    pub(super) fn arm_line_timer(&mut self, key: usize, id: ConnId) {
+        let Some(conn) = self.clients.slot(key, id) else {
+            return;
+        };
+        let at = conn.last_input() + self.line_timeout;
+        if conn.is_open()
+            && conn.has_partial()
+            && self.clients.marks(key, id).is_some_and(Marks::arm_line)
+        {
+            self.timers.arm(at, Due::Line(key, id));
+        }
+    }
+
+    /// Arms the idle timer of open client `(key, id)`, due `--idle-timeout` after its last input.
+    pub(super) fn arm_idle_timer(&mut self, key: usize, id: ConnId) {
+        if let (Some(idle), Some(conn)) = (self.idle_timeout, self.clients.slot(key, id))
+            && conn.is_open()
+        {
+            self.timers
+                .arm(conn.last_input() + idle, Due::Idle(key, id));
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! What a connection needs of its socket, as a trait: mio's `TcpStream` in the server, an
+//! in-memory stream in the chat's tests.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+/// What a connection needs of its socket: bytes both ways, registration with the poll, and a FIN.
+/// A trait so that the chat's tests can run clients on an in-memory stream; the server uses mio's
+/// `TcpStream`.
+pub trait Stream: Read + Write + mio::event::Source {
+    /// Sends a FIN after what was written.
+    fn shutdown_write(&self) -> io::Result<()>;
+
+    /// How many received bytes wait unread (what is counted as dropped when a client is closed
+    /// with more than chatd will hear).
+    fn unread(&self) -> usize {
+        0
+    }
+}
+
+impl Stream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn unread(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local; the
+        // descriptor is this socket's own, open for as long as `self` is.
+        let ok = unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut bytes) } == 0;
+        if ok {
+            usize::try_from(bytes).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
