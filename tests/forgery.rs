@@ -9,7 +9,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,6 +23,30 @@ fn python() -> &'static str {
     } else {
         "python3"
     }
+}
+
+/// Runs the pyte `script` with `args`, feeding it `bytes`; gives what it prints.
+#[track_caller]
+fn render(script: &str, args: &[String], bytes: &[u8]) -> String {
+    let mut render = Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3 (with pyte: apt install python3-pyte)");
+    render
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("feed the renderer");
+    let output = render.wait_with_output().expect("the renderer's output");
+    assert!(
+        output.status.success(),
+        "the renderer failed (is python3-pyte installed?)"
+    );
+    String::from_utf8(output.stdout).expect("utf-8 rows")
 }
 
 /// Renders `bytes` as a terminal `width` columns wide would show them (LF as CR LF, like a tty),
@@ -100,25 +123,8 @@ fn no_member_text_starts_a_row_like_a_server_line() {
     }
     assert!(lines >= sent, "the victim got {lines} lines of {sent}");
 
-    let mut render = Command::new(python())
-        .args(["-c", RENDER])
-        .args(WIDTHS.map(|width| width.to_string()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run python3 (with pyte: apt install python3-pyte)");
-    render
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&received)
-        .expect("feed the renderer");
-    let output = render.wait_with_output().expect("the renderer's output");
-    assert!(
-        output.status.success(),
-        "the renderer failed (is python3-pyte installed?)"
-    );
-    let rows = String::from_utf8(output.stdout).expect("utf-8 rows");
+    let widths = WIDTHS.map(|width| width.to_string());
+    let rows = render(RENDER, &widths, &received);
     // (The greeting came before: `Client::connect` read it.)
     let genuine = [
         "◆ nobody else is online",
@@ -154,27 +160,7 @@ impl Drop for Reaped {
 /// Runs chatd with its stdout on a pseudo-terminal `width` columns wide; gives the child, the
 /// terminal's output so far (filled by a reader thread) and the port.
 fn on_a_terminal(width: u16) -> (Reaped, Arc<Mutex<Vec<u8>>>, u16) {
-    let (mut master, mut slave) = (0, 0);
-    let size = libc::winsize {
-        ws_row: 50,
-        ws_col: width,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two descriptors through the pointers, which point at live locals; the
-    // winsize is read through a pointer to a live local; name and termios may be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(opened, 0, "openpty");
-    // SAFETY: openpty just gave us these descriptors, and nothing else owns them.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = common::pty(width);
     let child = Reaped(
         Command::new(chatd_bin())
             .args(["--listen", "127.0.0.1:0"])
@@ -243,21 +229,7 @@ fn no_client_text_starts_a_row_like_a_report_on_the_operators_terminal() {
         }
         drop(child);
         let shown = screen.lock().expect("screen").clone();
-        let mut render = Command::new(python())
-            .args(["-c", RENDER_TERMINAL, &width.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run python3 (with pyte: apt install python3-pyte)");
-        render
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&shown)
-            .expect("feed the renderer");
-        let output = render.wait_with_output().expect("the renderer's output");
-        assert!(output.status.success(), "the renderer failed");
-        let rows = String::from_utf8(output.stdout).expect("utf-8 rows");
+        let rows = render(RENDER_TERMINAL, &[width.to_string()], &shown);
         let forged_rows = rows
             .lines()
             .filter(|row| row.contains("#77 closed"))

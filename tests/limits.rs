@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::Duration;
 
@@ -101,19 +100,7 @@ fn idle_clients_time_out_and_talkers_stay() {
 fn out_of_descriptors_warns_once_and_recovers() {
     let args = with_listen(&["--max-clients", "1000"]);
     let mut command = Chatd::command(&args);
-    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 40,
-                rlim_max: 40,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut command, 40);
     let mut chatd = Chatd::spawn_command(command, &args);
     let addr = chatd.addr();
     // More clients than descriptors: the kernel completes their handshakes into the backlog.

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{OnceLock, mpsc};
@@ -622,19 +621,7 @@ fn events_accept_failed_metrics_accept_failed_and_accepting_again() {
         "127.0.0.1:0",
     ];
     let mut command = Chatd::command(&args);
-    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 40,
-                rlim_max: 40,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut command, 40);
     let mut chatd = Chatd::spawn_command(command, &args);
     let metrics = expect_event(&mut chatd, "metrics_listening");
     let metrics: SocketAddr = metrics["addr"]

@@ -9,7 +9,6 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -206,21 +205,7 @@ fn sigalrm_and_the_like_do_not_end_chatd() {
 /// shutdown, clients told, exit 0.
 #[test]
 fn sighup_with_a_terminal_console_shuts_down_gracefully() {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors through the pointers, which point at live locals;
-    // the name, termios and winsize arguments may be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty");
-    // SAFETY: openpty just gave us these descriptors, and nothing else owns them.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = common::pty(80);
     let mut chatd = Chatd::spawn_with(&[], Stdio::from(slave));
     let mut client = Client::connect(chatd.addr());
     chatd.signal(libc::SIGHUP);
