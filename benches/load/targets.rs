@@ -308,14 +308,7 @@ impl LogCounts {
         match report_lines::kind(body) {
             Some(report_lines::Kind::Message) => {
                 self.messages += 1;
-                if let Some(client) = crate::clients::end_marker(body) {
-                    if self.end_seen.len() <= client {
-                        self.end_seen.resize(client + 1, false);
-                    }
-                    if !std::mem::replace(&mut self.end_seen[client], true) {
-                        self.ends += 1;
-                    }
-                }
+                self.end_marker(body);
             }
             Some(report_lines::Kind::Connect) => self.connects += 1,
             Some(report_lines::Kind::Disconnect) => {
@@ -333,6 +326,18 @@ impl LogCounts {
 }
 
 impl LogCounts {
+    /// Counts a client's END line, once per client, if `text` ends in one.
+    fn end_marker(&mut self, text: &[u8]) {
+        if let Some(client) = crate::clients::end_marker(text) {
+            if self.end_seen.len() <= client {
+                self.end_seen.resize(client + 1, false);
+            }
+            if !std::mem::replace(&mut self.end_seen[client], true) {
+                self.ends += 1;
+            }
+        }
+    }
+
     /// Counts one `--log-format json` report line: its `event` field, and for a message the END
     /// marker at the end of its `text` (the line ends `...END0042"}`).
     fn count_json(&mut self, line: &[u8]) {
@@ -340,14 +345,7 @@ impl LogCounts {
             Some(report_lines::Kind::Message) => {
                 self.messages += 1;
                 let text_end = line.strip_suffix(b"\"}").unwrap_or(line);
-                if let Some(client) = crate::clients::end_marker(text_end) {
-                    if self.end_seen.len() <= client {
-                        self.end_seen.resize(client + 1, false);
-                    }
-                    if !std::mem::replace(&mut self.end_seen[client], true) {
-                        self.ends += 1;
-                    }
-                }
+                self.end_marker(text_end);
             }
             Some(report_lines::Kind::Connect) => self.connects += 1,
             Some(report_lines::Kind::Disconnect) => {

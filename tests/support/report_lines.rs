@@ -46,17 +46,19 @@ pub enum Kind {
 /// The kind of report `body` is, from its first word alone: cheap enough for every line of a log
 /// of millions (the load bench counts messages this way while it measures).
 pub fn kind(body: &[u8]) -> Option<Kind> {
-    // Messages first: they are nearly every line of a busy log.
-    [
-        Kind::Message,
-        Kind::Connect,
-        Kind::Disconnect,
-        Kind::Refused,
-        Kind::Listening,
-    ]
-    .into_iter()
-    .find(|kind| body.starts_with(kind.prefix().as_bytes()))
+    KINDS
+        .into_iter()
+        .find(|kind| body.starts_with(kind.prefix().as_bytes()))
 }
+
+/// Every kind, messages first: they are nearly every line of a busy log.
+const KINDS: [Kind; 5] = [
+    Kind::Message,
+    Kind::Connect,
+    Kind::Disconnect,
+    Kind::Refused,
+    Kind::Listening,
+];
 
 impl Kind {
     /// The words a body of this kind starts with.
@@ -75,16 +77,10 @@ impl Kind {
 /// early in the line), without parsing the rest.
 pub fn json_kind(line: &[u8]) -> Option<Kind> {
     let event = json_str(line, b"event")?;
-    [
-        Kind::Message,
-        Kind::Connect,
-        Kind::Disconnect,
-        Kind::Refused,
-        Kind::Listening,
-    ]
-    .into_iter()
-    .find(|kind| kind.prefix().as_bytes().strip_suffix(b" ") == Some(event))
-    .or_else(|| (event == b"listening").then_some(Kind::Listening))
+    KINDS
+        .into_iter()
+        .find(|kind| kind.prefix().as_bytes().strip_suffix(b" ") == Some(event))
+        .or_else(|| (event == b"listening").then_some(Kind::Listening))
 }
 
 /// The raw value of the string field `key` in a JSON line (escapes left as they are): enough for
