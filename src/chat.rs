@@ -159,16 +159,13 @@ impl Chat {
     }
 
     /// Stops hearing out closing client `key`: its unfinished line is cut, and what it sent past
-    /// what was heard is reported dropped.
+    /// what was heard is counted (reported dropped, once, as it is reaped).
     fn stop_hearing<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
         if !conn.is_hearing() {
             return;
         }
         self.hear_last(key, conn);
-        let unheard = conn.stop_hearing();
-        if unheard > 0 {
-            report::unheard(conn.label(), unheard);
-        }
+        conn.stop_hearing();
     }
 
     /// A read of client `key` ended with `status`, after the client said `exit` if `exit`: it

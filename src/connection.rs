@@ -65,7 +65,8 @@ pub struct Connection<S = TcpStream> {
     hearing: bool,
     /// Bytes read since it began closing, against `HEAR_OUT_CAP`.
     heard_out: usize,
-    /// Bytes read past `HEAR_OUT_CAP` and thrown away unheard, to be reported dropped.
+    /// Bytes it sent that were not heard (read past `HEAR_OUT_CAP`, left in the socket when the
+    /// hearing ended, read by `finish`): reported dropped once, as it is reaped.
     discarded: usize,
     /// While hearing out: the last read found the socket empty. One empty read is not the end:
     /// on loopback, what the client's kernel still holds arrives a moment after a read makes room
@@ -205,13 +206,12 @@ impl<S: Stream> Connection<S> {
         self.heard_out >= HEAR_OUT_CAP
     }
 
-    /// Stops hearing a closing client; gives how many bytes it sent that were not heard: those
-    /// read past `HEAR_OUT_CAP` and thrown away, and those still waiting in the socket.
-    pub fn stop_hearing(&mut self) -> usize {
-        if !std::mem::replace(&mut self.hearing, false) {
-            return 0;
+    /// Stops hearing a closing client; what still waits in its socket is counted as not heard,
+    /// beside what was read past `HEAR_OUT_CAP` (reported once, by `finish`).
+    pub fn stop_hearing(&mut self) {
+        if std::mem::replace(&mut self.hearing, false) {
+            self.discarded += self.stream.unread();
         }
-        std::mem::take(&mut self.discarded) + self.stream.unread()
     }
 
     /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
@@ -417,20 +417,19 @@ impl<S: Stream> Connection<S> {
     /// sent is read and discarded, because closing a socket with unread input makes Linux send a
     /// reset, which can destroy the goodbye line before the client reads it.
     /// A client that closed its side first has nothing more to send: dropping is enough.
-    /// Gives how many bytes were thrown away, so that they are reported, not lost silently.
+    /// Gives every byte it sent that was not heard (`discarded`, these reads included), so that
+    /// they are reported once, not lost silently.
     pub fn finish(&mut self, buf: &mut [u8]) -> usize {
-        if self.state == State::Closing(Reason::Closed) {
-            return 0;
-        }
-        let _ = self.stream.shutdown_write();
-        let mut thrown = 0;
-        for _ in 0..FINISH_READS {
-            match self.stream.read(buf) {
-                Ok(n) if n > 0 => thrown += n,
-                _ => break,
+        if self.state != State::Closing(Reason::Closed) {
+            let _ = self.stream.shutdown_write();
+            for _ in 0..FINISH_READS {
+                match self.stream.read(buf) {
+                    Ok(n) if n > 0 => self.discarded += n,
+                    _ => break,
+                }
             }
         }
-        thrown
+        self.discarded
     }
 }
 

@@ -392,9 +392,9 @@ impl Server {
         let Some(mut conn) = self.clients.remove(key, self.poll.registry()) else {
             return;
         };
-        let thrown = conn.finish(&mut self.read_buf);
-        if thrown > 0 {
-            report::unheard(conn.label(), thrown);
+        let unheard = conn.finish(&mut self.read_buf);
+        if unheard > 0 {
+            report::unheard(conn.label(), unheard);
         }
         let running = self.phase == Phase::Running;
         self.chat.leave(&mut self.clients, &conn, running);
