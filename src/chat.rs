@@ -4,7 +4,8 @@
 //! It works on the client registry and decides: who is reported, who gets which line, who is
 //! closed and why. It reads no socket and knows no poll, so its policy is tested here, in-process,
 //! on clients whose streams are buffers. With `--relay` the lines members send are acted on after
-//! each read (`act`), in the order they came; the room's own texts and parsing are in `room.rs`.
+//! each read (`act`, in `chat/members.rs`), in the order they came; the room's own texts and
+//! parsing are in `room.rs`, and who may take which name in `names.rs`.
 //!
 //! Deliberately not here: reading, flushing, timers or the phases of a shutdown (that is the
 //! loop's, `server.rs`), and report formatting (`report.rs`).
@@ -18,6 +19,7 @@ use crate::console::Command;
 use crate::escape::push_cut_marker;
 use crate::framing::Line;
 use crate::ids::{ConnId, Peer, Reason};
+use crate::names::Names;
 use crate::queue;
 use crate::report;
 use crate::room::{self, Said};
@@ -33,6 +35,8 @@ pub struct Chat {
     said: Vec<(usize, ConnId, Said)>,
     /// Room lines queued for a member, once per recipient (`/stats`, `/metrics`).
     relay_deliveries: u64,
+    /// In the room: who has which nickname, and the names held after a leave.
+    names: Names,
 }
 
 impl Chat {
@@ -57,6 +61,7 @@ impl Chat {
             relay_deliveries: 0,
             last_speaker: None,
             said: Vec::new(),
+            names: Names::default(),
         }
     }
 
@@ -90,10 +95,11 @@ impl Chat {
     }
 
     /// One message from client `id` in slot `key`, labelled `label` in reports: it is reported
-    /// (in `messages`, the reports of the read it came in), its sender becomes the target of the
-    /// operator's bare replies, and in the room anything but `exit` is kept for `act`. Returns
-    /// whether it was `exit`, which the caller's `read_ended` then ends the session for. This is
-    /// the per-line hot path: no registry, no allocation outside the room.
+    /// (in `messages`, the reports of the read it came in; in the room, one of the room's commands
+    /// is reported as a `command`), its sender becomes the target of the operator's bare replies,
+    /// and in the room anything but `exit` is kept for `act`. Returns whether it was `exit`, which
+    /// the caller's `read_ended` then ends the session for. This is the per-line hot path: no
+    /// registry, no allocation outside the room.
     pub fn hear(
         &mut self,
         messages: &mut report::Messages,
@@ -102,20 +108,26 @@ impl Chat {
         label: &str,
         line: Line<'_>,
     ) -> bool {
-        messages.message(label, line.text, line.dropped);
         self.last_speaker = Some(id);
         let exit = line.text == b"exit" && line.dropped == 0;
-        if self.relay && !exit {
-            let mut said = room::parse(line.text);
-            if let (Said::Text(text), 1..) = (&mut said, line.dropped) {
-                // The room reads what the operator reads, the cut included.
-                let mut mark = String::new();
-                push_cut_marker(&mut mark, line.dropped);
-                text.extend_from_slice(mark.as_bytes());
-            }
-            self.said.push((key, id, said));
+        if !self.relay || exit {
+            messages.message(label, line.text, line.dropped);
+            return exit;
         }
-        exit
+        let mut said = room::parse(line.text);
+        if said.is_command() {
+            report::command(label, line.text, line.dropped);
+        } else {
+            messages.message(label, line.text, line.dropped);
+        }
+        if let (Said::Text(text) | Said::Msg { text, .. }, 1..) = (&mut said, line.dropped) {
+            // The room reads what the operator reads, the cut included.
+            let mut mark = String::new();
+            push_cut_marker(&mut mark, line.dropped);
+            text.extend_from_slice(mark.as_bytes());
+        }
+        self.said.push((key, id, said));
+        false
     }
 
     /// A line the client was in the middle of when the server closed it: reported (and relayed)
@@ -240,69 +252,6 @@ impl Chat {
         }
     }
 
-    /// In the room, acts on what was heard since the last call: relays text to everyone else, and
-    /// answers `/nick`, `/who` and unknown commands, in the order the lines came.
-    pub fn act<S: Stream>(&mut self, clients: &mut Clients<S>) {
-        if self.said.is_empty() {
-            return;
-        }
-        let mut said = std::mem::take(&mut self.said);
-        for (key, id, what) in said.drain(..) {
-            let Some(sender) = clients.slot(key, id) else {
-                continue;
-            };
-            // A client on its way out may still be heard, but its commands are moot.
-            if !sender.is_open() && !matches!(what, Said::Text(_)) {
-                continue;
-            }
-            let name = Rc::clone(sender.name());
-            match what {
-                Said::Text(text) => {
-                    let sent = clients.send_all(Some(key), &room::message(&name, &text));
-                    self.relay_deliveries += sent as u64;
-                }
-                Said::Nick(new) => self.rename(clients, key, &new),
-                Said::Who => {
-                    let line = room::who(clients.open_ones().map(|(_, conn)| &**conn.name()));
-                    let _ = clients.send(key, line);
-                }
-                Said::Unknown(line) => {
-                    let _ = clients.send(key, room::unknown_command(&line));
-                }
-            }
-        }
-        // Keep the list's memory for the next read.
-        if self.said.is_empty() {
-            self.said = said;
-        }
-    }
-
-    /// `/nick NAME` from client `key`: checked, reported, announced, confirmed.
-    fn rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, new: &[u8]) {
-        let new = match std::str::from_utf8(new) {
-            Ok(new) if room::valid_name(new.as_bytes()) => new,
-            _ => {
-                let _ = clients.send(key, room::bad_name());
-                return;
-            }
-        };
-        let taken = room::reserved(new)
-            || clients
-                .open_ones()
-                .any(|(other, conn)| other != key && conn.name().eq_ignore_ascii_case(new));
-        if taken {
-            let _ = clients.send(key, room::name_taken(new));
-            return;
-        }
-        let Some(conn) = clients.get_mut(key) else {
-            return;
-        };
-        let old = conn.rename(Rc::from(new));
-        report::renamed(conn.label(), &old, new);
-        clients.send_all(Some(key), &room::renamed(&old, new));
-        let _ = clients.send(key, room::you_are(new));
-    }
-
     /// A client left and was taken out of the registry: its disconnect is reported, and while the
     /// server runs, the room is told.
     pub fn leave<S: Stream>(
@@ -313,6 +262,10 @@ impl Chat {
     ) {
         let reason = gone.reason().unwrap_or(Reason::Closed);
         report::disconnect(gone.peer(), gone.id(), reason, clients.len());
+        if self.relay {
+            let from = gone.peer().0.ip().to_canonical();
+            self.names.release(gone.id(), gone.name(), from, Instant::now());
+        }
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
         }
@@ -344,6 +297,7 @@ impl Chat {
                     report::console_list_entry(
                         conn.id(),
                         conn.peer(),
+                        self.relay.then(|| &**conn.name()),
                         age,
                         conn.counts(),
                         conn.reason(),
@@ -411,7 +365,8 @@ const IDLE: &[u8] = b"disconnected: idle for too long";
 const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
 const DEFAULT_ROOM_GREETING: &str =
-    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
+    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";
 
+mod members;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,8 @@
 //! - `console`: the stdin thread, and `parse` for what the operator types (pure).
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
+//! - `names`: the room's nicknames: the rule, who has which, the names held after a leave (pure:
+//!   the caller passes the time).
 //! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
@@ -63,6 +65,7 @@ mod listeners;
 mod logfile;
 mod logger;
 mod metrics;
+mod names;
 mod queue;
 mod report;
 mod room;

@@ -330,6 +330,18 @@ pub fn message_cut(label: &str, text: &[u8], dropped: usize) {
     info!(event = "message", id = id, peer = peer, text = line.as_str(), dropped = dropped, cut = true; "message {label}: {line} (cut)");
 }
 
+/// One of the room's commands (`/nick`, `/who`, `/msg`, `/help`) from a member: reported as what
+/// it is, not as a chat message. Not the hot path: the room's ordinary lines are messages.
+pub fn command(label: &str, text: &[u8], dropped: usize) {
+    let mut line = String::with_capacity(text.len() + 24);
+    escape_into(&mut line, text);
+    if dropped > 0 {
+        push_cut_marker(&mut line, dropped);
+    }
+    let (peer, id) = label_parts(label);
+    info!(event = "command", id = id, peer = peer, text = line.as_str(), dropped = dropped; "command {label}: {line}");
+}
+
 /// What a client the server closed sent past what chatd hears of it (`HEAR_OUT_CAP`, or the end
 /// of its grace period): counted, never relayed.
 pub fn unheard(label: &str, bytes: usize) {

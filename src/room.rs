@@ -1,11 +1,13 @@
 //! The `--relay` room: what a client's line asks of the room, and every line the room sends to
-//! clients (relayed messages, announcements, replies to `/nick` and `/who`).
+//! clients (relayed and private messages, announcements, replies to `/nick`, `/who`, `/msg` and
+//! `/help`).
 //!
 //! Relayed text is escaped exactly as the operator's reports are, so no client can put a control
 //! character on another client's terminal. Every line the server says starts with `MARK` (`◆`),
 //! which no member's text can carry unescaped. Each line is built once, as a shareable `Rc<[u8]>`.
 //!
-//! Deliberately not here: who receives a line (that is `chat.rs`), or any socket.
+//! Deliberately not here: who receives a line (that is `chat.rs`), which names may be taken
+//! (`names.rs`), or any socket.
 
 use std::rc::Rc;
 
@@ -21,6 +23,11 @@ pub enum Said {
     Nick(Vec<u8>),
     /// `/who`.
     Who,
+    /// `/msg NAME text`: `text` for the member called `to` alone. Either may be empty (then the
+    /// asker is told how it goes).
+    Msg { to: Vec<u8>, text: Vec<u8> },
+    /// `/help`.
+    Help,
     /// Any other `/...` line: not relayed.
     Unknown(Vec<u8>),
 }
@@ -38,23 +45,34 @@ pub fn parse(line: &[u8]) -> Said {
         return match command {
             b"nick" => Said::Nick(arg.trim_ascii().to_vec()),
             b"who" => Said::Who,
+            b"msg" => {
+                let arg = arg.trim_ascii_start();
+                let (to, text) = match arg.iter().position(|&b| b == b' ') {
+                    Some(space) => (&arg[..space], arg[space + 1..].trim_ascii_start()),
+                    None => (arg, &b""[..]),
+                };
+                Said::Msg {
+                    to: to.to_vec(),
+                    text: text.to_vec(),
+                }
+            }
+            b"help" => Said::Help,
             _ => Said::Unknown(line.to_vec()),
         };
     }
     Said::Text(line.to_vec())
 }
 
-/// Whether `name` may be a nickname: 1 to 32 letters, digits, `_` or `-`.
-pub fn valid_name(name: &[u8]) -> bool {
-    (1..=MAX_NAME).contains(&name.len())
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Names no client may take: the room speaks as `server`.
-pub fn reserved(name: &str) -> bool {
-    name.eq_ignore_ascii_case("server")
+impl Said {
+    /// Whether it is one of the room's commands, which the operator sees reported as a `command`
+    /// rather than a `message`. An unknown `/...` line is reported as the message it may have
+    /// been meant as.
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            Said::Nick(_) | Said::Who | Said::Msg { .. } | Said::Help
+        )
+    }
 }
 
 /// `<name>: <text>`, the text escaped.
@@ -75,6 +93,14 @@ pub fn from_server(text: &str) -> Rc<[u8]> {
 /// The operator's line to one member (`/to`, a bare reply): `◆ server (to you): <text>`.
 pub fn to_you(text: &str) -> Rc<[u8]> {
     message(&format!("{MARK} server (to you)"), text.as_bytes())
+}
+
+/// A member's `/msg` as its one recipient reads it: `<from> (to you): <text>`, the text escaped.
+pub fn private(from: &str, text: &[u8]) -> Rc<[u8]> {
+    let mut label = String::with_capacity(from.len() + 9);
+    label.push_str(from);
+    label.push_str(" (to you)");
+    message(&label, text)
 }
 
 /// A line the server says in the room: `◆ <text>`.
@@ -119,26 +145,58 @@ pub fn who<'a>(names: impl Iterator<Item = &'a str>) -> Rc<[u8]> {
 }
 
 pub fn bad_name() -> Rc<[u8]> {
-    queue::line(format!("{MARK} a name is 1 to 32 letters, digits, _ or -").as_bytes())
+    queue::line(format!("{MARK} a name is 1 to 32 ASCII letters (a-z, A-Z), digits, _ or -").as_bytes())
 }
 
 pub fn name_taken(name: &str) -> Rc<[u8]> {
     queue::line(format!("{MARK} the name {name} is taken").as_bytes())
 }
 
-pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
-    let mut text = format!("{MARK} unknown command ");
-    let command = line.split(|&b| b == b' ').next().unwrap_or_default();
-    // Echoed at most `MAX_ECHO` bytes: the reply is the client's alone, not to be made big.
-    escape_into(&mut text, &command[..command.len().min(MAX_ECHO)]);
-    if command.len() > MAX_ECHO {
-        text.push_str("...");
-    }
-    text.push_str(" (try /nick NAME or /who; start a line with // to say /...)");
+/// A name whose holder left less than a minute ago, from another address.
+pub fn name_held(name: &str) -> Rc<[u8]> {
+    queue::line(
+        format!("{MARK} the name {name} was in use until just now: it is kept for its last holder for a minute")
+            .as_bytes(),
+    )
+}
+
+/// `/msg` to a name nobody here has (the name escaped, and echoed at most `MAX_ECHO` bytes).
+pub fn no_such_name(name: &[u8]) -> Rc<[u8]> {
+    let mut text = format!("{MARK} nobody here is called ");
+    push_echo(&mut text, name);
+    text.push_str(" (try /who)");
     queue::line(text.as_bytes())
 }
 
-const MAX_NAME: usize = 32;
+/// `/msg` without a name or without text.
+pub fn msg_usage() -> Rc<[u8]> {
+    queue::line(format!("{MARK} usage: /msg NAME text").as_bytes())
+}
+
+/// `/help`: the room's commands, in one line.
+pub fn help() -> Rc<[u8]> {
+    queue::line(format!("{MARK} {HELP}").as_bytes())
+}
+
+pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
+    let mut text = format!("{MARK} unknown command ");
+    let command = line.split(|&b| b == b' ').next().unwrap_or_default();
+    push_echo(&mut text, command);
+    text.push_str(" (try /help; start a line with // to say /...)");
+    queue::line(text.as_bytes())
+}
+
+/// `bytes` escaped, at most `MAX_ECHO` of them: a reply is the client's alone, not to be made big.
+fn push_echo(text: &mut String, bytes: &[u8]) {
+    escape_into(text, &bytes[..bytes.len().min(MAX_ECHO)]);
+    if bytes.len() > MAX_ECHO {
+        text.push_str("...");
+    }
+}
+
+/// The room's commands, as `/help` gives them.
+const HELP: &str = "commands: /nick NAME (1 to 32 ASCII letters, digits, _ or -), /who, \
+     /msg NAME text (to that member alone), /help, exit to leave; start a line with // to say /...";
 /// The most names `/who` and a newcomer's who-line list.
 const MAX_WHO: usize = 100;
 /// The most bytes of an unknown command echoed back.
@@ -161,19 +219,18 @@ mod tests {
         assert_eq!(parse(b"/nick"), Said::Nick(Vec::new()));
         assert_eq!(parse(b"/who"), Said::Who);
         assert_eq!(parse(b"/quit now"), Said::Unknown(b"/quit now".to_vec()));
+        let msg = |to: &[u8], text: &[u8]| Said::Msg {
+            to: to.to_vec(),
+            text: text.to_vec(),
+        };
+        assert_eq!(parse(b"/msg bob hi  there"), msg(b"bob", b"hi  there"));
+        assert_eq!(parse(b"/msg   bob   hi"), msg(b"bob", b"hi"));
+        assert_eq!(parse(b"/msg bob"), msg(b"bob", b""));
+        assert_eq!(parse(b"/msg"), msg(b"", b""));
+        assert_eq!(parse(b"/help"), Said::Help);
+        assert!(parse(b"/who").is_command() && parse(b"/msg a b").is_command());
+        assert!(!parse(b"/quit").is_command() && !parse(b"//who").is_command());
         assert_eq!(parse(b""), Said::Text(Vec::new()));
-    }
-
-    #[test]
-    fn checks_names() {
-        assert!(valid_name(b"bob_the-2nd"));
-        assert!(valid_name(&[b'a'; 32]));
-        assert!(!valid_name(&[b'a'; 33]));
-        assert!(!valid_name(b""));
-        assert!(!valid_name(b"bob smith"));
-        assert!(!valid_name(b"#3"));
-        assert!(!valid_name("bøb".as_bytes()));
-        assert!(reserved("Server"));
     }
 
     #[test]
@@ -189,11 +246,16 @@ mod tests {
             .copied()
             .collect::<Vec<u8>>();
         assert!(unknown_command(&long).len() < 250);
+        assert!(no_such_name(&long).len() < 250);
     }
 
     #[test]
     fn relayed_text_is_escaped() {
         assert_eq!(&*message("#1", b"hi\x1b[2J"), b"#1: hi\\x1b[2J\n");
-        assert_eq!(&*unknown_command(b"/x\x07 y"), "◆ unknown command /x\\x07 (try /nick NAME or /who; start a line with // to say /...)\n".as_bytes());
+        assert_eq!(
+            &*unknown_command(b"/x\x07 y"),
+            "◆ unknown command /x\\x07 (try /help; start a line with // to say /...)\n".as_bytes()
+        );
+        assert_eq!(&*private("bob", b"hi\x1b[2J"), b"bob (to you): hi\\x1b[2J\n");
     }
 }

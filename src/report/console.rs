@@ -100,27 +100,43 @@ pub fn console_list_header(online: usize) {
     info!(event = "list", online = online; "{online} online");
 }
 
-/// One `/list` line; `leaving` is the reason of a client that is closing and not yet gone.
+/// One `/list` line; `name` is how the room calls the client (with `--relay`), `leaving` the
+/// reason of a client that is closing and not yet gone.
 pub fn console_list_entry(
     id: ConnId,
     peer: Peer,
+    name: Option<&str>,
     age: Duration,
     (lines_in, lines_out): (u64, u64),
     leaving: Option<Reason>,
 ) {
+    // A name is ASCII letters, digits, `_` and `-`, or `#<id>`: nothing to escape.
+    let (named, name) = (Named(name), name.unwrap_or_default());
     match leaving {
         None => info!(
-            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
+            event = "list_entry", id = id.0, peer:% = peer, name = name, age_secs = age.as_secs(),
             lines_in = lines_in, lines_out = lines_out;
-            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out",
+            "{id} {peer}{named} connected {} ago, {lines_in} in, {lines_out} out",
             Age(age)
         ),
         Some(reason) => info!(
-            event = "list_entry", id = id.0, peer:% = peer, age_secs = age.as_secs(),
+            event = "list_entry", id = id.0, peer:% = peer, name = name, age_secs = age.as_secs(),
             lines_in = lines_in, lines_out = lines_out, leaving:% = reason;
-            "{id} {peer} connected {} ago, {lines_in} in, {lines_out} out, leaving ({reason})",
+            "{id} {peer}{named} connected {} ago, {lines_in} in, {lines_out} out, leaving ({reason})",
             Age(age)
         ),
+    }
+}
+
+/// ` (NAME)` after a `/list` entry's address, or nothing without a name.
+struct Named<'a>(Option<&'a str>);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, " ({name})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -151,7 +167,7 @@ const HELP: &[&str] = &[
     "  /to <id> <text>   send <text> to client #<id> (also: @<id> <text>)",
     "  /all <text>       send <text> to every client",
     "  <text>            reply to the client that spoke last (//text sends /text)",
-    "  /list             list clients: id, address, time connected, messages in and out",
+    "  /list             list clients: id, address, name (--relay), time connected, messages in and out",
     "  /kick <id>        disconnect client #<id>",
     "  /stats            the server's figures (what --metrics serves)",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",

@@ -1,0 +1,134 @@
+//! What members' lines cause in the `--relay` room, once a read is over (`Chat::act`): relayed
+//! text, `/nick`, `/who`, `/msg` and `/help`, and unknown commands, in the order the lines came.
+//!
+//! Deliberately not here: hearing and reporting a line (`chat.rs`), the room's texts
+//! (`room.rs`), or which names may be taken (`names.rs`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::Chat;
+use crate::clients::Clients;
+use crate::connection::Stream;
+use crate::ids::ConnId;
+use crate::names::Refused;
+use crate::report;
+use crate::room::{self, Said};
+
+impl Chat {
+    /// In the room, acts on what was heard since the last call: relays text to everyone else, and
+    /// answers `/nick`, `/who`, `/msg`, `/help` and unknown commands, in the order the lines came.
+    pub fn act<S: Stream>(&mut self, clients: &mut Clients<S>) {
+        if self.said.is_empty() {
+            return;
+        }
+        let mut said = std::mem::take(&mut self.said);
+        for (key, id, what) in said.drain(..) {
+            let Some(sender) = clients.slot(key, id) else {
+                continue;
+            };
+            // A client on its way out may still be heard, but its commands are moot.
+            if !sender.is_open() && !matches!(what, Said::Text(_)) {
+                continue;
+            }
+            let name = Rc::clone(sender.name());
+            match what {
+                Said::Text(text) => {
+                    let sent = clients.send_all(Some(key), &room::message(&name, &text));
+                    self.relay_deliveries += sent as u64;
+                }
+                Said::Nick(new) => self.rename(clients, key, id, &new),
+                Said::Who => {
+                    let line = room::who(clients.open_ones().map(|(_, conn)| &**conn.name()));
+                    let _ = clients.send(key, line);
+                }
+                Said::Msg { to, text } => self.private(clients, key, &name, &to, &text),
+                Said::Help => {
+                    let _ = clients.send(key, room::help());
+                }
+                Said::Unknown(line) => {
+                    let _ = clients.send(key, room::unknown_command(&line));
+                }
+            }
+        }
+        // Keep the list's memory for the next read.
+        if self.said.is_empty() {
+            self.said = said;
+        }
+    }
+
+    /// `/nick NAME` from client `(key, id)`: checked, reported, announced, confirmed.
+    fn rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, id: ConnId, new: &[u8]) {
+        let Some(conn) = clients.get(key) else {
+            return;
+        };
+        let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
+        let claimed = match std::str::from_utf8(new) {
+            Ok(new) => self
+                .names
+                .claim((key, id), &old, new, from, Instant::now())
+                .map(|()| new),
+            Err(_) => Err(Refused::Invalid),
+        };
+        let new = match claimed {
+            Ok(new) => new,
+            Err(refused) => {
+                let name = String::from_utf8_lossy(new);
+                let line = match refused {
+                    Refused::Invalid => room::bad_name(),
+                    Refused::Taken => room::name_taken(&name),
+                    Refused::Held => room::name_held(&name),
+                };
+                let _ = clients.send(key, line);
+                return;
+            }
+        };
+        let Some(conn) = clients.get_mut(key) else {
+            return;
+        };
+        conn.rename(Rc::from(new));
+        report::renamed(conn.label(), &old, new);
+        clients.send_all(Some(key), &room::renamed(&old, new));
+        let _ = clients.send(key, room::you_are(new));
+    }
+
+    /// `/msg NAME text` from client `key`, called `from`: `text` for the member called `to` alone,
+    /// as `<from> (to you): <text>`. The sender hears back only if it could not be delivered.
+    fn private<S: Stream>(
+        &mut self,
+        clients: &mut Clients<S>,
+        key: usize,
+        from: &str,
+        to: &[u8],
+        text: &[u8],
+    ) {
+        if to.is_empty() || text.is_empty() {
+            let _ = clients.send(key, room::msg_usage());
+            return;
+        }
+        let line = room::private(from, text);
+        // A recipient that cannot take it is dropped (`slow`) or failing: leaving, as good as gone.
+        let delivered = match self.recipient(clients, to) {
+            Some(recipient) => clients.send(recipient, line).is_ok(),
+            None => false,
+        };
+        if delivered {
+            self.relay_deliveries += 1;
+        } else {
+            let _ = clients.send(key, room::no_such_name(to));
+        }
+    }
+
+    /// The slot of the open member called `name`: a nickname (in any case), or `#<id>` for a
+    /// member that has none.
+    fn recipient<S: Stream>(&self, clients: &mut Clients<S>, name: &[u8]) -> Option<usize> {
+        let name = std::str::from_utf8(name).ok()?;
+        if let Some((key, id)) = self.names.holder(name) {
+            return clients.slot(key, id).filter(|c| c.is_open()).map(|_| key);
+        }
+        let id = ConnId(name.strip_prefix('#')?.parse().ok()?);
+        let key = clients.find(id)?;
+        // `#7` is only a name while #7 has no other.
+        (**clients.get(key)?.name() == *name).then_some(key)
+    }
+}
