@@ -225,6 +225,21 @@ fn event_message() {
     assert_eq!(cut["id"], 2);
 }
 
+/// In the room, a member's `/nick` (`/who`, `/msg`, `/help`) is a `command`, with the whole line.
+#[test]
+fn event_command() {
+    let found = reports(
+        "command",
+        &[("id", Number), ("peer", Text), ("text", Text), ("dropped", Number)],
+    );
+    assert_eq!(found[0]["text"], "/nick alice");
+    assert_eq!(found[0]["id"], 1);
+    assert_eq!(found[0]["msg"].as_str().map(|m| m.starts_with("command ")), Some(true));
+    // It is not a message too.
+    let messages = reports("message", &[("text", Text)]);
+    assert!(messages.iter().all(|m| m["text"] != "/nick alice"), "{messages:?}");
+}
+
 #[test]
 fn event_nick() {
     let found = reports("nick", &[("id", Number), ("old", Text), ("new", Text)]);
@@ -300,12 +315,16 @@ fn event_list() {
         &[
             ("id", Number),
             ("peer", Text),
+            ("name", Text),
             ("age_secs", Number),
             ("lines_in", Number),
             ("lines_out", Number),
         ],
     );
     assert_eq!(entries.len(), 2);
+    // The session is a room: each entry names its client.
+    assert_eq!(entries[0]["name"], "alice");
+    assert_eq!(entries[1]["name"], "#2");
 }
 
 #[test]

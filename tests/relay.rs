@@ -108,15 +108,18 @@ fn nick_renames_and_is_announced_confirmed_and_reported() {
     }
 }
 
-/// A name that is not 1 to 32 letters, digits, `_` or `-` is refused, to the asker only, and the
-/// asker keeps its name.
+/// A name that is not 1 to 32 ASCII letters, digits, `_` or `-` is refused, to the asker only,
+/// with a line that says so, and the asker keeps its name: letters of other scripts too (`小明`),
+/// so that a look-alike (`ѕerver` with a Cyrillic `ѕ`) can never pass for another name.
 #[test]
 fn bad_nick_is_refused_privately() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b] = fill_room::<2>(&mut chatd);
-    let bad_name = "◆ a name is 1 to 32 letters, digits, _ or -";
+    let bad_name = "◆ a name is 1 to 32 ASCII letters (a-z, A-Z), digits, _ or -";
     let too_long = format!("/nick {}", "x".repeat(33));
-    let tries: [&[u8]; 7] = [
+    let tries: [&[u8]; 9] = [
+        "/nick 小明".as_bytes(),
+        "/nick ѕerver".as_bytes(),
         b"/nick",
         b"/nick ",
         b"/nick bob smith",
@@ -397,7 +400,7 @@ fn unknown_command_is_answered_privately_and_not_relayed() {
     let mut chatd = Chatd::spawn(&["--relay"]);
     let [mut a, mut b, mut c] = fill_room::<3>(&mut chatd);
     let peer_a = a.peer();
-    let hint = "(try /nick NAME or /who; start a line with // to say /...)";
+    let hint = "(try /help; start a line with // to say /...)";
     for (line, command) in [
         ("/xyz foo bar", "/xyz"),
         ("/whoami", "/whoami"),
@@ -439,7 +442,7 @@ fn relayed_text_is_escaped_like_the_reports() {
     // The name in an unknown command's answer is escaped too.
     a.send(b"/x\x1b[31m y\n");
     a.expect(
-        r"◆ unknown command /x\x1b[31m (try /nick NAME or /who; start a line with // to say /...)",
+        r"◆ unknown command /x\x1b[31m (try /help; start a line with // to say /...)",
     );
 }
 
@@ -483,6 +486,9 @@ fn operator_to_and_reply_stay_private() {
     chatd.send_console("/to 1 psst");
     chatd.expect_body(&format!("sent to #1 {peer_a}"));
     a.expect("◆ server (to you): psst");
+    chatd.send_console("@1 psst again");
+    chatd.expect_body(&format!("sent to #1 {peer_a}"));
+    a.expect("◆ server (to you): psst again");
 
     let peer_b = b.peer();
     b.say("question");
@@ -641,6 +647,171 @@ fn two_hundred_members_each_hear_everyone_else_in_order() {
     for member in &mut members {
         member.expect("◆ server: that is all");
     }
+}
+
+/// `/msg NAME text` reaches the member of that name (in any case, or `#<id>` for one without a
+/// name) alone, as `<from> (to you): <text>`, escaped like any relayed line; it is not echoed to
+/// its sender, and the operator sees it as a `command`.
+#[test]
+fn msg_reaches_one_member_only() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b, mut c] = fill_room::<3>(&mut chatd);
+    let (peer_a, peer_c) = (a.peer(), c.peer());
+    a.say("/nick alice");
+    a.expect("◆ you are now alice");
+    for member in [&mut b, &mut c] {
+        member.expect("◆ #1 is now alice");
+    }
+    b.say("/nick bob");
+    b.expect("◆ you are now bob");
+    for member in [&mut a, &mut c] {
+        member.expect("◆ #2 is now bob");
+    }
+
+    a.send(b"/msg BOB psst \x1b[2J secret\n");
+    b.expect(r"alice (to you): psst \x1b[2J secret");
+    chatd.expect_body(&format!(r"command {peer_a} #1: /msg BOB psst \x1b[2J secret"));
+    // From a member without a name, and to one by its `#<id>`.
+    c.say("/msg alice from c");
+    a.expect("#3 (to you): from c");
+    chatd.expect_body(&format!("command {peer_c} #3: /msg alice from c"));
+    a.say("/msg #3 back");
+    c.expect("alice (to you): back");
+
+    // Nobody else heard either, and neither came back to its sender: each member's next line is
+    // this one.
+    b.say("public");
+    a.expect("bob: public");
+    c.expect("bob: public");
+    a.say("public too");
+    b.expect("alice: public too");
+    c.expect("alice: public too");
+    assert_eq!(chatd.seen_count("message"), 0, "a /msg was reported as a message");
+}
+
+/// A `/msg` to a name nobody here has, or without a name or text, gets one line back and reaches
+/// nobody.
+#[test]
+fn msg_to_unknown_name_is_one_line_error() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b] = fill_room::<2>(&mut chatd);
+    b.say("/nick bob");
+    b.expect("◆ you are now bob");
+    a.expect("◆ #2 is now bob");
+    for (line, answer) in [
+        ("/msg zed hello", "◆ nobody here is called zed (try /who)"),
+        ("/msg #9 hello", "◆ nobody here is called #9 (try /who)"),
+        // #2 is called bob now.
+        ("/msg #2 hello", "◆ nobody here is called #2 (try /who)"),
+        ("/msg server hello", "◆ nobody here is called server (try /who)"),
+        ("/msg bob", "◆ usage: /msg NAME text"),
+        ("/msg bob   ", "◆ usage: /msg NAME text"),
+        ("/msg", "◆ usage: /msg NAME text"),
+        ("/msg \x1b[2J hi", r"◆ nobody here is called \x1b[2J (try /who)"),
+    ] {
+        a.say(line);
+        a.expect(answer);
+    }
+    // None of it reached bob.
+    a.say("done");
+    b.expect("#1: done");
+}
+
+/// The room's greeting and its `/help` tell of `/msg`.
+#[test]
+fn greeting_and_help_tell_of_msg() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b] = fill_room::<2>(&mut chatd);
+    let greeting = a.heard.front().cloned().unwrap_or_default();
+    assert!(greeting.contains("/msg NAME text"), "{greeting:?}");
+    assert!(greeting.contains("/help"), "{greeting:?}");
+    a.say("/help");
+    a.expect(
+        "◆ commands: /nick NAME (1 to 32 ASCII letters, digits, _ or -), /who, \
+         /msg NAME text (to that member alone), /help, exit to leave; start a line with // to say \
+         /...",
+    );
+    a.say("after help");
+    b.expect("#1: after help");
+}
+
+/// `/list` shows, in the room, how the room calls each client: its name, or `#<id>`.
+#[test]
+fn list_shows_names_in_the_room() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b] = fill_room::<2>(&mut chatd);
+    let (peer_a, peer_b) = (a.peer(), b.peer());
+    a.say("/nick alice");
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    chatd.expect_report("is now alice");
+    chatd.send_console("/list");
+    chatd.expect_body("2 online");
+    chatd.expect_report(&format!("#1 {peer_a} (alice) connected "));
+    chatd.expect_report(&format!("#2 {peer_b} (#2) connected "));
+}
+
+/// The room's commands reach the operator as `command` reports, never as chat messages; a line
+/// that only looks like one (`//who`, an unknown `/xyz`) is still a message, and so is `/nick`
+/// without `--relay`.
+#[test]
+fn room_commands_are_reported_as_commands() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b] = fill_room::<2>(&mut chatd);
+    let peer = a.peer();
+    for line in ["/nick alice", "/who", "/msg #2 hi", "/help"] {
+        a.say(line);
+        chatd.expect_body(&format!("command {peer} #1: {line}"));
+    }
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    a.expect("◆ 2 online: alice, #2");
+    b.expect("alice (to you): hi");
+    assert!(a.next_line().starts_with("◆ commands: "));
+    a.say("//who");
+    chatd.expect_body(&format!("message {peer} #1: //who"));
+    assert_eq!(chatd.seen_count("message"), 1, "{:?}", chatd.seen());
+
+    let mut plain = Chatd::spawn(&[]);
+    let mut client = common::Client::connect(plain.addr());
+    client.send_line("/nick bob");
+    plain.expect_body(&format!("message {} #1: /nick bob", client.peer()));
+}
+
+/// A name its holder left with is kept for a minute for the address it left from: a newcomer
+/// from another address is refused it (in any case), while one from the same address may take it
+/// back at once. (The minute running out is `names.rs`'s unit test.)
+#[test]
+fn name_left_with_is_held_for_its_address() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let [mut a, mut b] = fill_room::<2>(&mut chatd);
+    a.say("/nick alice");
+    a.expect("◆ you are now alice");
+    b.expect("◆ #1 is now alice");
+    a.say("exit");
+    a.expect("◆ goodbye");
+    a.expect_closed();
+    b.expect("◆ alice left (exit)");
+
+    // Another address on this machine: the loopback network is all of 127/8.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let elsewhere: SocketAddr = "127.0.0.2:0".parse().expect("address");
+    socket.bind(&elsewhere.into()).expect("bind 127.0.0.2");
+    socket.connect(&chatd.addr().into()).expect("connect from 127.0.0.2");
+    let mut newcomer = Member::from_stream(socket.into());
+    newcomer.expect("◆ 1 online: #2");
+    b.expect("◆ #3 joined (2 online)");
+    for name in ["alice", "ALICE"] {
+        newcomer.say(&format!("/nick {name}"));
+        newcomer.expect(&format!(
+            "◆ the name {name} was in use until just now: it is kept for its last holder for a \
+             minute"
+        ));
+    }
+    // From the address she left from, it may be taken back.
+    b.say("/nick alice");
+    b.expect("◆ you are now alice");
+    newcomer.expect("◆ #2 is now alice");
 }
 
 /// One person in the room: a TCP client that reads raw lines with a deadline and remembers the last

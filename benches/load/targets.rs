@@ -306,7 +306,8 @@ impl LogCounts {
             return;
         };
         match report_lines::kind(body) {
-            Some(report_lines::Kind::Message) => {
+            // A line heard: a message, or in the room one of its commands (the bench sends none).
+            Some(report_lines::Kind::Message | report_lines::Kind::Command) => {
                 self.messages += 1;
                 self.end_marker(body);
             }
@@ -342,7 +343,7 @@ impl LogCounts {
     /// marker at the end of its `text` (the line ends `...END0042"}`).
     fn count_json(&mut self, line: &[u8]) {
         match report_lines::json_kind(line) {
-            Some(report_lines::Kind::Message) => {
+            Some(report_lines::Kind::Message | report_lines::Kind::Command) => {
                 self.messages += 1;
                 let text_end = line.strip_suffix(b"\"}").unwrap_or(line);
                 self.end_marker(text_end);

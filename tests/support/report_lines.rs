@@ -1,6 +1,6 @@
 //! Reading chatd's report lines, `HH:MM:SS [LEVEL] body`: the body apart from the logger's prefix,
 //! what kind of report it is, and the fields of the reports the tests and the load bench look
-//! inside (`listening on`, `connect`, `message`, `disconnect`, `refused`).
+//! inside (`listening on`, `connect`, `message`, `command`, `disconnect`, `refused`).
 //!
 //! Shared by `tests/common` (and through it `tests/soak.rs` and the other tests) and
 //! `benches/load.rs`, each including this file with `#[path]`, so that the report formats of
@@ -39,6 +39,9 @@ pub enum Kind {
     Listening,
     Connect,
     Message,
+    /// One of the `--relay` room's commands (`/nick`, `/who`, `/msg`, `/help`) from a member: a
+    /// line it sent and the server heard, as a message is.
+    Command,
     Disconnect,
     Refused,
 }
@@ -52,9 +55,10 @@ pub fn kind(body: &[u8]) -> Option<Kind> {
 }
 
 /// Every kind, messages first: they are nearly every line of a busy log.
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Message,
     Kind::Connect,
+    Kind::Command,
     Kind::Disconnect,
     Kind::Refused,
     Kind::Listening,
@@ -67,6 +71,7 @@ impl Kind {
             Kind::Listening => "listening on ",
             Kind::Connect => "connect ",
             Kind::Message => "message ",
+            Kind::Command => "command ",
             Kind::Disconnect => "disconnect ",
             Kind::Refused => "refused ",
         }
@@ -135,6 +140,12 @@ pub enum Report<'a> {
         id: u64,
         text: &'a str,
     },
+    /// `command PEER #ID: TEXT`, `TEXT` the whole line (`/nick bob`)
+    Command {
+        peer: &'a str,
+        id: u64,
+        text: &'a str,
+    },
     /// `disconnect PEER #ID REASON (N online)`
     Disconnect {
         peer: &'a str,
@@ -163,6 +174,10 @@ pub fn parse(body: &str) -> Option<Report<'_>> {
         Kind::Message => {
             let (peer, id, text) = label(rest, ": ")?;
             Report::Message { peer, id, text }
+        }
+        Kind::Command => {
+            let (peer, id, text) = label(rest, ": ")?;
+            Report::Command { peer, id, text }
         }
         Kind::Disconnect => {
             let (peer, id, rest) = label(rest, " ")?;
