@@ -68,7 +68,7 @@ pub struct Config {
     pub max_queue: u64,
 
     /// Run a chat room: every message is also relayed to every other client as `<name>: <text>`;
-    /// clients may use /nick NAME and /who.
+    /// clients may use /nick NAME, /who, /msg NAME text (to one member) and /help.
     #[arg(long)]
     pub relay: bool,
 
