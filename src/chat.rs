@@ -264,7 +264,8 @@ impl Chat {
         report::disconnect(gone.peer(), gone.id(), reason, clients.len());
         if self.relay {
             let from = gone.peer().0.ip().to_canonical();
-            self.names.release(gone.id(), gone.name(), from, Instant::now());
+            self.names
+                .release(gone.id(), gone.name(), from, Instant::now());
         }
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
@@ -364,8 +365,7 @@ const SHUTTING_DOWN: &[u8] = b"server shutting down";
 const IDLE: &[u8] = b"disconnected: idle for too long";
 const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
-const DEFAULT_ROOM_GREETING: &str =
-    "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";
+const DEFAULT_ROOM_GREETING: &str = "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";
 
 mod members;
 #[cfg(test)]

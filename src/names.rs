@@ -221,12 +221,18 @@ mod tests {
             Err(Refused::Held)
         );
         // After the minute anyone may take it.
-        assert_eq!(names.claim(seat(2), "#2", "alice", AWAY, now + HOLD), Ok(()));
+        assert_eq!(
+            names.claim(seat(2), "#2", "alice", AWAY, now + HOLD),
+            Ok(())
+        );
         assert_eq!(names.held.len(), 0);
 
         // Her own address takes it back at once, and its hold is over.
         names.release(ConnId(2), "alice", AWAY, now + HOLD);
-        assert_eq!(names.claim(seat(3), "#3", "alice", AWAY, now + HOLD), Ok(()));
+        assert_eq!(
+            names.claim(seat(3), "#3", "alice", AWAY, now + HOLD),
+            Ok(())
+        );
         assert_eq!(names.held.len(), 0);
     }
 
@@ -243,7 +249,10 @@ mod tests {
             names.claim(seat(3), "#3", "bob", AWAY, now + HOLD),
             Err(Refused::Held)
         );
-        assert_eq!(names.claim(seat(3), "#3", "bob", AWAY, later + HOLD), Ok(()));
+        assert_eq!(
+            names.claim(seat(3), "#3", "bob", AWAY, later + HOLD),
+            Ok(())
+        );
     }
 
     #[test]

@@ -145,7 +145,9 @@ pub fn who<'a>(names: impl Iterator<Item = &'a str>) -> Rc<[u8]> {
 }
 
 pub fn bad_name() -> Rc<[u8]> {
-    queue::line(format!("{MARK} a name is 1 to 32 ASCII letters (a-z, A-Z), digits, _ or -").as_bytes())
+    queue::line(
+        format!("{MARK} a name is 1 to 32 ASCII letters (a-z, A-Z), digits, _ or -").as_bytes(),
+    )
 }
 
 pub fn name_taken(name: &str) -> Rc<[u8]> {
@@ -256,6 +258,9 @@ mod tests {
             &*unknown_command(b"/x\x07 y"),
             "◆ unknown command /x\\x07 (try /help; start a line with // to say /...)\n".as_bytes()
         );
-        assert_eq!(&*private("bob", b"hi\x1b[2J"), b"bob (to you): hi\\x1b[2J\n");
+        assert_eq!(
+            &*private("bob", b"hi\x1b[2J"),
+            b"bob (to you): hi\\x1b[2J\n"
+        );
     }
 }

@@ -230,14 +230,25 @@ fn event_message() {
 fn event_command() {
     let found = reports(
         "command",
-        &[("id", Number), ("peer", Text), ("text", Text), ("dropped", Number)],
+        &[
+            ("id", Number),
+            ("peer", Text),
+            ("text", Text),
+            ("dropped", Number),
+        ],
     );
     assert_eq!(found[0]["text"], "/nick alice");
     assert_eq!(found[0]["id"], 1);
-    assert_eq!(found[0]["msg"].as_str().map(|m| m.starts_with("command ")), Some(true));
+    assert_eq!(
+        found[0]["msg"].as_str().map(|m| m.starts_with("command ")),
+        Some(true)
+    );
     // It is not a message too.
     let messages = reports("message", &[("text", Text)]);
-    assert!(messages.iter().all(|m| m["text"] != "/nick alice"), "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m["text"] != "/nick alice"),
+        "{messages:?}"
+    );
 }
 
 #[test]

@@ -441,9 +441,7 @@ fn relayed_text_is_escaped_like_the_reports() {
     }
     // The name in an unknown command's answer is escaped too.
     a.send(b"/x\x1b[31m y\n");
-    a.expect(
-        r"◆ unknown command /x\x1b[31m (try /help; start a line with // to say /...)",
-    );
+    a.expect(r"◆ unknown command /x\x1b[31m (try /help; start a line with // to say /...)");
 }
 
 /// A line longer than `--max-line` is relayed cut, with the count of dropped bytes, as reported.
@@ -670,7 +668,9 @@ fn msg_reaches_one_member_only() {
 
     a.send(b"/msg BOB psst \x1b[2J secret\n");
     b.expect(r"alice (to you): psst \x1b[2J secret");
-    chatd.expect_body(&format!(r"command {peer_a} #1: /msg BOB psst \x1b[2J secret"));
+    chatd.expect_body(&format!(
+        r"command {peer_a} #1: /msg BOB psst \x1b[2J secret"
+    ));
     // From a member without a name, and to one by its `#<id>`.
     c.say("/msg alice from c");
     a.expect("#3 (to you): from c");
@@ -686,7 +686,11 @@ fn msg_reaches_one_member_only() {
     a.say("public too");
     b.expect("alice: public too");
     c.expect("alice: public too");
-    assert_eq!(chatd.seen_count("message"), 0, "a /msg was reported as a message");
+    assert_eq!(
+        chatd.seen_count("message"),
+        0,
+        "a /msg was reported as a message"
+    );
 }
 
 /// A `/msg` to a name nobody here has, or without a name or text, gets one line back and reaches
@@ -703,11 +707,17 @@ fn msg_to_unknown_name_is_one_line_error() {
         ("/msg #9 hello", "◆ nobody here is called #9 (try /who)"),
         // #2 is called bob now.
         ("/msg #2 hello", "◆ nobody here is called #2 (try /who)"),
-        ("/msg server hello", "◆ nobody here is called server (try /who)"),
+        (
+            "/msg server hello",
+            "◆ nobody here is called server (try /who)",
+        ),
         ("/msg bob", "◆ usage: /msg NAME text"),
         ("/msg bob   ", "◆ usage: /msg NAME text"),
         ("/msg", "◆ usage: /msg NAME text"),
-        ("/msg \x1b[2J hi", r"◆ nobody here is called \x1b[2J (try /who)"),
+        (
+            "/msg \x1b[2J hi",
+            r"◆ nobody here is called \x1b[2J (try /who)",
+        ),
     ] {
         a.say(line);
         a.expect(answer);
@@ -797,7 +807,9 @@ fn name_left_with_is_held_for_its_address() {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     let elsewhere: SocketAddr = "127.0.0.2:0".parse().expect("address");
     socket.bind(&elsewhere.into()).expect("bind 127.0.0.2");
-    socket.connect(&chatd.addr().into()).expect("connect from 127.0.0.2");
+    socket
+        .connect(&chatd.addr().into())
+        .expect("connect from 127.0.0.2");
     let mut newcomer = Member::from_stream(socket.into());
     newcomer.expect("◆ 1 online: #2");
     b.expect("◆ #3 joined (2 online)");

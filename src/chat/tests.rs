@@ -257,3 +257,37 @@ fn a_failed_write_is_marked_and_never_read_in_the_middle_of_a_relay() {
     assert_eq!(from("#1: "), expect("a"));
     assert_eq!(from("#3: "), expect("c"));
 }
+
+/// A `/msg` cut at `--max-line` reaches its one member with the cut counted, as the operator's
+/// report shows it; one to a member on its way out is not delivered, and the sender is told.
+#[test]
+fn a_private_message_is_cut_like_a_relayed_one_and_never_reaches_a_leaver() {
+    let mut room = Room::new(true);
+    let (a, b, c) = (room.join(), room.join(), room.join());
+    room.say(b, "/nick bob");
+    let (key, id, _) = room.ends[a];
+    let line = Line {
+        text: b"/msg bob 0123456789",
+        dropped: 7,
+    };
+    assert!(
+        !room
+            .chat
+            .hear(&mut report::messages(), key, id, "label", line)
+    );
+    room.chat.act(&mut room.clients);
+    assert_eq!(
+        room.received(b).last().unwrap(),
+        "#1 (to you): 0123456789... [+7 bytes]"
+    );
+
+    room.say(b, "exit");
+    room.say(a, "/msg bob are you there");
+    assert_eq!(
+        room.received(a).last().unwrap(),
+        "◆ nobody here is called bob (try /who)"
+    );
+    assert_eq!(room.received(b).last().unwrap(), "◆ goodbye");
+    // And c heard none of it but the rename.
+    assert_eq!(room.received(c)[2..], ["◆ #2 is now bob"]);
+}
