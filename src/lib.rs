@@ -48,6 +48,7 @@
 )]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod chat;
 mod clients;
 mod clock;
