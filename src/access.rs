@@ -83,9 +83,10 @@ impl Cidr {
     /// The block of `prefix` bits around `addr`; `prefix` is at most the address's length.
     fn new(addr: IpAddr, prefix: u8) -> Cidr {
         let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
-                (IpAddr::V4(Ipv4Addr::from_bits(v6.to_bits() as u32)), prefix - 96)
-            }
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => (
+                IpAddr::V4(Ipv4Addr::from_bits(v6.to_bits() as u32)),
+                prefix - 96,
+            ),
             addr => (addr, prefix),
         };
         let net = match addr {
@@ -111,7 +112,9 @@ impl Cidr {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => ip.to_bits() & mask32(self.prefix) == net.to_bits(),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                ip.to_bits() & mask32(self.prefix) == net.to_bits()
+            }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 ip.to_bits() & mask128(self.prefix) == net.to_bits()
             }
@@ -284,6 +287,8 @@ impl fmt::Display for Refusal {
 #[derive(Debug, Default)]
 pub struct Access {
     rules: Rules,
+    /// Where `rules` came from, for [`Access::reload`].
+    source: RuleSource,
     bans: Bans,
     /// `--max-per-ip`, and the seated connections per address (or /64); one entry per address
     /// with a client, so bounded by `--max-clients`.
@@ -292,21 +297,37 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(rules: Rules, max_per_ip: Option<u32>, connects_per_minute: Option<u32>) -> Access {
+    /// `rules` as read from `source` at start; `max_per_ip` and `connects_per_minute` if given.
+    pub fn new(
+        source: RuleSource,
+        rules: Rules,
+        max_per_ip: Option<u32>,
+        connects_per_minute: Option<u32>,
+    ) -> Access {
         Access {
             rules,
+            source,
             bans: Bans::default(),
             per_ip: max_per_ip.map(|max| (max, HashMap::new())),
             rate: connects_per_minute.map(ConnectRate::new),
         }
     }
 
-    pub fn set_rules(&mut self, rules: Rules) {
-        self.rules = rules;
+    /// Reads the rule files again (`None` if there are none): the new rules replace the old
+    /// ones whole, or, if a file is unreadable or has a bad entry, the old ones stay.
+    pub fn reload(&mut self) -> Option<Result<&Rules, RuleError>> {
+        if !self.source.has_files() {
+            return None;
+        }
+        Some(self.source.load().map(|rules| {
+            self.rules = rules;
+            &self.rules
+        }))
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.rules
+    #[cfg(test)]
+    fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
     }
 
     pub fn bans(&mut self) -> &mut Bans {

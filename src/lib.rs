@@ -6,6 +6,8 @@
 //! # Layout
 //! Each module imports only those above it in this list, so the graph has no cycle:
 //! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
+//! - `access`: who may connect: CIDR blocks, `--allow`/`--deny`, bans, the per-address count and
+//!   connect rate (leaf; pure but for reading the rule files).
 //! - `escape`: client bytes made safe for a terminal (leaf, pure).
 //! - `clock`, `json`: the time and the JSON of a report line, into bytes (leaves, pure).
 //! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).

@@ -37,7 +37,8 @@ impl Bans {
 
     /// The bans still in force at `now`, oldest first.
     pub fn current(&mut self, now: Instant) -> &[Ban] {
-        self.list.retain(|ban| ban.until.is_none_or(|until| until > now));
+        self.list
+            .retain(|ban| ban.until.is_none_or(|until| until > now));
         &self.list
     }
 

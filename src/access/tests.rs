@@ -84,7 +84,10 @@ fn follows_ncats_rule() {
     };
     assert!(both.admits(ip("10.1.1.1")), "in allow only: admitted");
     assert!(!both.admits(ip("10.6.6.6")), "in both: denied");
-    assert!(!both.admits(ip("192.0.2.1")), "in none, with an allow given: refused");
+    assert!(
+        !both.admits(ip("192.0.2.1")),
+        "in none, with an allow given: refused"
+    );
     assert!(!both.admits(ip("::ffff:10.6.6.6")), "the mapped form too");
 }
 
@@ -92,7 +95,10 @@ fn follows_ncats_rule() {
 fn reads_rule_files_with_comments_and_blank_lines() {
     let text = "# the office\n10.0.0.0/8   # all of it\n\n   \n2001:db8::/32\n::1\n";
     let blocks = parse_list(text).unwrap();
-    assert_eq!(blocks, [cidr("10.0.0.0/8"), cidr("2001:db8::/32"), cidr("::1")]);
+    assert_eq!(
+        blocks,
+        [cidr("10.0.0.0/8"), cidr("2001:db8::/32"), cidr("::1")]
+    );
     assert_eq!(parse_list("").unwrap(), []);
 
     let (line, entry, error) = parse_list("10.0.0.0/8\n# ok\n10.0.0.0/40 # typo\n").unwrap_err();
@@ -135,12 +141,23 @@ fn names_the_file_and_line_of_a_bad_entry() {
     };
     let error = missing.load().unwrap_err().to_string();
     assert!(error.starts_with("--allow-file ") && error.contains("missing: cannot read: "));
+
+    // A reload takes new rules whole, or keeps the old ones.
+    let mut access = Access::new(source.clone(), Rules::default(), None, None);
+    assert!(access.reload().unwrap().is_err());
+    assert_eq!(access.rules, Rules::default());
+    std::fs::write(&bad, "192.0.2.9\n").unwrap();
+    assert_eq!(access.reload().unwrap().unwrap().deny, [cidr("192.0.2.9")]);
+    assert!(Access::default().reload().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn counts_ipv6_clients_per_64() {
-    assert_eq!(Cidr::bucket(ip("2001:db8:1:2:aaaa::1")), cidr("2001:db8:1:2::/64"));
+    assert_eq!(
+        Cidr::bucket(ip("2001:db8:1:2:aaaa::1")),
+        cidr("2001:db8:1:2::/64")
+    );
     assert_eq!(Cidr::bucket(ip("::ffff:192.0.2.1")), cidr("192.0.2.1"));
     assert_eq!(Cidr::host(ip("2001:db8::5")), cidr("2001:db8::5/128"));
 }
@@ -148,13 +165,21 @@ fn counts_ipv6_clients_per_64() {
 #[test]
 fn limits_seated_connections_per_address() {
     let now = Instant::now();
-    let mut access = Access::new(Rules::default(), Some(2), None);
+    let mut access = Access::new(RuleSource::default(), Rules::default(), Some(2), None);
     let (a, b) = (ip("2001:db8::1"), ip("2001:db8::2"));
     access.seated(a);
     assert_eq!(access.check(b, now), Ok(()));
     access.seated(b);
-    assert_eq!(access.check(ip("2001:db8::3"), now), Err(Refusal::PerIp), "same /64");
-    assert_eq!(access.check(ip("2001:db8:0:1::3"), now), Ok(()), "another /64");
+    assert_eq!(
+        access.check(ip("2001:db8::3"), now),
+        Err(Refusal::PerIp),
+        "same /64"
+    );
+    assert_eq!(
+        access.check(ip("2001:db8:0:1::3"), now),
+        Ok(()),
+        "another /64"
+    );
     assert_eq!(access.check(ip("192.0.2.1"), now), Ok(()));
     access.left(a);
     assert_eq!(access.check(ip("2001:db8::3"), now), Ok(()));
@@ -168,7 +193,7 @@ fn limits_seated_connections_per_address() {
 #[test]
 fn limits_the_connect_rate_and_reports_a_run_of_refusals_once() {
     let start = Instant::now();
-    let mut access = Access::new(Rules::default(), None, Some(3));
+    let mut access = Access::new(RuleSource::default(), Rules::default(), None, Some(3));
     let peer = ip("192.0.2.1");
     for _ in 0..3 {
         assert_eq!(access.check(peer, start), Ok(()));
@@ -177,7 +202,11 @@ fn limits_the_connect_rate_and_reports_a_run_of_refusals_once() {
     assert_eq!(access.check(peer, start), refused(true));
     assert_eq!(access.check(peer, start), refused(false));
     assert_eq!(access.check(ip("::ffff:192.0.2.1"), start), refused(false));
-    assert_eq!(access.check(ip("192.0.2.2"), start), Ok(()), "another address");
+    assert_eq!(
+        access.check(ip("192.0.2.2"), start),
+        Ok(()),
+        "another address"
+    );
     // One connection comes back every 20 s.
     let later = start + Duration::from_secs(19);
     assert_eq!(access.check(peer, later), refused(false));
@@ -195,7 +224,7 @@ fn limits_the_connect_rate_and_reports_a_run_of_refusals_once() {
 #[test]
 fn keeps_the_rate_table_bounded_under_a_scan() {
     let now = Instant::now();
-    let mut access = Access::new(Rules::default(), None, Some(1));
+    let mut access = Access::new(RuleSource::default(), Rules::default(), None, Some(1));
     for n in 0..200_000u32 {
         let _ = access.check(IpAddr::V4(Ipv4Addr::from_bits(n)), now);
         let v6 = Ipv6Addr::from_bits(u128::from(n) << 64);
@@ -214,18 +243,26 @@ fn keeps_the_rate_table_bounded_under_a_scan() {
 #[test]
 fn bans_expire_and_lift() {
     let now = Instant::now();
-    let mut access = Access::new(Rules::default(), None, None);
+    let mut access = Access::new(RuleSource::default(), Rules::default(), None, None);
     let minute = Duration::from_secs(60);
     access.bans().add(cidr("192.0.2.0/24"), Some(now + minute));
     access.bans().add(cidr("2001:db8::/32"), None);
     assert_eq!(access.check(ip("192.0.2.9"), now), Err(Refusal::Banned));
-    assert_eq!(access.check(ip("::ffff:192.0.2.9"), now), Err(Refusal::Banned));
+    assert_eq!(
+        access.check(ip("::ffff:192.0.2.9"), now),
+        Err(Refusal::Banned)
+    );
     assert_eq!(access.check(ip("2001:db8::9"), now), Err(Refusal::Banned));
     assert_eq!(access.check(ip("198.51.100.1"), now), Ok(()));
     // Banning the same block again replaces the ban.
-    access.bans().add(cidr("192.0.2.0/24"), Some(now + 2 * minute));
+    access
+        .bans()
+        .add(cidr("192.0.2.0/24"), Some(now + 2 * minute));
     assert_eq!(access.bans().current(now).len(), 2);
-    assert_eq!(access.check(ip("192.0.2.9"), now + minute), Err(Refusal::Banned));
+    assert_eq!(
+        access.check(ip("192.0.2.9"), now + minute),
+        Err(Refusal::Banned)
+    );
     assert_eq!(access.check(ip("192.0.2.9"), now + 2 * minute), Ok(()));
     assert_eq!(access.bans().current(now + 2 * minute).len(), 1);
     assert!(access.bans().remove(cidr("2001:db8::/32")));

@@ -75,6 +75,9 @@ impl Server {
         match command {
             Command::Quit => self.begin_shutdown("/quit"),
             Command::Stats => report::stats(&self.stats()),
+            Command::Ban { target, minutes } => self.ban(target, minutes),
+            Command::Bans => self.list_bans(),
+            Command::Unban(cidr) => self.unban(cidr),
             Command::Kick(id) => {
                 if let Some(key) = self.clients.find(id) {
                     self.hear(key);
@@ -87,13 +90,16 @@ impl Server {
 
     /// SIGINT and SIGTERM stop the server. SIGHUP is a hangup when the console is a terminal (the
     /// operator's terminal closed: shut down as `/quit` does) and a reload when headless (the log
-    /// file is reopened). SIGUSR1 reopens the log file. The rest are reported and ignored.
+    /// file is reopened and the rule files read again). SIGUSR1 reopens the log file. The rest are reported and ignored.
     pub(super) fn drain_signals(&mut self) {
         for signal in self.interrupts.pending() {
             match signal {
                 Signal::Stop(cause) => self.begin_shutdown(cause),
                 Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
-                Signal::Hangup => report::reopen_log_file("SIGHUP"),
+                Signal::Hangup => {
+                    report::reopen_log_file("SIGHUP");
+                    self.reload_rules();
+                }
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
                 Signal::Ignored(name) => report::signal_ignored(&name),
             }
