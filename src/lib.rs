@@ -78,6 +78,7 @@ mod timers;
 mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.
+pub use access::{Cidr, parse_list as parse_rule_list};
 pub use config::{Config, Generate};
 pub use console::parse as parse_console_line;
 pub use escape::escape;
