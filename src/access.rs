@@ -272,14 +272,23 @@ pub enum Refusal {
     PerIp,
 }
 
+impl Refusal {
+    /// Every reason's word, in the order `/stats` and `/metrics` count them.
+    pub const NAMES: [&str; 4] = ["denied", "banned", "per-ip limit", "connect rate"];
+
+    fn index(self) -> usize {
+        match self {
+            Refusal::Denied => 0,
+            Refusal::Banned => 1,
+            Refusal::PerIp => 2,
+            Refusal::ConnectRate { .. } => 3,
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::Denied => "denied",
-            Refusal::Banned => "banned",
-            Refusal::ConnectRate { .. } => "connect rate",
-            Refusal::PerIp => "per-ip limit",
-        })
+        f.write_str(Refusal::NAMES[self.index()])
     }
 }
 
@@ -294,6 +303,8 @@ pub struct Access {
     /// with a client, so bounded by `--max-clients`.
     per_ip: Option<(u32, HashMap<Cidr, u32>)>,
     rate: Option<ConnectRate>,
+    /// Refusals since start, by [`Refusal::index`].
+    refused: [u64; Refusal::NAMES.len()],
 }
 
 impl Access {
@@ -310,6 +321,7 @@ impl Access {
             bans: Bans::default(),
             per_ip: max_per_ip.map(|max| (max, HashMap::new())),
             rate: connects_per_minute.map(ConnectRate::new),
+            refused: [0; Refusal::NAMES.len()],
         }
     }
 
@@ -338,6 +350,20 @@ impl Access {
     /// cost to the server: the rules and bans, then the rate (which counts this attempt), then the
     /// connections already seated.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let verdict = self.judge(ip, now);
+        if let Err(refusal) = verdict {
+            self.refused[refusal.index()] += 1;
+        }
+        verdict
+    }
+
+    /// Connections refused since start, by reason, in the order of [`Refusal::NAMES`] (each
+    /// attempt, reported or not).
+    pub fn refused(&self) -> [u64; Refusal::NAMES.len()] {
+        self.refused
+    }
+
+    fn judge(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         if !self.rules.admits(ip) {
             return Err(Refusal::Denied);
         }

@@ -217,6 +217,13 @@ fn connect_rate_refuses_without_a_greeting_and_reports_a_run_once() {
     chatd.expect_report("] 1 online");
     assert_eq!(chatd.seen_count("(connect rate)"), 1, "{:?}", chatd.seen());
     assert_eq!(chatd.seen_count("] connect "), 4, "{:?}", chatd.seen());
+    // Every refused attempt is counted all the same.
+    chatd.send_console("/stats");
+    let stats = chatd.expect_report("stats: ");
+    assert!(
+        stats.contains("refused 0 full 0 error 0 denied 0 banned 0 per-ip 5 rate;"),
+        "{stats}"
+    );
 }
 
 /// `/ban <id>` kicks every client at that client's address and refuses the address until

@@ -278,8 +278,14 @@ fn event_bans_and_ban_entry() {
 
 #[test]
 fn event_unbanned_and_console_no_ban() {
-    assert_eq!(reports("unbanned", &[("cidr", Text)])[0]["cidr"], "10.9.0.0/16");
-    assert_eq!(reports("console_no_ban", &[("cidr", Text)])[0]["cidr"], "10.9.0.0/16");
+    assert_eq!(
+        reports("unbanned", &[("cidr", Text)])[0]["cidr"],
+        "10.9.0.0/16"
+    );
+    assert_eq!(
+        reports("console_no_ban", &[("cidr", Text)])[0]["cidr"],
+        "10.9.0.0/16"
+    );
 }
 
 /// SIGHUP, headless: the rule files read again, with the counts; or the error, the old rules kept.
@@ -289,7 +295,10 @@ fn event_rules_reloaded_and_rules_not_reloaded() {
     assert_eq!(found[0]["deny"], 1);
     let found = reports("rules_not_reloaded", &[("error", Text)]);
     let error = found[0]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("deny:1: bad entry \"192.0.2.0/33\""), "{error}");
+    assert!(
+        error.contains("deny:1: bad entry \"192.0.2.0/33\""),
+        "{error}"
+    );
 }
 
 #[test]

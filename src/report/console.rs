@@ -17,12 +17,17 @@ use crate::stats::Stats;
 /// `/stats`: the figures `GET /metrics` serves, in one line.
 pub fn stats(s: &Stats) {
     let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
+    let [denied, banned, per_ip, rate] = s.refused_access;
     info!(
         event = "stats",
         online = s.online,
         connections_accepted = s.accepted,
         refused_full = s.refused_full,
         refused_error = s.refused_error,
+        refused_denied = denied,
+        refused_banned = banned,
+        refused_per_ip = per_ip,
+        refused_connect_rate = rate,
         disconnects_exit = exit,
         disconnects_closed = closed,
         disconnects_reset = reset,
@@ -39,7 +44,7 @@ pub fn stats(s: &Stats) {
         timers_armed = s.timers,
         loop_turns = s.turns,
         loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
-        "stats: {} online; {} accepted, refused {} full {} error; disconnects exit {exit} closed \
+        "stats: {} online; {} accepted, refused {} full {} error {denied} denied {banned} banned {per_ip} per-ip {rate} rate; disconnects exit {exit} closed \
          {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
          in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
          {} timers; {} turns, {:.3} s busy",

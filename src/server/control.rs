@@ -47,6 +47,7 @@ impl Server {
         self.clients.stats(&mut stats);
         stats.refused_full = self.counts.refused_full;
         stats.refused_error = self.counts.refused_error;
+        stats.refused_access = self.access.refused();
         stats.relay_deliveries = self.chat.relay_deliveries();
         stats.timers = self.timers.len() as u64;
         stats.turns = self.counts.turns;
