@@ -221,7 +221,7 @@ fn limits_the_connect_rate_and_reports_a_run_of_refusals_once() {
     assert_eq!(access.check(peer, much_later), refused(true));
     assert_eq!(
         access.refused(),
-        [0, 0, 0, 5],
+        [0, 0, 0, 6],
         "every refusal counted, reported or not"
     );
 }
