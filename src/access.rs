@@ -8,15 +8,14 @@
 //! a whole /64, so counting single IPv6 addresses would count nothing.
 //!
 //! A leaf: it imports nothing of the crate's. Everything here is pure (the time is passed in) but
-//! [`RuleSource::load`], which reads the two rule files the operator named.
+//! [`RuleSource::load`] (`access/files.rs`), which reads the two rule files the operator named.
 //!
 //! Deliberately not here: sockets, reports, or when a rule is checked (the loop does that right
 //! after `accept`, before the connection has any buffer).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -146,117 +145,94 @@ fn mask128(prefix: u8) -> u128 {
 /// The `--allow` and `--deny` blocks, from the command line and the files together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
-    pub allow: Vec<Cidr>,
-    pub deny: Vec<Cidr>,
+    pub allow: Blocks,
+    pub deny: Blocks,
 }
 
 impl Rules {
     /// ncat's rule: denied if in any deny block (even if also allowed); else admitted if no allow
-    /// is given or it is in an allow block. A linear scan: lists are short, and a check is once
-    /// per accept, never per line.
+    /// is given or it is in an allow block.
     pub fn admits(&self, ip: IpAddr) -> bool {
-        if self.deny.iter().any(|cidr| cidr.contains(ip)) {
+        if self.deny.contains(ip) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|cidr| cidr.contains(ip))
+        self.allow.is_empty() || self.allow.contains(ip)
     }
 }
 
-/// Where the rules come from, kept so that SIGHUP can read the files again.
+/// A list of blocks, indexed for matching: one set of networks per prefix length in use, so a
+/// check costs one hash lookup per distinct length (a handful), however long the list (a
+/// blocklist of a million addresses is one length).
 #[derive(Debug, Clone, Default)]
-pub struct RuleSource {
-    pub allow: Vec<Cidr>,
-    pub deny: Vec<Cidr>,
-    pub allow_file: Option<PathBuf>,
-    pub deny_file: Option<PathBuf>,
+pub struct Blocks {
+    list: Vec<Cidr>,
+    /// (IPv4?, prefix length, the networks' bits).
+    sets: Vec<(bool, u8, HashSet<u128>)>,
 }
 
-impl RuleSource {
-    /// Whether there is a file to read again.
-    pub fn has_files(&self) -> bool {
-        self.allow_file.is_some() || self.deny_file.is_some()
+impl From<Vec<Cidr>> for Blocks {
+    fn from(list: Vec<Cidr>) -> Blocks {
+        let mut sets: Vec<(bool, u8, HashSet<u128>)> = Vec::new();
+        for cidr in &list {
+            let (v4, bits) = family_bits(cidr.net);
+            match sets
+                .iter_mut()
+                .find(|(f, p, _)| (*f, *p) == (v4, cidr.prefix))
+            {
+                Some((_, _, set)) => {
+                    set.insert(bits);
+                }
+                None => sets.push((v4, cidr.prefix, HashSet::from([bits]))),
+            }
+        }
+        Blocks { list, sets }
+    }
+}
+
+impl PartialEq for Blocks {
+    fn eq(&self, other: &Blocks) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Blocks {}
+
+impl Blocks {
+    pub fn len(&self) -> usize {
+        self.list.len()
     }
 
-    /// The command line's blocks and the files' together; the first bad file or entry is the
-    /// error, and nothing is taken from any.
-    pub fn load(&self) -> Result<Rules, RuleError> {
-        let mut rules = Rules {
-            allow: self.allow.clone(),
-            deny: self.deny.clone(),
-        };
-        for (flag, path, list) in [
-            ("--allow-file", &self.allow_file, &mut rules.allow),
-            ("--deny-file", &self.deny_file, &mut rules.deny),
-        ] {
-            let Some(path) = path else { continue };
-            let fail = |line, problem| RuleError {
-                flag,
-                path: path.clone(),
-                line,
-                problem,
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Cidr] {
+        &self.list
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (v4, bits) = family_bits(canonical(ip));
+        self.sets.iter().any(|&(family, prefix, ref set)| {
+            if family != v4 {
+                return false;
+            }
+            let mask = if v4 {
+                u128::from(mask32(prefix))
+            } else {
+                mask128(prefix)
             };
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| fail(None, Problem::Unreadable(e.to_string())))?;
-            let blocks = parse_list(&text).map_err(|(line, entry, error)| {
-                fail(Some(line), Problem::Entry(shorten(entry), error))
-            })?;
-            list.extend(blocks);
-        }
-        Ok(rules)
+            set.contains(&(bits & mask))
+        })
     }
 }
 
-/// A rule file's blocks: one per line, `#` to the end of a line a comment, blank lines skipped,
-/// spaces around an entry ignored. The error is the first bad entry with its line number (from 1).
-pub fn parse_list(text: &str) -> Result<Vec<Cidr>, (usize, &str, CidrError)> {
-    let mut blocks = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let entry = line.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        blocks.push(entry.parse().map_err(|e| (index + 1, entry, e))?);
-    }
-    Ok(blocks)
-}
-
-/// A bad entry as the error shows it: at most 64 characters, quoted and escaped by `Debug`.
-fn shorten(entry: &str) -> String {
-    entry.chars().take(64).collect()
-}
-
-/// A rule file that could not be read or has a bad entry: `--deny-file PATH:LINE: bad entry
-/// "X": REASON`.
-#[derive(Debug, Clone)]
-pub struct RuleError {
-    flag: &'static str,
-    path: PathBuf,
-    line: Option<usize>,
-    problem: Problem,
-}
-
-#[derive(Debug, Clone)]
-enum Problem {
-    Unreadable(String),
-    Entry(String, CidrError),
-}
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (flag, path) = (self.flag, Path::display(&self.path));
-        match (&self.problem, self.line) {
-            (Problem::Entry(entry, error), Some(line)) => {
-                write!(f, "{flag} {path}:{line}: bad entry {entry:?}: {error}")
-            }
-            (Problem::Entry(entry, error), None) => {
-                write!(f, "{flag} {path}: bad entry {entry:?}: {error}")
-            }
-            (Problem::Unreadable(error), _) => write!(f, "{flag} {path}: cannot read: {error}"),
-        }
+/// Whether `ip` is IPv4, and its bits.
+fn family_bits(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(v4) => (true, u128::from(v4.to_bits())),
+        IpAddr::V6(v6) => (false, v6.to_bits()),
     }
 }
-
-impl std::error::Error for RuleError {}
 
 /// Why a connection is turned away; `Display` is the report's reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,8 +378,10 @@ impl Access {
     }
 }
 
+mod files;
 mod limits;
 
+pub use files::{RuleError, RuleSource, parse_list};
 pub use limits::Bans;
 use limits::ConnectRate;
 
