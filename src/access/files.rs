@@ -51,11 +51,15 @@ impl RuleSource {
     }
 }
 
-/// A rule file's text, if it is UTF-8 and at most `MAX_RULE_FILE` bytes.
+/// A rule file's text, if it is a regular file, UTF-8 and at most `MAX_RULE_FILE` bytes.
 fn read_capped(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let mut text = String::new();
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // A FIFO or a device could keep the loop waiting (on SIGHUP too): only a regular file is read.
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
     let limit = MAX_RULE_FILE as u64;
     file.take(limit + 1)
         .read_to_string(&mut text)

@@ -149,6 +149,18 @@ fn names_the_file_and_line_of_a_bad_entry() {
     let error = missing.load().unwrap_err().to_string();
     assert!(error.starts_with("--allow-file ") && error.contains("missing: cannot read: "));
 
+    for (path, why) in [
+        ("/dev/null", "not a regular file"),
+        ("/", "not a regular file"),
+    ] {
+        let special = RuleSource {
+            deny_file: Some(path.into()),
+            ..RuleSource::default()
+        };
+        let error = special.load().unwrap_err().to_string();
+        assert_eq!(error, format!("--deny-file {path}: cannot read: {why}"));
+    }
+
     // A reload takes new rules whole, or keeps the old ones.
     let mut access = Access::new(source.clone(), Rules::default(), None, None);
     assert!(access.reload().unwrap().is_err());
