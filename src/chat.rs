@@ -311,7 +311,11 @@ impl Chat {
             },
             Command::Help => report::console_help(),
             // The loop's own: it answers them itself.
-            Command::Quit | Command::Stats => {}
+            Command::Quit
+            | Command::Stats
+            | Command::Ban { .. }
+            | Command::Bans
+            | Command::Unban(_) => {}
         }
     }
 

@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use log::LevelFilter;
 
+use crate::access::{Access, Cidr, RuleSource, Rules};
 pub use crate::logger::{LogFormat, LogTime};
 
 /// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
@@ -98,6 +99,42 @@ pub struct Config {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 
+    /// Let in only clients in this block, ADDR/PREFIX or one address (IPv4 or IPv6); repeat for
+    /// more. With any allow given, a client in no allow block is refused `denied`; one in a
+    /// --deny block too is refused all the same (ncat's rule).
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+
+    /// Refuse clients in this block (`refused PEER (denied)`, closed at once); repeat for more.
+    #[arg(long = "deny", value_name = "CIDR")]
+    pub deny: Vec<Cidr>,
+
+    /// More --allow blocks, one per line (`#` starts a comment); read again on SIGHUP when the
+    /// console is not a terminal.
+    #[arg(long, value_name = "PATH")]
+    pub allow_file: Option<PathBuf>,
+
+    /// More --deny blocks, one per line (`#` starts a comment); read again on SIGHUP when the
+    /// console is not a terminal.
+    #[arg(long, value_name = "PATH")]
+    pub deny_file: Option<PathBuf>,
+
+    /// Most clients at once from one address (an IPv6 client's /64); one more is told `too many
+    /// connections from your address` and closed. Default: no limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_ip: Option<u32>,
+
+    /// Most connections a minute from one address (an IPv6 client's /64): a burst of N, then one
+    /// every 60/N seconds; past it a connection is closed at once, without a greeting. Written `N`
+    /// or `N/min`. Default: no limit.
+    #[arg(long, value_name = "N/MIN", value_parser = per_minute)]
+    pub max_connect_rate: Option<u32>,
+
+    /// The --allow and --deny blocks with those of the files, read by [`Config::from_args`]
+    /// (`Config::parse` alone leaves the files unread).
+    #[arg(skip)]
+    pub rules: Rules,
+
     /// Print the man page or a shell's completion script to stdout and exit (for packagers; see
     /// README.md, Install).
     #[arg(long, value_name = "WHAT", hide = true)]
@@ -115,6 +152,35 @@ pub enum Generate {
 }
 
 impl Config {
+    /// The command line, and the rule files it names read: a malformed block or an unreadable
+    /// file is a usage error (exit code 2) naming the entry (with the file and line).
+    pub fn from_args() -> Config {
+        let mut config = Config::parse();
+        match config.rule_source().load() {
+            Ok(rules) => config.rules = rules,
+            Err(e) => Config::command()
+                .error(clap::error::ErrorKind::ValueValidation, e)
+                .exit(),
+        }
+        config
+    }
+
+    /// Access control as asked: the rules read at start, the limits per address.
+    pub fn access(&self) -> Access {
+        let (rules, source) = (self.rules.clone(), self.rule_source());
+        Access::new(source, rules, self.max_per_ip, self.max_connect_rate)
+    }
+
+    /// Where the --allow and --deny blocks come from, for reading the files again on SIGHUP.
+    pub fn rule_source(&self) -> RuleSource {
+        RuleSource {
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            allow_file: self.allow_file.clone(),
+            deny_file: self.deny_file.clone(),
+        }
+    }
+
     /// The addresses to bind: every `--listen`, or the default when none is given and systemd
     /// handed over no socket (`inherited` counts those).
     pub fn listen_addrs(&self, inherited: usize) -> Vec<SocketAddr> {
@@ -159,6 +225,15 @@ impl Config {
     }
 }
 
+/// `--max-connect-rate`: `N` or `N/min`, N at least 1.
+fn per_minute(text: &str) -> Result<u32, String> {
+    let n = text.strip_suffix("/min").unwrap_or(text);
+    match n.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected N or N/min, N a whole number from 1".into()),
+    }
+}
+
 /// The soft RLIMIT_NOFILE, or a conservative guess if it cannot be read.
 fn open_files_limit() -> u64 {
     let mut limit = libc::rlimit {
@@ -186,18 +261,20 @@ Console (type on stdin):
   /all <text>                     send a line to every client
   <text>                          reply to the client that spoke last (//text sends /text)
   /list, /kick <id>, /stats, /quit, /help
+  /ban <id|CIDR> [MINUTES], /bans, /unban <CIDR>
 Reports (stdout, and --log-file; --log-format json: one JSON object per line, docs/log-format.md):
   listening on <addr>
   connect <peer> #<id> (<n> online)
   message <peer> #<id>: <text>
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow or timeout
-  refused <peer> (server full)
+  refused <peer> (<why>), why: server full, denied, banned, per-ip limit or connect rate
   dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a
-terminal, else reopens the log file, as SIGUSR1 does. SIGALRM and the like are ignored.";
+terminal, else reopens the log file, as SIGUSR1 does, and reads --allow-file and --deny-file
+again. SIGALRM and the like are ignored.";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;

@@ -16,6 +16,7 @@ use std::thread;
 
 use mio::Waker;
 
+use crate::access::Cidr;
 use crate::ids::ConnId;
 
 /// What the stdin thread hands to the loop.
@@ -161,6 +162,23 @@ pub enum Command {
     Help,
     /// `/stats`: the figures `/metrics` serves.
     Stats,
+    /// `/ban <id|CIDR> [MINUTES]`: kick every client in the block and refuse it until the ban
+    /// ends (`None`: never).
+    Ban {
+        target: BanTarget,
+        minutes: Option<u64>,
+    },
+    /// `/bans`: the bans in force.
+    Bans,
+    /// `/unban <CIDR>`: lift a ban.
+    Unban(Cidr),
+}
+
+/// Whom `/ban` bans: a connected client's address, or a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanTarget {
+    Client(ConnId),
+    Block(Cidr),
 }
 
 /// Why a console line was not a command; each prints as one line for the operator.
@@ -175,13 +193,19 @@ pub enum ParseError {
     NoText {
         usage: &'static str,
     },
+    /// The command's arguments are not what it takes.
+    Usage {
+        usage: &'static str,
+    },
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::UnknownCommand(name) => write!(f, "unknown command {name} (try /help)"),
-            ParseError::BadId { usage } | ParseError::NoText { usage } => {
+            ParseError::BadId { usage }
+            | ParseError::NoText { usage }
+            | ParseError::Usage { usage } => {
                 write!(f, "usage: {usage}")
             }
         }
@@ -221,6 +245,14 @@ pub fn parse(line: &str) -> Option<Result<Command, ParseError>> {
         "quit" => Ok(Command::Quit),
         "help" => Ok(Command::Help),
         "stats" => Ok(Command::Stats),
+        "ban" => ban(args),
+        "bans" => match args.trim() {
+            "" => Ok(Command::Bans),
+            _ => Err(ParseError::Usage { usage: "/bans" }),
+        },
+        "unban" => (args.trim().parse().map(Command::Unban)).map_err(|_| ParseError::Usage {
+            usage: "/unban <CIDR>",
+        }),
         _ => Err(ParseError::UnknownCommand(format!("/{name}"))),
     })
 }
@@ -238,6 +270,34 @@ fn to(args: &str, usage: &'static str) -> Result<Command, ParseError> {
     }
 }
 
+/// `/ban`'s arguments: an id (`7`, `#7`; a bare number is never an address) or a block, then
+/// minutes, from 1 to `MAX_BAN_MINUTES`.
+fn ban(args: &str) -> Result<Command, ParseError> {
+    let usage = "/ban <id|CIDR> [MINUTES]";
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let (target, minutes) = match words[..] {
+        [target] => (target, None),
+        [target, minutes] => (target, Some(minutes)),
+        _ => return Err(ParseError::Usage { usage }),
+    };
+    let target = match (id(target), target.parse()) {
+        (Some(id), _) => BanTarget::Client(id),
+        (None, Ok(cidr)) => BanTarget::Block(cidr),
+        (None, Err(_)) => return Err(ParseError::Usage { usage }),
+    };
+    match minutes.map(str::parse) {
+        None => Ok(Command::Ban {
+            target,
+            minutes: None,
+        }),
+        Some(Ok(m @ 1..=MAX_BAN_MINUTES)) => Ok(Command::Ban {
+            target,
+            minutes: Some(m),
+        }),
+        Some(_) => Err(ParseError::Usage { usage }),
+    }
+}
+
 /// A client id as the operator types it: `7` or `#7`.
 fn id(text: &str) -> Option<ConnId> {
     let text = text.trim();
@@ -247,6 +307,9 @@ fn id(text: &str) -> Option<ConnId> {
         .ok()
         .map(ConnId)
 }
+
+/// The longest timed ban, ten years: an end that far off cannot overflow an `Instant`.
+pub const MAX_BAN_MINUTES: u64 = 10 * 366 * 24 * 60;
 
 /// The longest console line taken, in bytes without its newline.
 pub const MAX_CONSOLE_LINE: u64 = 64 * 1024;
@@ -290,6 +353,23 @@ mod tests {
         assert_eq!(ok("/quit"), Command::Quit);
         assert_eq!(ok("/help"), Command::Help);
         assert_eq!(ok("/stats"), Command::Stats);
+        let ban = |target, minutes| Command::Ban { target, minutes };
+        let block = |text: &str| text.parse::<Cidr>().unwrap();
+        assert_eq!(ok("/ban 3"), ban(BanTarget::Client(ConnId(3)), None));
+        assert_eq!(
+            ok("/ban #3 10"),
+            ban(BanTarget::Client(ConnId(3)), Some(10))
+        );
+        assert_eq!(
+            ok("/ban 10.0.0.0/8  60"),
+            ban(BanTarget::Block(block("10.0.0.0/8")), Some(60))
+        );
+        assert_eq!(
+            ok("/ban 2001:db8::1"),
+            ban(BanTarget::Block(block("2001:db8::1")), None)
+        );
+        assert_eq!(ok("/bans"), Command::Bans);
+        assert_eq!(ok("/unban 10.0.0.0/8"), Command::Unban(block("10.0.0.0/8")));
     }
 
     #[test]
@@ -316,6 +396,12 @@ mod tests {
         assert!(matches!(err("/kick 1 2"), ParseError::BadId { .. }));
         assert!(matches!(err("/all"), ParseError::NoText { .. }));
         assert!(matches!(err("/"), ParseError::UnknownCommand(_)));
+        // Each of these, between the bars, is a mistake in /ban, /bans or /unban.
+        let usage_mistakes = "/ban|/ban nowhere|/ban 10.0.0.0/33|/ban 3 0|/ban 3 -1|/ban 3 ten|\
+            /ban 3 99999999999|/ban 3 10 more|/unban|/unban 3|/unban 10.0.0.0/8 10|/bans all";
+        for line in usage_mistakes.split('|') {
+            assert!(matches!(err(line), ParseError::Usage { .. }), "{line}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! # Layout
 //! Each module imports only those above it in this list, so the graph has no cycle:
 //! - `ids`: the shared words: `ConnId`, `Peer`, `Reason` (leaf).
+//! - `access`: who may connect: CIDR blocks, `--allow`/`--deny`, bans, the per-address count and
+//!   connect rate (leaf; pure but for reading the rule files).
 //! - `escape`: client bytes made safe for a terminal (leaf, pure).
 //! - `clock`, `json`: the time and the JSON of a report line, into bytes (leaves, pure).
 //! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).
@@ -50,6 +52,7 @@
 )]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod chat;
 mod clients;
 mod clock;
@@ -78,6 +81,7 @@ mod timers;
 mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.
+pub use access::{Cidr, parse_list as parse_rule_list};
 pub use config::{Config, Generate};
 pub use console::parse as parse_console_line;
 pub use escape::escape;

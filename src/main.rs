@@ -5,10 +5,9 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use chatd::{Config, Server};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::from_args();
     if let Some(what) = config.generate {
         let mut out = io::stdout().lock();
         if let Err(e) = chatd::generate(what, &mut out).and_then(|()| out.flush()) {

@@ -309,6 +309,16 @@ pub fn reopen_log_file(cause: &str) {
     }
 }
 
+/// SIGHUP, headless: the rule files were read again.
+pub fn rules_reloaded(allow: usize, deny: usize) {
+    info!(event = "rules_reloaded", allow = allow, deny = deny; "rules reloaded (SIGHUP): {allow} allow, {deny} deny");
+}
+
+/// SIGHUP, headless: a rule file could not be read or has a bad entry; the old rules stay.
+pub fn rules_not_reloaded(error: &dyn fmt::Display) {
+    warn!(event = "rules_not_reloaded", error:% = error; "rules not reloaded (SIGHUP): {error}; the old ones stay");
+}
+
 /// The service manager's notify socket could not be used: no more notifications are sent.
 pub fn notify_failed(error: &io::Error) {
     warn!(event = "notify_failed", error:% = error; "systemd notify: {error}; no more notifications");

@@ -29,6 +29,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
+use crate::access::Access;
 use crate::chat::{self, Chat};
 use crate::clients::{self, CLIENT_BASE, Clients, Marks};
 use crate::config::Config;
@@ -42,6 +43,7 @@ use crate::signals::Interrupts;
 use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
+mod access;
 mod control;
 mod timing;
 
@@ -83,6 +85,8 @@ pub struct Server {
     status_sent: Option<usize>,
     /// Half of systemd's `WATCHDOG_USEC`: how often `Due::Watchdog` sends `WATCHDOG=1`.
     watchdog: Option<Duration>,
+    /// Who may connect: the rules, the bans, the per-address counts and the connect rate.
+    access: Access,
     /// `--metrics`: the HTTP listener and its scrapes.
     metrics: Option<Metrics>,
     /// The loop's own figures for `/stats` and `/metrics` (the clients keep theirs).
@@ -153,6 +157,7 @@ impl Server {
             notifier,
             status_sent: None,
             metrics,
+            access: config.access(),
             counts: LoopCounts::default(),
         })
     }
@@ -252,8 +257,12 @@ impl Server {
         self.listeners.pend(index);
     }
 
-    /// Seats a new client and lets the chat greet it, or refuses it past `--max-clients`.
+    /// Seats a new client and lets the chat greet it, or refuses it (access control, then
+    /// `--max-clients`).
     fn admit(&mut self, stream: TcpStream, peer: Peer) {
+        let Some(stream) = self.screen(stream, peer) else {
+            return;
+        };
         if self.clients.is_full() {
             self.counts.refused_full += 1;
             let buf = &mut self.read_buf;
@@ -262,6 +271,7 @@ impl Server {
         listeners::tune(&stream, self.keepalive);
         match self.clients.open(stream, peer, self.poll.registry()) {
             Ok((key, id)) => {
+                self.access.seated(peer.0.ip());
                 let cost = self.chat.line_cost(self.clients.len());
                 self.work_left = self.work_left.saturating_sub(cost);
                 self.arm_idle_timer(key, id);
@@ -392,6 +402,7 @@ impl Server {
         let Some(mut conn) = self.clients.remove(key, self.poll.registry()) else {
             return;
         };
+        self.access.left(conn.peer().0.ip());
         let unheard = conn.finish(&mut self.read_buf);
         if unheard > 0 {
             report::unheard(conn.label(), unheard);

@@ -23,6 +23,9 @@ pub struct Stats {
     pub refused_full: u64,
     /// Connections turned away because the poll would not take them.
     pub refused_error: u64,
+    /// Connections turned away by access control: denied, banned, per-ip limit, connect rate
+    /// (each attempt, reported or not).
+    pub refused_access: [u64; 4],
     /// Disconnects by reason, in the order of [`Reason::ALL`].
     pub disconnects: [u64; Reason::ALL.len()],
     /// Lines heard from clients (each is a `message` report).
@@ -77,6 +80,13 @@ impl Stats {
             &[
                 ("{reason=\"full\"}", self.refused_full.to_string()),
                 ("{reason=\"error\"}", self.refused_error.to_string()),
+                ("{reason=\"denied\"}", self.refused_access[0].to_string()),
+                ("{reason=\"banned\"}", self.refused_access[1].to_string()),
+                ("{reason=\"per_ip\"}", self.refused_access[2].to_string()),
+                (
+                    "{reason=\"connect_rate\"}",
+                    self.refused_access[3].to_string(),
+                ),
             ],
         );
         let labels: Vec<String> = Reason::ALL

@@ -495,12 +495,15 @@ const KICKED: &str = "you were disconnected by the operator";
 /// An unknown command, typed to mark a point in chatd's output.
 const SENTINEL: &str = "/sentinel";
 /// How each `/help` line after `commands:` starts, one per command.
-const HELP_SYNTAX: [&str; 8] = [
+const HELP_SYNTAX: [&str; 11] = [
     "/to <id> <text>",
     "/all <text>",
     "<text>",
     "/list",
     "/kick <id>",
+    "/ban <id|CIDR> [MINUTES]",
+    "/bans",
+    "/unban <CIDR>",
     "/stats",
     "/quit",
     "/help",

@@ -44,7 +44,11 @@ fn run_session() -> Session {
     let log = dir.join("chatd.log");
     let missing = dir.join("no-notify-socket");
     let log_arg = log.to_str().expect("utf-8 path");
+    let deny = dir.join("deny");
+    fs::write(&deny, "192.0.2.0/24\n").expect("the deny file");
     let args = [
+        "--deny-file",
+        deny.to_str().expect("utf-8 path"),
         "--listen",
         "127.0.0.1:0",
         "--log-format",
@@ -97,6 +101,22 @@ fn run_session() -> Session {
     chatd.expect_report(&event("signal_ignored"));
     chatd.signal(libc::SIGUSR1);
     chatd.expect_report(&event("reopen_log"));
+    chatd.send_console("/ban 10.9.0.0/16 5");
+    chatd.expect_report(&event("banned"));
+    chatd.send_console("/ban 10.8.0.0/16");
+    chatd.expect_report(&event("banned"));
+    chatd.send_console("/bans");
+    chatd.expect_report(&event("bans"));
+    chatd.expect_report("\"cidr\":\"10.8.0.0/16\"");
+    chatd.send_console("/unban 10.9.0.0/16");
+    chatd.expect_report(&event("unbanned"));
+    chatd.send_console("/unban 10.9.0.0/16");
+    chatd.expect_report(&event("console_no_ban"));
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_report(&event("rules_reloaded"));
+    fs::write(&deny, "192.0.2.0/33\n").expect("the deny file");
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_report(&event("rules_not_reloaded"));
 
     // An unfinished line when the operator kicks its client: reported cut.
     bob.send(b"half a li");
@@ -261,6 +281,50 @@ fn event_nick() {
 fn event_refused() {
     let found = reports("refused", &[("peer", Text), ("reason", Text)]);
     assert_eq!(found[0]["reason"], "server full");
+}
+
+/// `/ban`: the block, its minutes (only for a timed ban) and how many it kicked.
+#[test]
+fn event_banned() {
+    let found = reports("banned", &[("cidr", Text), ("kicked", Number)]);
+    assert_eq!(found[0]["cidr"], "10.9.0.0/16");
+    assert_eq!(found[0]["minutes"], 5);
+    assert!(found[1].get("minutes").is_none(), "{}", found[1]);
+}
+
+/// `/bans`: a head line with the count, then one object per ban; `left_secs` only for a timed
+/// one.
+#[test]
+fn event_bans_and_ban_entry() {
+    assert_eq!(reports("bans", &[("count", Number)])[0]["count"], 2);
+    let found = reports("ban_entry", &[("cidr", Text)]);
+    assert!(found[0]["left_secs"].as_u64().is_some_and(|s| s <= 300));
+    assert!(found[1].get("left_secs").is_none(), "{}", found[1]);
+}
+
+#[test]
+fn event_unbanned_and_console_no_ban() {
+    assert_eq!(
+        reports("unbanned", &[("cidr", Text)])[0]["cidr"],
+        "10.9.0.0/16"
+    );
+    assert_eq!(
+        reports("console_no_ban", &[("cidr", Text)])[0]["cidr"],
+        "10.9.0.0/16"
+    );
+}
+
+/// SIGHUP, headless: the rule files read again, with the counts; or the error, the old rules kept.
+#[test]
+fn event_rules_reloaded_and_rules_not_reloaded() {
+    let found = reports("rules_reloaded", &[("allow", Number), ("deny", Number)]);
+    assert_eq!(found[0]["deny"], 1);
+    let found = reports("rules_not_reloaded", &[("error", Text)]);
+    let error = found[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("deny:1: bad entry \"192.0.2.0/33\""),
+        "{error}"
+    );
 }
 
 #[test]

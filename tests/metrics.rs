@@ -109,6 +109,12 @@ fn metrics_count_what_clients_did() {
     assert_eq!(m["chatd_connections_accepted_total"], 2.0);
     assert_eq!(m["chatd_connections_refused_total{reason=\"full\"}"], 1.0);
     assert_eq!(m["chatd_connections_refused_total{reason=\"error\"}"], 0.0);
+    for reason in ["denied", "banned", "per_ip", "connect_rate"] {
+        assert_eq!(
+            m[&format!("chatd_connections_refused_total{{reason=\"{reason}\"}}")],
+            0.0
+        );
+    }
     let gone: f64 = ["closed", "reset"]
         .iter()
         .map(|r| m[&format!("chatd_disconnects_total{{reason=\"{r}\"}}")])
@@ -139,7 +145,9 @@ fn stats_on_the_console_prints_the_same_figures() {
     let line = chatd.expect_report("stats: ");
     let body = report_body(&line);
     assert!(
-        body.starts_with("stats: 1 online; 1 accepted, refused 0 full 0 error;"),
+        body.starts_with(
+            "stats: 1 online; 1 accepted, refused 0 full 0 error 0 denied 0 banned 0 per-ip 0 rate;"
+        ),
         "{body}"
     );
     assert!(body.contains("; in 1 messages 6 bytes;"), "{body}");

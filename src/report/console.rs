@@ -9,6 +9,7 @@ use std::time::Duration;
 use log::{info, warn};
 
 use super::Count;
+use crate::access::Cidr;
 use crate::console::ParseError;
 use crate::ids::{ConnId, Peer, Reason};
 use crate::stats::Stats;
@@ -16,12 +17,17 @@ use crate::stats::Stats;
 /// `/stats`: the figures `GET /metrics` serves, in one line.
 pub fn stats(s: &Stats) {
     let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
+    let [denied, banned, per_ip, rate] = s.refused_access;
     info!(
         event = "stats",
         online = s.online,
         connections_accepted = s.accepted,
         refused_full = s.refused_full,
         refused_error = s.refused_error,
+        refused_denied = denied,
+        refused_banned = banned,
+        refused_per_ip = per_ip,
+        refused_connect_rate = rate,
         disconnects_exit = exit,
         disconnects_closed = closed,
         disconnects_reset = reset,
@@ -38,7 +44,7 @@ pub fn stats(s: &Stats) {
         timers_armed = s.timers,
         loop_turns = s.turns,
         loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
-        "stats: {} online; {} accepted, refused {} full {} error; disconnects exit {exit} closed \
+        "stats: {} online; {} accepted, refused {} full {} error {denied} denied {banned} banned {per_ip} per-ip {rate} rate; disconnects exit {exit} closed \
          {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
          in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
          {} timers; {} turns, {:.3} s busy",
@@ -146,6 +152,44 @@ pub fn console_help() {
     }
 }
 
+/// `/ban`: the block, for how long, and how many clients it kicked.
+pub fn banned(cidr: Cidr, minutes: Option<u64>, kicked: usize) {
+    let kicked_n = Count(kicked, "client");
+    match minutes {
+        Some(m) => info!(
+            event = "banned", cidr:% = cidr, minutes = m, kicked = kicked;
+            "banned {cidr} for {} (kicking {kicked_n})", Count(m as usize, "minute")
+        ),
+        None => info!(
+            event = "banned", cidr:% = cidr, kicked = kicked;
+            "banned {cidr} until /unban (kicking {kicked_n})"
+        ),
+    }
+}
+
+pub fn bans_header(count: usize) {
+    info!(event = "bans", count = count; "{}", Count(count, "ban"));
+}
+
+/// One `/bans` line: the block, and the time its ban has left (`None`: until /unban).
+pub fn ban_entry(cidr: Cidr, left: Option<Duration>) {
+    match left {
+        Some(left) => info!(
+            event = "ban_entry", cidr:% = cidr, left_secs = left.as_secs();
+            "ban {cidr}: {} left", Age(left)
+        ),
+        None => info!(event = "ban_entry", cidr:% = cidr; "ban {cidr}: until /unban"),
+    }
+}
+
+pub fn unbanned(cidr: Cidr) {
+    info!(event = "unbanned", cidr:% = cidr; "unbanned {cidr}");
+}
+
+pub fn console_no_ban(cidr: Cidr) {
+    warn!(event = "console_no_ban", cidr:% = cidr; "console: no ban on {cidr} (try /bans)");
+}
+
 /// A connection's age as `1h02m03s`, `2m03s` or `3s`.
 struct Age(Duration);
 
@@ -169,6 +213,9 @@ const HELP: &[&str] = &[
     "  <text>            reply to the client that spoke last (//text sends /text)",
     "  /list             list clients: id, address, name (--relay), time connected, messages in and out",
     "  /kick <id>        disconnect client #<id>",
+    "  /ban <id|CIDR> [MINUTES]  kick and refuse a client's address or a block, for MINUTES or until /unban",
+    "  /bans             the bans in force and the time each has left",
+    "  /unban <CIDR>     lift a ban",
     "  /stats            the server's figures (what --metrics serves)",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
     "  /help             this list",

@@ -47,6 +47,7 @@ impl Server {
         self.clients.stats(&mut stats);
         stats.refused_full = self.counts.refused_full;
         stats.refused_error = self.counts.refused_error;
+        stats.refused_access = self.access.refused();
         stats.relay_deliveries = self.chat.relay_deliveries();
         stats.timers = self.timers.len() as u64;
         stats.turns = self.counts.turns;
@@ -75,6 +76,9 @@ impl Server {
         match command {
             Command::Quit => self.begin_shutdown("/quit"),
             Command::Stats => report::stats(&self.stats()),
+            Command::Ban { target, minutes } => self.ban(target, minutes),
+            Command::Bans => self.list_bans(),
+            Command::Unban(cidr) => self.unban(cidr),
             Command::Kick(id) => {
                 if let Some(key) = self.clients.find(id) {
                     self.hear(key);
@@ -87,13 +91,16 @@ impl Server {
 
     /// SIGINT and SIGTERM stop the server. SIGHUP is a hangup when the console is a terminal (the
     /// operator's terminal closed: shut down as `/quit` does) and a reload when headless (the log
-    /// file is reopened). SIGUSR1 reopens the log file. The rest are reported and ignored.
+    /// file is reopened and the rule files read again). SIGUSR1 reopens the log file. The rest are reported and ignored.
     pub(super) fn drain_signals(&mut self) {
         for signal in self.interrupts.pending() {
             match signal {
                 Signal::Stop(cause) => self.begin_shutdown(cause),
                 Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
-                Signal::Hangup => report::reopen_log_file("SIGHUP"),
+                Signal::Hangup => {
+                    report::reopen_log_file("SIGHUP");
+                    self.reload_rules();
+                }
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
                 Signal::Ignored(name) => report::signal_ignored(&name),
             }
