@@ -81,6 +81,8 @@ pub struct Marks {
     line_timer: bool,
     /// It is closing and its grace timer is armed.
     linger_timer: bool,
+    /// It is held back by `--max-rate` and the timer that reads it again is armed.
+    flood_timer: bool,
 }
 
 impl<S: Stream> Clients<S> {
@@ -425,6 +427,16 @@ impl Marks {
     /// Its line timer fired: a new one may be armed.
     pub fn disarm_line(&mut self) {
         self.line_timer = false;
+    }
+
+    /// Marks its flood timer armed; `true` if it was not, so arm it now.
+    pub fn arm_flood(&mut self) -> bool {
+        !mem_set(&mut self.flood_timer)
+    }
+
+    /// Its flood timer fired: a new one may be armed.
+    pub fn disarm_flood(&mut self) {
+        self.flood_timer = false;
     }
 
     /// Marks the closing client's grace timer armed; `true` if it was not, so arm it now.

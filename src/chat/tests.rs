@@ -68,6 +68,16 @@ impl Stream for MemStream {
     fn shutdown_write(&self) -> io::Result<()> {
         Ok(())
     }
+
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let pipe = self.0.borrow();
+        if pipe.to_server.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(pipe.to_server.len());
+        buf[..n].copy_from_slice(&pipe.to_server[..n]);
+        Ok(n)
+    }
 }
 
 /// A chat and its registry, with the clients' ends kept for the test.
@@ -90,6 +100,7 @@ impl Room {
                 max_clients: 100,
                 max_line: 1024,
                 max_queue,
+                flood: None,
             }),
             poll: Poll::new().unwrap(),
             ends: Vec::new(),

@@ -15,7 +15,7 @@ use crate::stats::Stats;
 
 /// `/stats`: the figures `GET /metrics` serves, in one line.
 pub fn stats(s: &Stats) {
-    let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
+    let [exit, closed, reset, kicked, shutdown, slow, timeout, flood] = s.disconnects;
     info!(
         event = "stats",
         online = s.online,
@@ -29,6 +29,7 @@ pub fn stats(s: &Stats) {
         disconnects_shutdown = shutdown,
         disconnects_slow = slow,
         disconnects_timeout = timeout,
+        disconnects_flood = flood,
         messages_in = s.messages_in,
         bytes_in = s.bytes_in,
         lines_out = s.lines_out,
@@ -39,7 +40,8 @@ pub fn stats(s: &Stats) {
         loop_turns = s.turns,
         loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
         "stats: {} online; {} accepted, refused {} full {} error; disconnects exit {exit} closed \
-         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
+         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout} \
+         flood {flood}; \
          in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
          {} timers; {} turns, {:.3} s busy",
         s.online,
