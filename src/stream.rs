@@ -30,9 +30,15 @@ pub trait Stream: Read + Write + mio::event::Source {
             return self.read(buf); // Fewer bytes than lines: it cannot read one line too many.
         }
         let seen = self.peek(buf)?;
-        let end = match memchr::memchr_iter(b'\n', &buf[..seen]).nth(lines.saturating_sub(1)) {
-            Some(newline) => newline + 1,
-            None => seen,
+        let peeked = &buf[..seen];
+        // Counting first is one vectorized pass; finding the `lines`-th newline is one `memchr`
+        // call per line, paid only when the client is at its limit.
+        let newlines = memchr::memchr_iter(b'\n', peeked).count();
+        let end = if newlines <= lines {
+            seen
+        } else {
+            let last = memchr::memchr_iter(b'\n', peeked).nth(lines.saturating_sub(1));
+            last.map_or(seen, |newline| newline + 1)
         };
         // 0 only when the peek saw the end of the stream: the read sees it too.
         self.read(&mut buf[..end])

@@ -300,6 +300,10 @@ fn a_read_over_the_rate_takes_the_allowance_and_leaves_the_rest_unread() {
     assert_eq!(left, b"four\nfive\n", "the rest waits in the socket");
     let reads = stream.0.borrow().reads;
     assert!(matches!(read(&mut conn, &mut heard), ReadStatus::Throttled));
-    assert_eq!(stream.0.borrow().reads, reads, "an empty bucket reads nothing");
+    assert_eq!(
+        stream.0.borrow().reads,
+        reads,
+        "an empty bucket reads nothing"
+    );
     assert_eq!(heard.len(), 3);
 }
