@@ -429,14 +429,9 @@ impl Marks {
         self.line_timer = false;
     }
 
-    /// Marks its flood timer armed; `true` if it was not, so arm it now.
-    pub fn arm_flood(&mut self) -> bool {
-        !mem_set(&mut self.flood_timer)
-    }
-
-    /// Its flood timer fired: a new one may be armed.
-    pub fn disarm_flood(&mut self) {
-        self.flood_timer = false;
+    /// Marks its flood timer armed (`armed`) or fired; `true` if it was not armed, so arm it now.
+    pub fn set_flood_timer(&mut self, armed: bool) -> bool {
+        !std::mem::replace(&mut self.flood_timer, armed)
     }
 
     /// Marks the closing client's grace timer armed; `true` if it was not, so arm it now.

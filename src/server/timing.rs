@@ -47,7 +47,7 @@ impl Server {
                     // Read again within the turn's budget; still over the rate, it is held back
                     // again (or dropped) by `hold_back`.
                     if let Some(marks) = self.clients.marks(key, id) {
-                        marks.disarm_flood();
+                        marks.set_flood_timer(false);
                         self.hear(key);
                     }
                 }
@@ -103,7 +103,8 @@ impl Server {
             return self.chat.flood(&mut self.clients, key);
         }
         let at = bucket.wake_at();
-        if self.clients.marks(key, id).is_some_and(Marks::arm_flood) {
+        let marks = self.clients.marks(key, id);
+        if marks.is_some_and(|marks| marks.set_flood_timer(true)) {
             self.timers.arm(at, Due::Flood(key, id));
         }
     }
