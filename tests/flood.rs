@@ -243,6 +243,53 @@ fn max_rate_without_relay_drops_a_client_that_keeps_on() {
     assert_eq!(farewell, "disconnected: flooding\n");
 }
 
+/// A member kicked while held back over its rate is heard out no faster than its rate: what waits
+/// in its socket is not relayed but counted, once: the lines heard and the bytes reported dropped
+/// add up to exactly what it sent.
+#[test]
+fn a_held_member_kicked_is_not_heard_past_its_rate_and_its_backlog_counted_once() {
+    let args = [
+        "--relay",
+        "--max-rate",
+        "1",
+        "--burst",
+        "2",
+        "--flood-timeout",
+        "60",
+    ];
+    let mut chatd = Chatd::spawn(&args);
+    let mut held = Client::connect(chatd.addr());
+    let peer = held.peer();
+    let mut reader = Client::connect(chatd.addr());
+    assert_eq!(reader.read_line(), "◆ 1 online: #1");
+    let lines: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    held.send(lines.as_bytes());
+    assert_eq!(reader.read_line(), "#1: line 0");
+    assert_eq!(reader.read_line(), "#1: line 1");
+    chatd.send_console("/kick 1");
+    let seen = chatd.collect_until(&format!("disconnect {peer} #1 kicked (1 online)"));
+    // At most one more line came back to the bucket meanwhile.
+    let mut relayed = 2;
+    loop {
+        let line = reader.read_line();
+        if line == "◆ #1 left (kicked)" {
+            break;
+        }
+        assert_eq!(line, format!("#1: line {relayed}"));
+        relayed += 1;
+    }
+    assert!(relayed <= 4, "{relayed} lines relayed");
+    let heard: usize = (0..relayed).map(|i| format!("line {i}\n").len()).sum();
+    let prefix = format!("dropped {peer} #1: ");
+    let dropped: usize = seen
+        .iter()
+        .find_map(|line| report_body(line).strip_prefix(&prefix))
+        .and_then(|rest| rest.strip_suffix(" bytes not heard"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `dropped` report in {seen:?}"));
+    assert_eq!(heard + dropped, lines.len());
+}
+
 /// One flood line: numbered, 64 bytes with its newline.
 fn flood_line(i: usize) -> String {
     format!("flood {i:07} {}\n", "f".repeat(FLOOD_LINE_LEN - 15))
