@@ -12,6 +12,10 @@
 //! stdout as a table, to `target/load-report.json` and to `target/load-chart.svg`. The exit code is
 //! 1 only when chatd itself misbehaved: it failed, or a check of its reports did not hold.
 //!
+//! The rows are load, not people: chatd runs every one with `--max-rate 0` (flood control off),
+//! but the `max-rate=20` twins of the fixed-load relay rows at C=100 and C=1000, which run with
+//! the room's default to show what flood control costs members who stay under it.
+//!
 //! Deliberately not here: anything but the plan and the output; see `load/*.rs`, and
 //! `tests/support/*.rs` for the /proc and report-line readers the tests use too.
 
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
     if context.ncat.is_none() {
         println!("note: ncat is not on PATH; its rows are skipped");
     }
+    println!("note: chatd runs with --max-rate 0 (load, not people) but in the max-rate=20 rows");
 
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -268,6 +273,16 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
                 variant: Variant::Json,
             };
             plan.push((json, Chatd));
+        }
+        if clients == 100 || clients == 1_000 {
+            // What flood control costs members under it (10 and 0.1 lines/s each): the same row
+            // with `--max-rate` at the room's default instead of 0.
+            let max_rate = Scenario::Relay {
+                clients,
+                load,
+                variant: Variant::MaxRate,
+            };
+            plan.push((max_rate, Chatd));
         }
     }
     // A burst of empty lines in the biggest room: how long newcomers wait for their greeting.

@@ -166,7 +166,7 @@ impl Chat {
     /// Hears what is left of client `key` as it is reaped: a line it was in the middle of is cut
     /// if the server closed it.
     pub fn hear_last<S: Stream>(&mut self, key: usize, conn: &mut Connection<S>) {
-        let cut = conn.reason().is_some_and(Reason::hears_out) || conn.is_capped();
+        let cut = conn.reason().is_some_and(Reason::cuts) || conn.is_capped();
         self.hear_partial(key, conn, cut);
     }
 
@@ -195,6 +195,10 @@ impl Chat {
         }
         match status {
             ReadStatus::BudgetSpent => {}
+            // A client held back by `--max-rate` is read again when its bucket refills (the
+            // loop's timer); one the server closed is heard out no further than its rate: the
+            // rest is counted dropped.
+            ReadStatus::Throttled => self.stop_hearing(key, conn),
             // Once empty twice in a row (a turn apart), a closing client has been heard out; one
             // past the cap is read, and what it sends counted, until it closes or its grace ends.
             ReadStatus::Drained
@@ -345,6 +349,12 @@ impl Chat {
         }
     }
 
+    /// Client `key` kept sending past `--max-rate` for `--flood-timeout`: it is told and closed,
+    /// and what it sent past the rate is never heard (counted dropped as it is reaped).
+    pub fn flood<S: Stream>(&self, clients: &mut Clients<S>, key: usize) {
+        clients.close(key, Some(self.says(FLOODING)), Reason::Flood);
+    }
+
     /// Client `key` has sent nothing for `--idle-timeout`: it is told and closed.
     pub fn time_out<S: Stream>(&self, clients: &mut Clients<S>, key: usize) {
         clients.close(key, Some(self.says(IDLE)), Reason::Timeout);
@@ -367,6 +377,7 @@ const CUT: &[u8] = b" (cut)";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";
 const IDLE: &[u8] = b"disconnected: idle for too long";
+const FLOODING: &[u8] = b"disconnected: flooding";
 const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
 const DEFAULT_ROOM_GREETING: &str = "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";

@@ -81,6 +81,8 @@ pub struct Marks {
     line_timer: bool,
     /// It is closing and its grace timer is armed.
     linger_timer: bool,
+    /// It is held back by `--max-rate` and the timer that reads it again is armed.
+    flood_timer: bool,
 }
 
 impl<S: Stream> Clients<S> {
@@ -425,6 +427,11 @@ impl Marks {
     /// Its line timer fired: a new one may be armed.
     pub fn disarm_line(&mut self) {
         self.line_timer = false;
+    }
+
+    /// Marks its flood timer armed (`armed`) or fired; `true` if it was not armed, so arm it now.
+    pub fn set_flood_timer(&mut self, armed: bool) -> bool {
+        !std::mem::replace(&mut self.flood_timer, armed)
     }
 
     /// Marks the closing client's grace timer armed; `true` if it was not, so arm it now.

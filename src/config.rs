@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use log::LevelFilter;
 
 use crate::access::{Access, Cidr, RuleSource, Rules};
+use crate::flood::{self, Rate};
 pub use crate::logger::{LogFormat, LogTime};
 
 /// chatd: a TCP chat server. Clients connect with netcat (`nc -N HOST PORT`); every connect, message
@@ -72,6 +73,20 @@ pub struct Config {
     /// clients may use /nick NAME, /who, /msg NAME text (to one member) and /help.
     #[arg(long)]
     pub relay: bool,
+
+    /// Flood control: most lines a second a client may send, after --burst at once. Past it chatd
+    /// stops reading that client (TCP makes it wait; nothing is lost); one that stays over it for
+    /// --flood-timeout is disconnected (reason `flood`). Default: 20 with --relay, else off. 0: off.
+    #[arg(long, value_name = "LINES/S", value_parser = clap::value_parser!(u32).range(0..=flood::MAX_RATE as i64))]
+    pub max_rate: Option<u32>,
+
+    /// Lines a client may send at once before --max-rate holds it back.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// Disconnect a client held back by --max-rate this many seconds without a break (`flood`).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub flood_timeout: u64,
 
     /// Disconnect a client that has sent nothing for this many seconds (reason `timeout`).
     /// Default: never.
@@ -210,7 +225,7 @@ impl Config {
     }
 
     /// What a client may make the server hold: `--max-clients` (or the open-files limit less what
-    /// the server needs for itself), `--max-line` and `--max-queue`.
+    /// the server needs for itself), `--max-line` and `--max-queue`; and how fast it may send.
     pub fn limits(&self) -> Limits {
         let max_clients = match self.max_clients {
             Some(n) => n,
@@ -221,7 +236,15 @@ impl Config {
             max_clients: size(max_clients),
             max_line: size(self.max_line),
             max_queue: size(self.max_queue),
+            flood: self.flood(),
         }
+    }
+
+    /// `--max-rate` (its default depends on `--relay`), `--burst` and `--flood-timeout`.
+    pub fn flood(&self) -> Option<Rate> {
+        let default = if self.relay { DEFAULT_ROOM_RATE } else { 0 };
+        let timeout = Duration::from_secs(self.flood_timeout);
+        Rate::new(self.max_rate.unwrap_or(default), self.burst, timeout)
     }
 }
 
@@ -267,9 +290,10 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
   connect <peer> #<id> (<n> online)
   message <peer> #<id>: <text>
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
-    shutdown, slow or timeout
+    shutdown, slow, timeout or flood
   refused <peer> (<why>), why: server full, denied, banned, per-ip limit or connect rate
-  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
+  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s, or
+    over --max-rate; a flooder's backlog is never heard)
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a
@@ -281,6 +305,8 @@ const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 /// The longest TCP keepalive idle time Linux takes (`MAX_TCP_KEEPIDLE`); past it the setting is
 /// refused whole.
 const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// `--max-rate` in the room unless given: more than a person typing or pasting a screenful sends.
+const DEFAULT_ROOM_RATE: u32 = 20;
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12000);
 /// Descriptors kept back from `--max-clients`: stdio, listeners, epoll, the waker, signals, the log
 /// file, and room to accept and refuse one more client politely.
@@ -295,4 +321,6 @@ pub struct Limits {
     pub max_line: usize,
     /// `--max-queue`: the most bytes queued for one client.
     pub max_queue: usize,
+    /// `--max-rate`, `--burst`, `--flood-timeout`: how fast it may send lines, if limited.
+    pub flood: Option<Rate>,
 }

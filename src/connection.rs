@@ -14,10 +14,15 @@ use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::config::Limits;
+use crate::flood::Bucket;
 use crate::framing::{Line, LineDecoder};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{OutQueue, Overflow};
 pub use crate::stream::Stream;
+
+mod hearing;
+
+use hearing::HEAR_OUT_CAP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -44,6 +49,9 @@ pub enum ReadStatus {
     Drained,
     /// The per-turn budget ran out with bytes possibly still waiting: resume next turn.
     BudgetSpent,
+    /// The client is over `--max-rate`: its socket is left unread, input perhaps still waiting,
+    /// until its bucket has tokens again (`bucket().wake_at()`).
+    Throttled,
     /// The client closed its side.
     Eof,
     /// The read failed (typically a reset).
@@ -65,8 +73,8 @@ pub struct Connection<S = TcpStream> {
     hearing: bool,
     /// Bytes read since it began closing, against `HEAR_OUT_CAP`.
     heard_out: usize,
-    /// Bytes it sent that were not heard (read past `HEAR_OUT_CAP`, left in the socket when the
-    /// hearing ended, read by `finish`): reported dropped once, as it is reaped.
+    /// Bytes it sent that were not heard (read past `HEAR_OUT_CAP`, then what `finish` reads or
+    /// finds left in the socket): reported dropped once, as it is reaped.
     discarded: usize,
     /// While hearing out: the last read found the socket empty. One empty read is not the end:
     /// on loopback, what the client's kernel still holds arrives a moment after a read makes room
@@ -91,6 +99,8 @@ pub struct Connection<S = TcpStream> {
     write_error: Option<io::ErrorKind>,
     /// The interest the socket is registered with, so the server reregisters only on a change.
     registered: Interest,
+    /// `--max-rate`: the token bucket on its lines, if on (boxed: nothing held when off).
+    flood: Option<Box<Bucket>>,
 }
 
 impl<S: Stream> Connection<S> {
@@ -119,6 +129,7 @@ impl<S: Stream> Connection<S> {
             max_queue: limits.max_queue,
             write_error: None,
             registered: Interest::READABLE,
+            flood: limits.flood.map(|rate| Box::new(Bucket::new(rate, now))),
         }
     }
 
@@ -183,35 +194,9 @@ impl<S: Stream> Connection<S> {
         self.state == State::Open || self.hearing
     }
 
-    /// Whether it is closing and still being heard out.
-    pub fn is_hearing(&self) -> bool {
-        self.hearing
-    }
-
-    /// Whether it is to be read again next turn without waiting for an event: while heard out,
-    /// but not once it is past the cap and its socket was found empty (then its next bytes bring
-    /// an event, and the grace timer ends the wait).
-    pub fn wants_reread(&self) -> bool {
-        self.hearing && !(self.quiet && self.is_capped())
-    }
-
-    /// A read found its socket empty while hearing it out: whether that was the first time in a
-    /// row (look again next turn) rather than the second (it is heard out).
-    pub fn first_quiet(&mut self) -> bool {
-        !std::mem::replace(&mut self.quiet, true)
-    }
-
-    /// Whether hearing it out reached `HEAR_OUT_CAP`: the line it was in the middle of is cut.
-    pub fn is_capped(&self) -> bool {
-        self.heard_out >= HEAR_OUT_CAP
-    }
-
-    /// Stops hearing a closing client; what still waits in its socket is counted as not heard,
-    /// beside what was read past `HEAR_OUT_CAP` (reported once, by `finish`).
-    pub fn stop_hearing(&mut self) {
-        if std::mem::replace(&mut self.hearing, false) {
-            self.discarded += self.stream.unread();
-        }
+    /// Its token bucket, if `--max-rate` is on.
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.flood.as_deref()
     }
 
     /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
@@ -223,6 +208,9 @@ impl<S: Stream> Connection<S> {
     ///
     /// A closing client that was heard out up to `HEAR_OUT_CAP` is still read to the end, but
     /// what it sends is only counted (`discarded`), so that it is reported, not silently lost.
+    ///
+    /// Under `--max-rate` a read takes no more lines than the bucket allows, leaving the rest in
+    /// the socket (`Stream::read_lines`), and stops `Throttled` once the bucket is empty.
     pub fn read(
         &mut self,
         buf: &mut [u8],
@@ -249,7 +237,19 @@ impl<S: Stream> Connection<S> {
             } else if self.hearing {
                 want = want.min(HEAR_OUT_CAP - self.heard_out);
             }
-            let read = self.stream.read(&mut buf[..want]);
+            let read = match self.flood.as_deref_mut().filter(|_| !discarding) {
+                None => self.stream.read(&mut buf[..want]),
+                Some(bucket) => {
+                    let now = Instant::now();
+                    match bucket.allowance(now) {
+                        0 => {
+                            bucket.hold(now);
+                            return ReadStatus::Throttled;
+                        }
+                        lines => self.stream.read_lines(&mut buf[..want], lines as usize),
+                    }
+                }
+            };
             if let Ok(n) = read {
                 self.bytes_in += n as u64;
             }
@@ -272,11 +272,19 @@ impl<S: Stream> Connection<S> {
                         on_line(line);
                     });
                     self.lines_in += lines as u64;
+                    if let Some(bucket) = &mut self.flood {
+                        bucket.spend(u32::try_from(lines).unwrap_or(u32::MAX));
+                    }
                     let work = n.saturating_add(per_line.saturating_mul(lines));
                     *budget = budget.saturating_sub(work);
                 }
                 // Would block "errors" are the OS's way of saying: nothing more for now.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::Drained,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(bucket) = &mut self.flood {
+                        bucket.caught_up();
+                    }
+                    return ReadStatus::Drained;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadStatus::Failed,
             }
@@ -377,17 +385,6 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// How much longer it may be heard out at `now`: a client being heard out below the cap gets
-    /// up to `HEAR_OUT_TIME` from its close (a big backlog takes its time on a busy machine); one
-    /// past the cap, or not being heard, gets nothing beyond the closing grace.
-    pub fn hearing_time_left(&self, now: Instant) -> Option<std::time::Duration> {
-        let closed_at = self
-            .closed_at
-            .filter(|_| self.hearing && !self.is_capped())?;
-        let left = (closed_at + HEAR_OUT_TIME).saturating_duration_since(now);
-        (!left.is_zero()).then_some(left)
-    }
-
     /// Closes at once and forgets what is queued: for a client that cannot be written to.
     pub fn abort(&mut self, reason: Reason) {
         self.close(reason);
@@ -417,8 +414,8 @@ impl<S: Stream> Connection<S> {
     /// sent is read and discarded, because closing a socket with unread input makes Linux send a
     /// reset, which can destroy the goodbye line before the client reads it.
     /// A client that closed its side first has nothing more to send: dropping is enough.
-    /// Gives every byte it sent that was not heard (`discarded`, these reads included), so that
-    /// they are reported once, not lost silently.
+    /// Gives every byte it sent that was not heard (`discarded`, these reads and what is still
+    /// left in the socket included), so that they are reported once, not lost silently.
     pub fn finish(&mut self, buf: &mut [u8]) -> usize {
         if self.state != State::Closing(Reason::Closed) {
             let _ = self.stream.shutdown_write();
@@ -428,6 +425,7 @@ impl<S: Stream> Connection<S> {
                     _ => break,
                 }
             }
+            self.discarded += self.stream.unread();
         }
         self.discarded
     }
@@ -435,8 +433,3 @@ impl<S: Stream> Connection<S> {
 
 /// How many reads `finish` spends discarding a closing client's input.
 const FINISH_READS: usize = 4;
-/// The most a closing client is heard out: bytes read after the server closed it. Past it, what
-/// is left is counted and reported as dropped.
-pub const HEAR_OUT_CAP: usize = 4 * 1024 * 1024;
-/// The longest a closing client is heard out (below the cap), counted from its close.
-pub const HEAR_OUT_TIME: std::time::Duration = std::time::Duration::from_secs(10);

@@ -50,11 +50,13 @@ pub enum Reason {
     Slow,
     /// The client sent nothing for `--idle-timeout`.
     Timeout,
+    /// The client kept sending past `--max-rate` for `--flood-timeout`.
+    Flood,
 }
 
 impl Reason {
     /// Every reason, in the order `/stats` and `/metrics` list them.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Exit,
         Reason::Closed,
         Reason::Reset,
@@ -62,6 +64,7 @@ impl Reason {
         Reason::Shutdown,
         Reason::Slow,
         Reason::Timeout,
+        Reason::Flood,
     ];
 
     /// This reason's place in [`Reason::ALL`].
@@ -77,6 +80,12 @@ impl Reason {
             Reason::Kicked | Reason::Shutdown | Reason::Slow | Reason::Timeout
         )
     }
+
+    /// Whether the server closed the client: a line it was in the middle of is reported cut. A
+    /// flooder is not heard out (what it sent past the rate is dropped), but it is cut all the same.
+    pub fn cuts(self) -> bool {
+        self.hears_out() || self == Reason::Flood
+    }
 }
 
 impl fmt::Display for Reason {
@@ -89,6 +98,7 @@ impl fmt::Display for Reason {
             Reason::Shutdown => "shutdown",
             Reason::Slow => "slow",
             Reason::Timeout => "timeout",
+            Reason::Flood => "flood",
         })
     }
 }

@@ -13,6 +13,7 @@
 //! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).
 //! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
+//! - `flood`: the token bucket of `--max-rate` and the flood rule (leaf, pure).
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
@@ -60,6 +61,7 @@ mod config;
 mod connection;
 mod console;
 mod escape;
+mod flood;
 mod framing;
 mod generate;
 mod ids;

@@ -321,8 +321,10 @@ impl Server {
         self.work_left = self.work_left.saturating_sub(CLIENT_BUDGET - budget);
         chat.read_ended(key, conn, &status, exit);
         self.clients.see_to(key);
-        if matches!(status, ReadStatus::BudgetSpent) {
-            self.clients.pend(key);
+        match status {
+            ReadStatus::BudgetSpent => self.clients.pend(key),
+            ReadStatus::Throttled => self.hold_back(key, id),
+            _ => {}
         }
         self.arm_line_timer(key, id);
         self.chat.act(&mut self.clients);

@@ -171,13 +171,14 @@ mod tests {
     fn prometheus_text_has_every_metric_once_with_its_type() {
         let stats = Stats {
             online: 2,
-            disconnects: [1, 2, 3, 4, 5, 6, 7],
+            disconnects: [1, 2, 3, 4, 5, 6, 7, 8],
             busy: Duration::from_millis(1500),
             ..Stats::default()
         };
         let text = stats.prometheus();
         assert!(text.contains("\nchatd_clients_online 2\n"), "{text}");
         assert!(text.contains("chatd_disconnects_total{reason=\"timeout\"} 7\n"));
+        assert!(text.contains("chatd_disconnects_total{reason=\"flood\"} 8\n"));
         assert!(text.contains("chatd_loop_busy_seconds_total 1.500000\n"));
         let mut typed = Vec::new();
         for line in text.lines() {

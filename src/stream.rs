@@ -18,11 +18,40 @@ pub trait Stream: Read + Write + mio::event::Source {
     fn unread(&self) -> usize {
         0
     }
+
+    /// Copies received bytes into `buf` without taking them: the next read returns them again.
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Reads into `buf` as `read` does, but no more than `lines` whole lines: past the `lines`-th
+    /// newline, bytes are left in the socket (`--max-rate`). Reading at most `lines` bytes would
+    /// do that too, one byte at a time for a long line; a peek finds where to stop instead.
+    fn read_lines(&mut self, buf: &mut [u8], lines: usize) -> io::Result<usize> {
+        if lines >= buf.len() {
+            return self.read(buf); // Fewer bytes than lines: it cannot read one line too many.
+        }
+        let seen = self.peek(buf)?;
+        let peeked = &buf[..seen];
+        // Counting first is one vectorized pass; finding the `lines`-th newline is one `memchr`
+        // call per line, paid only when the client is at its limit.
+        let newlines = memchr::memchr_iter(b'\n', peeked).count();
+        let end = if newlines <= lines {
+            seen
+        } else {
+            let last = memchr::memchr_iter(b'\n', peeked).nth(lines.saturating_sub(1));
+            last.map_or(seen, |newline| newline + 1)
+        };
+        // 0 only when the peek saw the end of the stream: the read sees it too.
+        self.read(&mut buf[..end])
+    }
 }
 
 impl Stream for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf)
     }
 
     fn unread(&self) -> usize {

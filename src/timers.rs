@@ -22,6 +22,9 @@ pub enum Due {
     Idle(usize, ConnId),
     /// The closing client's last lines have had their grace period (at shutdown too).
     Linger(usize, ConnId),
+    /// The client held back by `--max-rate` has tokens again, or has been held for
+    /// `--flood-timeout`.
+    Flood(usize, ConnId),
     /// Time to try `accept` again after it failed.
     AcceptRetry,
     /// Time to tell systemd's watchdog the loop is alive (`WATCHDOG=1`).
@@ -53,7 +56,10 @@ impl Timers {
     /// client with that id.
     pub fn sweep(&mut self, alive: impl Fn(usize, ConnId) -> bool) {
         self.heap.retain(|Reverse((_, due))| match *due {
-            Due::Line(key, id) | Due::Idle(key, id) | Due::Linger(key, id) => alive(key, id),
+            Due::Line(key, id)
+            | Due::Idle(key, id)
+            | Due::Linger(key, id)
+            | Due::Flood(key, id) => alive(key, id),
             // A scrape's timer fires within seconds anyway.
             Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) => true,
         });

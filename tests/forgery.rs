@@ -79,7 +79,9 @@ const WIDTHS: [usize; 16] = [
 /// that start with `◆` are the server's own lines.
 #[test]
 fn no_member_text_starts_a_row_like_a_server_line() {
-    let mut chatd = Chatd::spawn(&["--relay"]);
+    // The attacker's 1 135 lines are more than --max-rate's burst: flood control is not what this
+    // tests (--max-rate 0; tests/flood.rs is about it).
+    let mut chatd = Chatd::spawn(&["--relay", "--max-rate", "0"]);
     let mut victim = Client::connect(chatd.addr());
     let mut attacker = Client::connect(chatd.addr());
     let forged = [

@@ -115,7 +115,10 @@ fn kick_hears_every_line_already_sent_and_cuts_the_unfinished_one() {
 /// they are heard, every one, before it leaves.
 #[test]
 fn a_slow_client_is_heard_out_before_it_leaves() {
-    let mut chatd = Chatd::spawn(&["--relay", "--max-queue", "4096"]);
+    // Both clients flood on purpose, to fill the member's socket and queue: --max-rate 0
+    // (tests/flood.rs is about flood control).
+    let args = ["--relay", "--max-queue", "4096", "--max-rate", "0"];
+    let mut chatd = Chatd::spawn(&args);
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     // A small window, set before the handshake, so what the room sends it backs up into the

@@ -506,7 +506,9 @@ fn operator_to_and_reply_stay_private() {
 /// `--max-queue`; the others receive every line in order, and are told it left.
 #[test]
 fn member_that_stops_reading_is_dropped_slow_and_others_get_everything() {
-    let mut chatd = Chatd::spawn(&["--relay", "--max-queue", "65536"]);
+    // The talker floods the room on purpose, to fill the silent member's queue: not flood control's
+    // business here (--max-rate 0; tests/flood.rs is about that).
+    let mut chatd = Chatd::spawn(&["--relay", "--max-queue", "65536", "--max-rate", "0"]);
     // A small receive window, set before the handshake (after it, the window shrinks under data
     // in flight and TCP stalls), so the server's queue for it fills soon.
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");

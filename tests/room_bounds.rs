@@ -67,7 +67,9 @@ fn watcher(chatd: &Chatd, needle: &'static str) -> mpsc::Receiver<Instant> {
 /// relayed a whole read's worth of lines).
 #[test]
 fn a_burst_of_empty_lines_does_not_hold_up_the_room() {
-    let mut chatd = Chatd::spawn(&["--relay"]);
+    // Floods the room on purpose, to test something else: --max-rate 0 (tests/flood.rs is about
+    // flood control).
+    let mut chatd = Chatd::spawn(&["--relay", "--max-rate", "0"]);
     let _members = silent_members(&mut chatd, 997, 1);
     let ping = watcher(&chatd, "ping from the talker");
     let mut talker = Client::connect(chatd.addr());
@@ -100,7 +102,9 @@ fn a_burst_of_empty_lines_does_not_hold_up_the_room() {
 /// still greeted within a second (40 000 renames used to stall everyone for 4.6 s).
 #[test]
 fn a_flood_of_renames_does_not_hold_up_the_room() {
-    let mut chatd = Chatd::spawn(&["--relay"]);
+    // Floods the room on purpose, to test something else: --max-rate 0 (tests/flood.rs is about
+    // flood control).
+    let mut chatd = Chatd::spawn(&["--relay", "--max-rate", "0"]);
     let _members = silent_members(&mut chatd, 999, 1);
     let mut flooder = Client::connect(chatd.addr());
     chatd.expect_report("#1000 (1000 online)");
@@ -149,7 +153,9 @@ fn a_line_longer_than_max_queue_once_escaped_drops_nobody() {
 fn members_who_never_read_hold_no_more_than_the_formula() {
     for members in [100, 1000] {
         let (max_queue, max_line) = (1 << 20, 65_536); // The defaults.
-        let mut chatd = Chatd::spawn(&["--relay"]);
+        // The sender floods on purpose, to fill the queues: --max-rate 0 (tests/flood.rs is about
+        // flood control).
+        let mut chatd = Chatd::spawn(&["--relay", "--max-rate", "0"]);
         let silent = silent_members(&mut chatd, members, 1);
         let sender = Client::connect(chatd.addr());
         chatd.expect_report(&format!("({} online)", members + 1));

@@ -58,6 +58,9 @@ pub enum Variant {
     Json,
     /// `--metrics 127.0.0.1:0` with nobody scraping: what the counters cost.
     Metrics,
+    /// `--max-rate` at its default (in the room: 20 lines/s, burst 200) rather than 0: what flood
+    /// control costs a room whose members stay under it.
+    MaxRate,
 }
 
 /// What the relay room's clients do once seated.
@@ -86,6 +89,7 @@ impl Variant {
             Variant::Default => "",
             Variant::Json => " json",
             Variant::Metrics => " metrics",
+            Variant::MaxRate => " max-rate=20",
         }
     }
 }
@@ -162,7 +166,9 @@ impl Scenario {
         }
     }
 
-    /// chatd's flags for this scenario beyond where to listen and log.
+    /// chatd's flags for this scenario beyond where to listen and log. The rows are load, not
+    /// people: every one runs with `--max-rate 0` (flood control off; without `--relay` that is
+    /// the default anyway), but the `max-rate=20` twins, which price it.
     fn chatd_args(&self) -> &'static [&'static str] {
         match self {
             // Every line goes to every other client at once: a client's queue may hold a
@@ -170,21 +176,31 @@ impl Scenario {
             Scenario::Relay {
                 load: RelayLoad::Unthrottled { .. },
                 ..
-            } => &["--relay", "--max-queue", UNTHROTTLED_MAX_QUEUE],
+            } => &[
+                "--relay",
+                "--max-queue",
+                UNTHROTTLED_MAX_QUEUE,
+                "--max-rate",
+                "0",
+            ],
             Scenario::Relay {
                 variant: Variant::Json,
                 ..
-            } => &["--relay", "--log-format", "json"],
-            Scenario::Relay { .. } => &["--relay"],
+            } => &["--relay", "--log-format", "json", "--max-rate", "0"],
+            Scenario::Relay {
+                variant: Variant::MaxRate,
+                ..
+            } => &["--relay"],
+            Scenario::Relay { .. } => &["--relay", "--max-rate", "0"],
             Scenario::Ingest {
                 variant: Variant::Json,
                 ..
-            } => &["--log-format", "json"],
+            } => &["--log-format", "json", "--max-rate", "0"],
             Scenario::Ingest {
                 variant: Variant::Metrics,
                 ..
-            } => &["--metrics", "127.0.0.1:0"],
-            _ => &[],
+            } => &["--metrics", "127.0.0.1:0", "--max-rate", "0"],
+            _ => &["--max-rate", "0"],
         }
     }
 }

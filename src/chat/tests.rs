@@ -68,6 +68,16 @@ impl Stream for MemStream {
     fn shutdown_write(&self) -> io::Result<()> {
         Ok(())
     }
+
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let pipe = self.0.borrow();
+        if pipe.to_server.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(pipe.to_server.len());
+        buf[..n].copy_from_slice(&pipe.to_server[..n]);
+        Ok(n)
+    }
 }
 
 /// A chat and its registry, with the clients' ends kept for the test.
@@ -90,6 +100,7 @@ impl Room {
                 max_clients: 100,
                 max_line: 1024,
                 max_queue,
+                flood: None,
             }),
             poll: Poll::new().unwrap(),
             ends: Vec::new(),
@@ -290,4 +301,43 @@ fn a_private_message_is_cut_like_a_relayed_one_and_never_reaches_a_leaver() {
     assert_eq!(room.received(b).last().unwrap(), "◆ goodbye");
     // And c heard none of it but the rename.
     assert_eq!(room.received(c)[2..], ["◆ #2 is now bob"]);
+}
+
+/// Under `--max-rate`, a read takes no more lines than the bucket holds and leaves the rest in the
+/// socket, whole and in order, however the lines are cut; an empty bucket reads nothing at all.
+#[test]
+fn a_read_over_the_rate_takes_the_allowance_and_leaves_the_rest_unread() {
+    let rate = crate::flood::Rate::new(1, 3, std::time::Duration::from_secs(10));
+    let limits = Limits {
+        max_clients: 1,
+        max_line: 1024,
+        max_queue: 1 << 20,
+        flood: rate,
+    };
+    let stream = MemStream::default();
+    let peer = Peer(([127, 0, 0, 1], 5000).into());
+    let mut conn = Connection::new(stream.clone(), ConnId(1), peer, Rc::from("label"), &limits);
+    let long = "x".repeat(1000);
+    let sent = format!("one\ntwo\n{long}\nfour\nfive\n");
+    stream.0.borrow_mut().to_server = sent.clone().into_bytes();
+    let mut buf = [0; 64 * 1024];
+    let mut heard = Vec::new();
+    let mut read = |conn: &mut Connection<MemStream>, heard: &mut Vec<String>| {
+        let mut budget = 1 << 20;
+        conn.read(&mut buf, &mut budget, 1, |line| {
+            heard.push(String::from_utf8_lossy(line.text).into_owned())
+        })
+    };
+    assert!(matches!(read(&mut conn, &mut heard), ReadStatus::Throttled));
+    assert_eq!(heard, ["one", "two", long.as_str()]);
+    let left = stream.0.borrow().to_server.clone();
+    assert_eq!(left, b"four\nfive\n", "the rest waits in the socket");
+    let reads = stream.0.borrow().reads;
+    assert!(matches!(read(&mut conn, &mut heard), ReadStatus::Throttled));
+    assert_eq!(
+        stream.0.borrow().reads,
+        reads,
+        "an empty bucket reads nothing"
+    );
+    assert_eq!(heard.len(), 3);
 }

@@ -16,7 +16,7 @@ use crate::stats::Stats;
 
 /// `/stats`: the figures `GET /metrics` serves, in one line.
 pub fn stats(s: &Stats) {
-    let [exit, closed, reset, kicked, shutdown, slow, timeout] = s.disconnects;
+    let [exit, closed, reset, kicked, shutdown, slow, timeout, flood] = s.disconnects;
     let [denied, banned, per_ip, rate] = s.refused_access;
     info!(
         event = "stats",
@@ -35,6 +35,7 @@ pub fn stats(s: &Stats) {
         disconnects_shutdown = shutdown,
         disconnects_slow = slow,
         disconnects_timeout = timeout,
+        disconnects_flood = flood,
         messages_in = s.messages_in,
         bytes_in = s.bytes_in,
         lines_out = s.lines_out,
@@ -45,7 +46,8 @@ pub fn stats(s: &Stats) {
         loop_turns = s.turns,
         loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
         "stats: {} online; {} accepted, refused {} full {} error {denied} denied {banned} banned {per_ip} per-ip {rate} rate; disconnects exit {exit} closed \
-         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout}; \
+         {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout} \
+         flood {flood}; \
          in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
          {} timers; {} turns, {:.3} s busy",
         s.online,

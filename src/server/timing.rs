@@ -43,6 +43,14 @@ impl Server {
                         None => self.chat.give_up(&mut self.clients, key, id),
                     }
                 }
+                Due::Flood(key, id) => {
+                    // Read again within the turn's budget; still over the rate, it is held back
+                    // again (or dropped) by `hold_back`.
+                    if let Some(marks) = self.clients.marks(key, id) {
+                        marks.set_flood_timer(false);
+                        self.hear(key);
+                    }
+                }
                 Due::AcceptRetry => {
                     // Still failing, `accept` arms the next retry itself.
                     self.listeners.retry_fired();
@@ -79,6 +87,25 @@ impl Server {
         silent(&mut self.clients) && {
             self.hear_now(key);
             silent(&mut self.clients)
+        }
+    }
+
+    /// Open client `(key, id)` stopped reading at an empty bucket (`--max-rate`): its socket is
+    /// left unread, so TCP makes the sender wait, until `Due::Flood` reads it again once tokens
+    /// are back. Held back without a break for `--flood-timeout`, it is flooding: dropped.
+    pub(super) fn hold_back(&mut self, key: usize, id: ConnId) {
+        let now = Instant::now();
+        let conn = self.clients.slot(key, id).filter(|conn| conn.is_open());
+        let Some(bucket) = conn.and_then(|conn| conn.bucket()) else {
+            return;
+        };
+        if bucket.is_overdue(now) {
+            return self.chat.flood(&mut self.clients, key);
+        }
+        let at = bucket.wake_at();
+        let marks = self.clients.marks(key, id);
+        if marks.is_some_and(|marks| marks.set_flood_timer(true)) {
+            self.timers.arm(at, Due::Flood(key, id));
         }
     }
 
