@@ -27,8 +27,11 @@ pub struct Chat {
     greeting: Rc<[u8]>,
     /// With `--relay`: one room, where members hear each other.
     relay: bool,
-    /// The client whose message was reported last: the target of a bare console line.
-    last_speaker: Option<ConnId>,
+    /// The client, as (slot, id), that last said something to the operator: the target of a
+    /// bare console line. Not a blank line, not `/nick` or `/who` in the room.
+    last_speaker: Option<(usize, ConnId)>,
+    /// The client the line editor's `/to <id>` chose for bare lines, if any, as (slot, id).
+    sticky: Option<(usize, ConnId)>,
     /// In the room: what members said since the chat last acted, as (slot, id, what), in order.
     said: Vec<(usize, ConnId, Said)>,
     /// Room lines queued for a member, once per recipient (`/stats`, `/metrics`).
@@ -56,6 +59,7 @@ impl Chat {
             relay,
             relay_deliveries: 0,
             last_speaker: None,
+            sticky: None,
             said: Vec::new(),
         }
     }
@@ -103,10 +107,19 @@ impl Chat {
         line: Line<'_>,
     ) -> bool {
         messages.message(label, line.text, line.dropped);
-        self.last_speaker = Some(id);
         let exit = line.text == b"exit" && line.dropped == 0;
-        if self.relay && !exit {
+        // A blank line (a keepalive, a stray Enter) is not someone talking to the operator.
+        let speaks = !line.text.iter().all(u8::is_ascii_whitespace);
+        if !self.relay || exit {
+            if speaks {
+                self.last_speaker = Some((key, id));
+            }
+        } else {
             let mut said = room::parse(line.text);
+            // Nor is a room command.
+            if speaks && matches!(said, Said::Text(_)) {
+                self.last_speaker = Some((key, id));
+            }
             if let (Said::Text(text), 1..) = (&mut said, line.dropped) {
                 // The room reads what the operator reads, the cut included.
                 let mut mark = String::new();
@@ -325,8 +338,10 @@ impl Chat {
             Command::To { id, text } => self.send_text(clients, id, &text, report::console_sent),
             Command::Reply(text) => match self.last_speaker {
                 None => report::console_nobody_spoke(),
-                Some(id) => self.send_text(clients, id, &text, report::console_replied),
+                Some((_, id)) => self.send_text(clients, id, &text, report::console_replied),
             },
+            Command::Stick(id) => self.stick(clients, id),
+            Command::Follow => self.follow(),
             Command::All(text) => {
                 // Encoded once, shared by every queue; in the room it is the server speaking.
                 let line = match self.relay {
@@ -362,7 +377,7 @@ impl Chat {
 
     /// The operator's line for client `id`, confirmed with `confirm`; the operator is told if the
     /// client is not there or could not take it.
-    fn send_text<S: Stream>(
+    pub(super) fn send_text<S: Stream>(
         &self,
         clients: &mut Clients<S>,
         id: ConnId,
@@ -413,5 +428,7 @@ const DEFAULT_GREETING: &str =
 const DEFAULT_ROOM_GREETING: &str =
     "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
 
+mod target;
+pub use target::{Aim, target};
 #[cfg(test)]
 mod tests;

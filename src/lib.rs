@@ -76,6 +76,7 @@ mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.
 pub use config::{Config, Generate};
+pub use console::finish_editor;
 pub use console::parse as parse_console_line;
 pub use escape::escape;
 pub use framing::{Line, LineDecoder};

@@ -92,6 +92,21 @@ pub fn console_no_client(id: ConnId) {
     warn!(event = "console_no_client", id = id.0; "console: no client {id} is connected (try /list)");
 }
 
+/// The line editor's bare line was for a client that left before Enter: nothing is sent.
+pub fn console_target_left(id: ConnId) {
+    warn!(event = "console_target_left", id = id.0; "console: {id} has left; nothing sent");
+}
+
+/// The line editor's `/to <id>`: bare lines go to that client from now on.
+pub fn console_sticky(id: ConnId) {
+    info!(event = "console_sticky", id = id.0; "bare lines now go to {id} (/last: to the last to speak)");
+}
+
+/// The line editor's `/to` or `/last`: bare lines follow the last to speak again.
+pub fn console_following() {
+    info!(event = "console_following"; "bare lines now go to the last to speak");
+}
+
 pub fn console_nobody_spoke() {
     warn!(event = "console_nobody_spoke"; "console: no client has spoken yet; use /to <id> <text> or /all <text>");
 }
