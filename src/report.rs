@@ -83,12 +83,15 @@ pub fn init_logging(
         };
         let out = match crate::console::mailbox_for_terminal() {
             // The console will be a line editor: reports are drawn above the line being typed.
-            Some(mailbox) => Out::Editor {
-                logger: WriteLogger::new(sink_level, config.build(), TurnText::default()),
-                text: TurnText::default(),
-                mailbox,
-                colour: colour_wanted(),
-            },
+            Some(mailbox) => {
+                let text = TurnText::default();
+                Out::Editor {
+                    logger: WriteLogger::new(sink_level, config.build(), text.clone()),
+                    text,
+                    mailbox,
+                    colour: colour_wanted(),
+                }
+            }
             None => Out::Term(TermLogger::new(
                 sink_level,
                 config.build(),

@@ -95,5 +95,5 @@ pub fn target(aim: &Aim) -> Target {
 
 /// A client's name when it is not just its id (a room member after `/nick`).
 fn room_name(id: ConnId, name: &str) -> Option<String> {
-    (name != id.0.to_string()).then(|| name.to_owned())
+    (name != id.to_string()).then(|| name.to_owned())
 }
