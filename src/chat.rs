@@ -108,8 +108,12 @@ impl Chat {
     ) -> bool {
         messages.message(label, line.text, line.dropped);
         let exit = line.text == b"exit" && line.dropped == 0;
-        // A blank line (a keepalive, a stray Enter) is not someone talking to the operator.
-        let speaks = !line.text.iter().all(u8::is_ascii_whitespace);
+        // A blank line (a keepalive, a stray Enter) is not someone talking to the operator. The
+        // first byte decides for nearly every line.
+        let speaks = match line.text.first() {
+            Some(&first) if first > b' ' => true,
+            _ => !line.text.iter().all(u8::is_ascii_whitespace),
+        };
         if !self.relay || exit {
             if speaks {
                 self.last_speaker = Some((key, id));

@@ -16,7 +16,8 @@
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
 //! - `logger`: the headless logger: each report formatted once, written once per turn; the
 //!   per-line message report copied into its buffer without `log`.
-//! - `console`: the stdin thread, and `parse` for what the operator types (pure).
+//! - `console`: the stdin thread, and `parse` for what the operator types (pure); on a terminal,
+//!   the line editor and the hand-off that brings it the reports.
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
 //! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).

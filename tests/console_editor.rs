@@ -85,7 +85,7 @@ fn the_prompt_follows_the_last_speaker_and_a_sticky_target_holds() {
 }
 
 /// Tab completes a command, a client's id after `/to`, and in the room a name after `@` into
-/// that member's id.
+/// that member's id; Up recalls the session's last line.
 #[test]
 fn tab_completes_commands_ids_and_names() {
     let tty = Tty::spawn(&["--relay"]);
@@ -107,6 +107,9 @@ fn tab_completes_commands_ids_and_names() {
     tty.keys(&["Enter"]);
     tty.wait_log("] sent to #1 ");
     alice.read_until("hi");
+    // The session's history: Up brings the line back.
+    tty.keys(&["Up"]);
+    tty.wait_prompt("nobody has spoken> @1 hi");
 }
 
 /// If the client the prompt showed leaves before Enter, nothing is sent (not to whoever spoke
