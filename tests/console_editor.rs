@@ -31,7 +31,7 @@ fn a_half_typed_line_survives_a_hundred_reports_and_goes_where_the_prompt_said()
     let burst: String = (0..100).map(|i| format!("report {i}\n")).collect();
     bob.send(burst.as_bytes());
     tty.wait_log("#2: report 99");
-    let screen = tty.wait_screen("the hundredth report", |s| s.contains("#2: report 99"));
+    let screen = tty.wait_drawn("the hundredth report", |s| s.contains("#2: report 99"));
     assert_eq!(prompt_line(&screen), "to #1> half typed reply", "{screen}");
     assert_eq!(screen.matches("half typed").count(), 1, "{screen}");
     for row in screen.lines().filter(|row| row.contains("report ")) {
@@ -63,7 +63,7 @@ fn the_prompt_follows_the_last_speaker_and_a_sticky_target_holds() {
         alice.send_line(line);
     }
     // The prompt drawn under a report reflects at least the turn that report came in.
-    let screen = tty.wait_screen("the nick report", |s| s.contains("is now alice"));
+    let screen = tty.wait_drawn("the nick report", |s| s.contains("is now alice"));
     assert_eq!(prompt_line(&screen), "to #2>", "{screen}");
 
     tty.type_text("/to 1");
@@ -71,7 +71,7 @@ fn the_prompt_follows_the_last_speaker_and_a_sticky_target_holds() {
     tty.wait_log("bare lines now go to #1");
     tty.wait_prompt("to #1 alice (fixed)>");
     bob.send_line("me again");
-    let screen = tty.wait_screen("bob's message", |s| s.contains("#2: me again"));
+    let screen = tty.wait_drawn("bob's message", |s| s.contains("#2: me again"));
     assert_eq!(prompt_line(&screen), "to #1 alice (fixed)>", "{screen}");
     tty.type_text("for alice only");
     tty.keys(&["Enter"]);
@@ -145,7 +145,7 @@ fn ten_thousand_reports_in_a_burst_are_drawn_above_the_line() {
     let burst: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
     alice.send(burst.as_bytes());
     tty.wait_log("#1: line 9999");
-    let screen = tty.wait_screen("the last line", |s| s.contains("#1: line 9999"));
+    let screen = tty.wait_drawn("the last line", |s| s.contains("#1: line 9999"));
     // Typing began before anyone spoke: the line keeps that prompt.
     assert_eq!(
         prompt_line(&screen),
@@ -310,6 +310,16 @@ impl Tty {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits for `done` with the input line drawn under it: between drawing new reports and
+    /// drawing the prompt again, the screen's last row is a report.
+    #[track_caller]
+    fn wait_drawn(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.wait_screen(what, |s| {
+            let prompt = prompt_line(s);
+            done(s) && !prompt.contains("[INFO]") && prompt.contains('>')
+        })
     }
 
     #[track_caller]
