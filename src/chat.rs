@@ -335,7 +335,8 @@ impl Chat {
         }
     }
 
-    /// What the operator typed, but `/quit` (the loop's) and the hearing out before `/kick` (also
+    /// What the operator typed, but `/quit`, `/stats` and `/help` (the loop's: it knows the
+    /// figures and whether the console is a line editor) and the hearing out before `/kick` (also
     /// the loop's: it reads the socket first).
     pub fn command<S: Stream>(&mut self, clients: &mut Clients<S>, command: Command) {
         match command {
@@ -373,9 +374,8 @@ impl Chat {
                 Some(key) => clients.close(key, Some(self.says(KICKED)), Reason::Kicked),
                 None => report::console_no_client(id),
             },
-            Command::Help => report::console_help(),
             // The loop's own: it answers them itself.
-            Command::Quit | Command::Stats => {}
+            Command::Quit | Command::Stats | Command::Help => {}
         }
     }
 

@@ -82,6 +82,11 @@ fn the_prompt_follows_the_last_speaker_and_a_sticky_target_holds() {
     tty.keys(&["Enter"]);
     tty.wait_log("bare lines now go to the last to speak");
     tty.wait_prompt("to #2>");
+
+    // `/help` names them.
+    tty.type_text("/help");
+    tty.keys(&["Enter"]);
+    tty.wait_log("/to, /last");
 }
 
 /// Tab completes a command, a client's id after `/to`, and in the room a name after `@` into

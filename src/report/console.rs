@@ -139,8 +139,10 @@ pub fn console_list_entry(
     }
 }
 
-pub fn console_help() {
-    for line in HELP {
+/// `/help`; in the line editor (`editor`), with its own commands too.
+pub fn console_help(editor: bool) {
+    let extra = if editor { EDITOR_HELP } else { &[] };
+    for line in HELP.iter().chain(extra) {
         info!(event = "help"; "{line}");
     }
 }
@@ -171,6 +173,12 @@ const HELP: &[&str] = &[
     "  /stats            the server's figures (what --metrics serves)",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
     "  /help             this list",
+];
+
+/// The line editor's own commands, after `HELP`; README.md lists them too.
+const EDITOR_HELP: &[&str] = &[
+    "  /to <id>          bare lines go to client #<id> from now on (the prompt shows where)",
+    "  /to, /last        bare lines go to the client that spoke last again",
 ];
 
 #[cfg(test)]

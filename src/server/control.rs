@@ -114,6 +114,7 @@ impl Server {
         match command {
             Command::Quit => self.begin_shutdown("/quit"),
             Command::Stats => report::stats(&self.stats()),
+            Command::Help => report::console_help(self.console.editor().is_some()),
             Command::Kick(id) => {
                 if let Some(key) = self.clients.find(id) {
                     self.hear(key);
