@@ -89,6 +89,7 @@ pub(super) fn spawn(
         .with_quick_completions(true)
         .with_partial_completions(true)
         .with_highlighter(Box::new(Latch(Arc::clone(&shared))))
+        .with_ansi_colors(std::env::var_os("NO_COLOR").is_none())
         .with_external_printer(printer)
         .with_break_signal(stop);
     let repaint = editor.repaint_signal();
