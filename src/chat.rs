@@ -29,8 +29,11 @@ pub struct Chat {
     greeting: Rc<[u8]>,
     /// With `--relay`: one room, where members hear each other.
     relay: bool,
-    /// The client whose message was reported last: the target of a bare console line.
-    last_speaker: Option<ConnId>,
+    /// The client, as (slot, id), that last said something to the operator: the target of a
+    /// bare console line. Not a blank line, not `/nick` or `/who` in the room.
+    last_speaker: Option<(usize, ConnId)>,
+    /// The client the line editor's `/to <id>` chose for bare lines, if any, as (slot, id).
+    sticky: Option<(usize, ConnId)>,
     /// In the room: what members said since the chat last acted, as (slot, id, what), in order.
     said: Vec<(usize, ConnId, Said)>,
     /// Room lines queued for a member, once per recipient (`/stats`, `/metrics`).
@@ -60,6 +63,7 @@ impl Chat {
             relay,
             relay_deliveries: 0,
             last_speaker: None,
+            sticky: None,
             said: Vec::new(),
             names: Names::default(),
         }
@@ -108,10 +112,18 @@ impl Chat {
         label: &str,
         line: Line<'_>,
     ) -> bool {
-        self.last_speaker = Some(id);
         let exit = line.text == b"exit" && line.dropped == 0;
+        // A blank line (a keepalive, a stray Enter) is not someone talking to the operator. The
+        // first byte decides for nearly every line.
+        let speaks = match line.text.first() {
+            Some(&first) if first > b' ' => true,
+            _ => !line.text.iter().all(u8::is_ascii_whitespace),
+        };
         if !self.relay || exit {
             messages.message(label, line.text, line.dropped);
+            if speaks {
+                self.last_speaker = Some((key, id));
+            }
             return exit;
         }
         let mut said = room::parse(line.text);
@@ -119,6 +131,10 @@ impl Chat {
             report::command(label, line.text, line.dropped);
         } else {
             messages.message(label, line.text, line.dropped);
+        }
+        // Nor is a room command.
+        if speaks && matches!(said, Said::Text(_)) {
+            self.last_speaker = Some((key, id));
         }
         if let (Said::Text(text) | Said::Msg { text, .. }, 1..) = (&mut said, line.dropped) {
             // The room reads what the operator reads, the cut included.
@@ -276,15 +292,18 @@ impl Chat {
         }
     }
 
-    /// What the operator typed, but `/quit` (the loop's) and the hearing out before `/kick` (also
+    /// What the operator typed, but `/quit`, `/stats` and `/help` (the loop's: it knows the
+    /// figures and whether the console is a line editor) and the hearing out before `/kick` (also
     /// the loop's: it reads the socket first).
     pub fn command<S: Stream>(&mut self, clients: &mut Clients<S>, command: Command) {
         match command {
             Command::To { id, text } => self.send_text(clients, id, &text, report::console_sent),
             Command::Reply(text) => match self.last_speaker {
                 None => report::console_nobody_spoke(),
-                Some(id) => self.send_text(clients, id, &text, report::console_replied),
+                Some((_, id)) => self.send_text(clients, id, &text, report::console_replied),
             },
+            Command::Stick(id) => self.stick(clients, id),
+            Command::Follow => self.follow(),
             Command::All(text) => {
                 // Encoded once, shared by every queue; in the room it is the server speaking.
                 let line = match self.relay {
@@ -313,10 +332,10 @@ impl Chat {
                 Some(key) => clients.close(key, Some(self.says(KICKED)), Reason::Kicked),
                 None => report::console_no_client(id),
             },
-            Command::Help => report::console_help(),
             // The loop's own: it answers them itself.
             Command::Quit
             | Command::Stats
+            | Command::Help
             | Command::Ban { .. }
             | Command::Bans
             | Command::Unban(_) => {}
@@ -325,7 +344,7 @@ impl Chat {
 
     /// The operator's line for client `id`, confirmed with `confirm`; the operator is told if the
     /// client is not there or could not take it.
-    fn send_text<S: Stream>(
+    pub(super) fn send_text<S: Stream>(
         &self,
         clients: &mut Clients<S>,
         id: ConnId,
@@ -383,5 +402,7 @@ const DEFAULT_GREETING: &str =
 const DEFAULT_ROOM_GREETING: &str = "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";
 
 mod members;
+mod target;
+pub use target::{Aim, target};
 #[cfg(test)]
 mod tests;

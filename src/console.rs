@@ -5,6 +5,11 @@
 //! stdout belongs to the loop thread. `parse` is pure: a line in, a [`Command`] or a
 //! [`ParseError`] out.
 //!
+//! When stdin and stdout are both the operator's terminal, a line editor takes the place of the
+//! plain stdin thread (`console/editor.rs`): it draws the reports above the line being typed,
+//! shows in its prompt where a bare line goes (`console/prompt.rs`), and gets each turn's reports
+//! from the loop through a hand-off that never makes the loop wait (`console/mailbox.rs`).
+//!
 //! Deliberately not here: sockets, the clients, or what a command does (that is `chat.rs`).
 
 use std::fmt;
@@ -19,11 +24,31 @@ use mio::Waker;
 use crate::access::Cidr;
 use crate::ids::ConnId;
 
+mod editor;
+mod mailbox;
+mod prompt;
+
+pub(crate) use editor::starts_with_ignoring_case;
+pub use editor::{finish as finish_editor, mailbox_for_terminal, restore_terminal};
+pub use mailbox::Mailbox;
+pub use prompt::Target;
+
 /// What the stdin thread hands to the loop.
 #[derive(Debug)]
 pub enum ConsoleInput {
     /// One line, without its line ending (invalid UTF-8 replaced).
     Line(String),
+    /// One line typed in the line editor (read with [`parse_typed`]), and the client its prompt
+    /// showed when the operator began typing it: a bare line goes there (`None`: nobody had
+    /// spoken), never to whoever spoke since.
+    Typed { line: String, to: Option<ConnId> },
+    /// The line editor asks, for Tab, which open clients have an id starting with `prefix` (or,
+    /// in the room, a name starting with it, in any case): at most `MAX_COMPLETIONS`, as (id,
+    /// room name), into `reply`.
+    Complete {
+        prefix: String,
+        reply: Sender<Vec<(ConnId, Option<String>)>>,
+    },
     /// A line longer than `MAX_CONSOLE_LINE`, thrown away.
     TooLong,
     /// stdin is finished: `None` at end of file, or the error that ended it.
@@ -34,21 +59,50 @@ pub enum ConsoleInput {
 pub struct Console {
     /// `None` before `start` and once the console has closed, so it is never polled again.
     rx: Option<Receiver<ConsoleInput>>,
+    /// The line editor's hand-off, when the console is one: the loop tells it where the prompt
+    /// points (the terminal sink hands it the reports).
+    editor: Option<&'static Mailbox>,
 }
 
 impl Console {
     /// No console yet.
     pub fn closed() -> Console {
-        Console { rx: None }
+        Console {
+            rx: None,
+            editor: None,
+        }
     }
 
     /// Starts the stdin thread, which wakes the loop through `waker` for everything it sends. A
     /// `/quit` it reads sets `quitting` at once, before the loop sees it, so that a signal then
-    /// ends the process even while the loop is stuck (see `signals.rs`).
+    /// ends the process even while the loop is stuck (see `signals.rs`). When the logger draws on
+    /// the operator's terminal through a line editor's hand-off (`mailbox_for_terminal`), the
+    /// thread is that line editor.
     pub fn start(waker: Arc<Waker>, quitting: Arc<AtomicBool>) -> io::Result<Console> {
         let (tx, rx) = mpsc::channel();
+        if let Some(mailbox) = editor::mailbox() {
+            match editor::spawn(tx.clone(), Arc::clone(&waker), Arc::clone(&quitting)) {
+                Ok(()) => {
+                    return Ok(Console {
+                        rx: Some(rx),
+                        editor: Some(mailbox),
+                    });
+                }
+                // No editor after all (the terminal refused raw mode): the plain console, and
+                // the sink writes the reports itself, as the mailbox stays detached.
+                Err(_) => mailbox.close(),
+            }
+        }
         spawn(tx, waker, quitting)?;
-        Ok(Console { rx: Some(rx) })
+        Ok(Console {
+            rx: Some(rx),
+            editor: None,
+        })
+    }
+
+    /// The line editor's hand-off, if the console is one.
+    pub fn editor(&self) -> Option<&'static Mailbox> {
+        self.editor
     }
 
     /// The next input, without waiting; `Closed` comes once, then nothing more. Wakes coalesce
@@ -172,6 +226,10 @@ pub enum Command {
     Bans,
     /// `/unban <CIDR>`: lift a ban.
     Unban(Cidr),
+    /// `/to <id>` without text, in the line editor: bare lines go to `#<id>` from now on.
+    Stick(ConnId),
+    /// `/to` alone or `/last`, in the line editor: bare lines go to the last to speak again.
+    Follow,
 }
 
 /// Whom `/ban` bans: a connected client's address, or a block.
@@ -257,6 +315,22 @@ pub fn parse(line: &str) -> Option<Result<Command, ParseError>> {
     })
 }
 
+/// Reads one line typed in the line editor: as [`parse`], and `/to <id>` without text makes
+/// `#<id>` the target of bare lines, `/to` alone or `/last` returns to the last to speak. (Into a
+/// pipe these stay what they were: usage errors and an unknown command.)
+pub fn parse_typed(line: &str) -> Option<Result<Command, ParseError>> {
+    let trimmed = line.trim();
+    if trimmed == "/to" || trimmed == "/last" {
+        return Some(Ok(Command::Follow));
+    }
+    if let Some(args) = trimmed.strip_prefix("/to ")
+        && let Some(id) = id(args).filter(|_| !args.trim().contains(' '))
+    {
+        return Some(Ok(Command::Stick(id)));
+    }
+    parse(line)
+}
+
 fn to(args: &str, usage: &'static str) -> Result<Command, ParseError> {
     let args = args.trim_start();
     let (id_text, text) = args.split_once(' ').unwrap_or((args, ""));
@@ -314,126 +388,8 @@ pub const MAX_BAN_MINUTES: u64 = 10 * 366 * 24 * 60;
 /// The longest console line taken, in bytes without its newline.
 pub const MAX_CONSOLE_LINE: u64 = 64 * 1024;
 
+/// The most clients one Tab offers.
+pub const MAX_COMPLETIONS: usize = 64;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(line: &str) -> Command {
-        match parse(line) {
-            Some(Ok(command)) => command,
-            other => panic!("{line:?} gave {other:?}"),
-        }
-    }
-
-    fn err(line: &str) -> ParseError {
-        match parse(line) {
-            Some(Err(error)) => error,
-            other => panic!("{line:?} gave {other:?}"),
-        }
-    }
-
-    #[test]
-    fn parses_every_command() {
-        let to = |id, text: &str| Command::To {
-            id: ConnId(id),
-            text: text.into(),
-        };
-        assert_eq!(ok("/to 7 hello there"), to(7, "hello there"));
-        assert_eq!(ok("/to #7 hi"), to(7, "hi"));
-        assert_eq!(ok("@12 hi  you"), to(12, "hi  you"));
-        assert_eq!(
-            ok("/all hello everyone"),
-            Command::All("hello everyone".into())
-        );
-        assert_eq!(ok("just a reply"), Command::Reply("just a reply".into()));
-        assert_eq!(ok("//etc/passwd"), Command::Reply("/etc/passwd".into()));
-        assert_eq!(ok("/list"), Command::List);
-        assert_eq!(ok("/kick 3"), Command::Kick(ConnId(3)));
-        assert_eq!(ok("/kick #3"), Command::Kick(ConnId(3)));
-        assert_eq!(ok("/quit"), Command::Quit);
-        assert_eq!(ok("/help"), Command::Help);
-        assert_eq!(ok("/stats"), Command::Stats);
-        let ban = |target, minutes| Command::Ban { target, minutes };
-        let block = |text: &str| text.parse::<Cidr>().unwrap();
-        assert_eq!(ok("/ban 3"), ban(BanTarget::Client(ConnId(3)), None));
-        assert_eq!(
-            ok("/ban #3 10"),
-            ban(BanTarget::Client(ConnId(3)), Some(10))
-        );
-        assert_eq!(
-            ok("/ban 10.0.0.0/8  60"),
-            ban(BanTarget::Block(block("10.0.0.0/8")), Some(60))
-        );
-        assert_eq!(
-            ok("/ban 2001:db8::1"),
-            ban(BanTarget::Block(block("2001:db8::1")), None)
-        );
-        assert_eq!(ok("/bans"), Command::Bans);
-        assert_eq!(ok("/unban 10.0.0.0/8"), Command::Unban(block("10.0.0.0/8")));
-    }
-
-    #[test]
-    fn blank_lines_do_nothing() {
-        assert_eq!(parse(""), None);
-        assert_eq!(parse("   \t"), None);
-    }
-
-    #[test]
-    fn mistakes_are_errors() {
-        assert_eq!(
-            err("/frobnicate"),
-            ParseError::UnknownCommand("/frobnicate".into())
-        );
-        assert!(matches!(err("/to x hi"), ParseError::BadId { .. }));
-        assert!(matches!(err("/to 7"), ParseError::NoText { .. }));
-        assert!(matches!(err("@7"), ParseError::NoText { .. }));
-        assert!(matches!(err("@ hi"), ParseError::BadId { .. }));
-        assert!(matches!(
-            err("/to 99999999999999999999999 hi"),
-            ParseError::BadId { .. }
-        ));
-        assert!(matches!(err("/kick"), ParseError::BadId { .. }));
-        assert!(matches!(err("/kick 1 2"), ParseError::BadId { .. }));
-        assert!(matches!(err("/all"), ParseError::NoText { .. }));
-        assert!(matches!(err("/"), ParseError::UnknownCommand(_)));
-        // Each of these, between the bars, is a mistake in /ban, /bans or /unban.
-        let usage_mistakes = "/ban|/ban nowhere|/ban 10.0.0.0/33|/ban 3 0|/ban 3 -1|/ban 3 ten|\
-            /ban 3 99999999999|/ban 3 10 more|/unban|/unban 3|/unban 10.0.0.0/8 10|/bans all";
-        for line in usage_mistakes.split('|') {
-            assert!(matches!(err(line), ParseError::Usage { .. }), "{line}");
-        }
-    }
-
-    #[test]
-    fn reads_lines_and_drops_overlong_ones_whole() {
-        let long = "x".repeat(MAX_CONSOLE_LINE as usize + 10);
-        let input = format!("/to 1 hi\r\n{long}tail\nafter\nno newline");
-        let mut stdin = io::BufReader::with_capacity(1000, input.as_bytes());
-        let mut line = Vec::new();
-        let mut next = || match read_line(&mut stdin, &mut line) {
-            Ok(Some(ConsoleInput::Line(text))) => Some(text),
-            Ok(Some(ConsoleInput::TooLong)) => Some("<too long>".to_owned()),
-            Ok(Some(ConsoleInput::Closed(_))) | Ok(None) | Err(_) => None,
-        };
-        let lines: Vec<String> = std::iter::from_fn(&mut next).collect();
-        assert_eq!(lines, ["/to 1 hi", "<too long>", "after", "no newline"]);
-    }
-
-    #[test]
-    fn never_panics_on_odd_input() {
-        for line in [
-            "@",
-            "/",
-            "//",
-            "/to",
-            "/to ",
-            "@-1 x",
-            "/kick -1",
-            "/to 1\u{0} x",
-            "/ü",
-            "@٣ x",
-        ] {
-            let _ = parse(line);
-        }
-    }
-}
+mod tests;

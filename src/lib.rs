@@ -19,7 +19,8 @@
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
 //! - `logger`: the headless logger: each report formatted once, written once per turn; the
 //!   per-line message report copied into its buffer without `log`.
-//! - `console`: the stdin thread, and `parse` for what the operator types (pure).
+//! - `console`: the stdin thread, and `parse` for what the operator types (pure); on a terminal,
+//!   the line editor and the hand-off that brings it the reports.
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
 //! - `names`: the room's nicknames: the rule, who has which, the names held after a leave (pure:
@@ -85,6 +86,7 @@ mod wrap;
 // What the binary, the tests, the benchmarks and the fuzz targets use.
 pub use access::{Cidr, parse_list as parse_rule_list};
 pub use config::{Config, Generate};
+pub use console::finish_editor;
 pub use console::parse as parse_console_line;
 pub use escape::escape;
 pub use framing::{Line, LineDecoder};

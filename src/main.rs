@@ -55,5 +55,7 @@ fn main() -> ExitCode {
         },
     };
     chatd::flush_reports();
+    // A line editor on the terminal draws the last reports and gives the terminal back.
+    chatd::finish_editor();
     code
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record, info, warn};
-use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
 
 use crate::escape::{escape_into, push_cut_marker};
 use crate::ids::{ConnId, Peer, Reason};
@@ -29,7 +29,7 @@ mod console;
 mod terminal;
 
 pub use console::*;
-use terminal::Terminal;
+use terminal::{Out, Terminal, TurnText};
 
 /// Starts the logger: on a terminal, simplelog's coloured `TermLogger` (one write per line, for
 /// people); into a pipe or a file, the `TurnLogger` (formatted once, written once per loop turn).
@@ -81,15 +81,25 @@ pub fn init_logging(
                 0
             }
         };
-        Terminal {
-            logger: TermLogger::new(
+        let out = match crate::console::mailbox_for_terminal() {
+            // The console will be a line editor: reports are drawn above the line being typed.
+            Some(mailbox) => {
+                let text = TurnText::default();
+                Out::Editor {
+                    logger: WriteLogger::new(sink_level, config.build(), text.clone()),
+                    text,
+                    mailbox,
+                    colour: colour_wanted(),
+                }
+            }
+            None => Out::Term(TermLogger::new(
                 sink_level,
                 config.build(),
                 TerminalMode::Stdout,
                 ColorChoice::Auto,
-            ),
-            stamp,
-        }
+            )),
+        };
+        Terminal { out, stamp }
     });
     let turn_time = time.unwrap_or(if file.is_some() || format == LogFormat::Json {
         LogTime::Rfc3339
@@ -120,6 +130,13 @@ pub fn init_logging_nowhere() -> io::Result<()> {
         },
         LevelFilter::Info,
     )
+}
+
+/// Whether the line editor colours each report's level, as `TermLogger`'s `ColorChoice::Auto`
+/// decides for the terminal: unless `NO_COLOR` is set or `TERM` is unset or `dumb`.
+fn colour_wanted() -> bool {
+    std::env::var_os("NO_COLOR").is_none()
+        && std::env::var_os("TERM").is_some_and(|term| term != "dumb")
 }
 
 fn install(gate: Gate, max_level: LevelFilter) -> io::Result<()> {

@@ -65,6 +65,8 @@ pub struct Server {
     waker: Arc<Waker>,
     /// What the operator types, from the stdin thread.
     console: Console,
+    /// Where the line editor's prompt was last told bare lines go (`None`: not told yet).
+    console_aim: Option<Option<chat::Aim>>,
     interrupts: Interrupts,
     timers: Timers,
     /// The one read buffer, shared by all clients.
@@ -144,6 +146,7 @@ impl Server {
             chat: Chat::new(config.greeting.as_deref(), config.relay),
             waker: Arc::new(waker),
             console: Console::closed(),
+            console_aim: None,
             interrupts,
             timers: Timers::default(),
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -363,6 +366,7 @@ impl Server {
             self.status_sent = Some(online);
             self.notify(&format!("STATUS={}", status(online)));
         }
+        self.aim_console();
         report::flush();
     }
 

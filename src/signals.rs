@@ -21,6 +21,8 @@ use signal_hook::consts::{
 };
 use signal_hook_mio::v1_0::Signals;
 
+use crate::console;
+
 /// A signal, as the loop acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
@@ -123,6 +125,8 @@ fn exit_on_second_interrupt(armed: &Arc<AtomicBool>) -> io::Result<()> {
             let earlier = seen.fetch_add(1, Ordering::SeqCst);
             if earlier > 0 || armed.load(Ordering::SeqCst) {
                 const LINE: &[u8] = b"chatd: second interrupt: exiting now\n";
+                // The line editor's raw mode must not outlive the process.
+                console::restore_terminal();
                 // SAFETY: write(2) and _exit(2) are async-signal-safe; LINE is a static buffer.
                 unsafe {
                     libc::write(2, LINE.as_ptr().cast(), LINE.len());

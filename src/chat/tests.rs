@@ -341,3 +341,68 @@ fn a_read_over_the_rate_takes_the_allowance_and_leaves_the_rest_unread() {
     );
     assert_eq!(heard.len(), 3);
 }
+
+#[test]
+fn blank_lines_and_room_commands_do_not_make_a_last_speaker() {
+    let mut room = Room::new(true);
+    let (a, b) = (room.join(), room.join());
+    room.say(a, "question");
+    for line in ["", "  \t", "/who", "/nick bob", "/frobnicate"] {
+        room.say(b, line);
+    }
+    room.command("the answer");
+    assert!(
+        room.received(a)
+            .iter()
+            .any(|line| line.ends_with("the answer"))
+    );
+    assert!(
+        !room
+            .received(b)
+            .iter()
+            .any(|line| line.ends_with("the answer"))
+    );
+    // Without the room, `/nick` is just text for the operator; a blank line still is not.
+    let mut plain = Room::new(false);
+    let (a, b) = (plain.join(), plain.join());
+    plain.say(a, "question");
+    plain.say(b, "");
+    plain.command("to a");
+    plain.say(b, "/nick bob");
+    plain.command("to b");
+    assert_eq!(plain.received(a), ["hello", "to a"]);
+    assert_eq!(plain.received(b), ["hello", "to b"]);
+}
+
+#[test]
+fn the_editor_aims_at_a_sticky_target_or_the_last_speaker() {
+    let mut room = Room::new(false);
+    let (a, b) = (room.join(), room.join());
+    let id = |who: usize, room: &Room| room.ends[who].1;
+    assert_eq!(room.chat.aim(&mut room.clients), None);
+    room.say(a, "hi");
+    assert_eq!(
+        room.chat.aim(&mut room.clients).map(|aim| aim.0),
+        Some(id(a, &room))
+    );
+    let b_id = id(b, &room);
+    room.chat.command(&mut room.clients, Command::Stick(b_id));
+    room.say(a, "again");
+    let aim = room.chat.aim(&mut room.clients).unwrap();
+    assert!(target(&aim).sticky);
+    assert_eq!(aim.0, b_id);
+    // A typed line goes where the prompt showed, whoever spoke since.
+    room.chat.reply_to(&mut room.clients, Some(b_id), "for b");
+    room.chat.command(&mut room.clients, Command::Follow);
+    assert_eq!(
+        room.chat.aim(&mut room.clients).map(|aim| aim.0),
+        Some(id(a, &room))
+    );
+    assert_eq!(room.received(b), ["hello", "for b"]);
+    // Gone: shown as such, and nothing is sent.
+    let (key, a_id, _) = room.ends[a];
+    room.clients.close(key, None, Reason::Kicked);
+    assert!(target(&room.chat.aim(&mut room.clients).unwrap()).gone);
+    room.chat.reply_to(&mut room.clients, Some(a_id), "lost");
+    assert_eq!(room.received(a), ["hello"]);
+}

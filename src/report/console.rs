@@ -100,6 +100,21 @@ pub fn console_no_client(id: ConnId) {
     warn!(event = "console_no_client", id = id.0; "console: no client {id} is connected (try /list)");
 }
 
+/// The line editor's bare line was for a client that left before Enter: nothing is sent.
+pub fn console_target_left(id: ConnId) {
+    warn!(event = "console_target_left", id = id.0; "console: {id} has left; nothing sent");
+}
+
+/// The line editor's `/to <id>`: bare lines go to that client from now on.
+pub fn console_sticky(id: ConnId) {
+    info!(event = "console_sticky", id = id.0; "bare lines now go to {id} (/last: to the last to speak)");
+}
+
+/// The line editor's `/to` or `/last`: bare lines follow the last to speak again.
+pub fn console_following() {
+    info!(event = "console_following"; "bare lines now go to the last to speak");
+}
+
 pub fn console_nobody_spoke() {
     warn!(event = "console_nobody_spoke"; "console: no client has spoken yet; use /to <id> <text> or /all <text>");
 }
@@ -148,8 +163,10 @@ impl fmt::Display for Named<'_> {
     }
 }
 
-pub fn console_help() {
-    for line in HELP {
+/// `/help`; in the line editor (`editor`), with its own commands too.
+pub fn console_help(editor: bool) {
+    let extra = if editor { EDITOR_HELP } else { &[] };
+    for line in HELP.iter().chain(extra) {
         info!(event = "help"; "{line}");
     }
 }
@@ -221,6 +238,12 @@ const HELP: &[&str] = &[
     "  /stats            the server's figures (what --metrics serves)",
     "  /quit             shut down: tell every client, flush, exit (so do SIGINT and SIGTERM)",
     "  /help             this list",
+];
+
+/// The line editor's own commands, after `HELP`; README.md lists them too.
+const EDITOR_HELP: &[&str] = &[
+    "  /to <id>          bare lines go to client #<id> from now on (the prompt shows where)",
+    "  /to, /last        bare lines go to the client that spoke last again",
 ];
 
 #[cfg(test)]

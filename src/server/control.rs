@@ -1,12 +1,14 @@
 //! The operator's side of the loop: the console's lines, the signals, the shutdown, and the
 //! metrics scrapes.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Token;
 use mio::event::Event;
 
 use super::{Phase, Server};
+use crate::chat;
 use crate::console::{self, Command, ConsoleInput};
 use crate::metrics::{self, After, Metrics};
 use crate::report;
@@ -63,9 +65,46 @@ impl Server {
                     Some(Err(error)) => report::console_error(&error),
                     None => {}
                 },
+                ConsoleInput::Typed { line, to } => match console::parse_typed(&line) {
+                    Some(Ok(Command::Reply(text))) => {
+                        self.chat.reply_to(&mut self.clients, to, &text);
+                    }
+                    Some(Ok(command)) => self.execute(command),
+                    Some(Err(error)) => report::console_error(&error),
+                    None => {}
+                },
+                ConsoleInput::Complete { prefix, reply } => {
+                    let _ = reply.send(self.chat.roster(&self.clients, &prefix));
+                }
                 ConsoleInput::TooLong => report::console_too_long(console::MAX_CONSOLE_LINE),
                 ConsoleInput::Closed(error) => report::console_closed(error.as_ref()),
             }
+        }
+    }
+
+    /// Tells the line editor, if the console is one, where bare lines go now, when that changed
+    /// since the last turn: one slot lookup a turn, and a hand-off that never waits.
+    pub(super) fn aim_console(&mut self) {
+        let Some(mailbox) = self.console.editor() else {
+            return;
+        };
+        let aim = self.chat.aim(&mut self.clients);
+        let same = match (&aim, &self.console_aim) {
+            (None, Some(None)) => true,
+            (Some((id, sticky, name)), Some(Some((was_id, was_sticky, was_name)))) => {
+                id == was_id
+                    && sticky == was_sticky
+                    && match (name, was_name) {
+                        (Some(name), Some(was)) => Rc::ptr_eq(name, was),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        if !same {
+            mailbox.point(aim.as_ref().map(chat::target));
+            self.console_aim = Some(aim);
         }
     }
 
@@ -79,6 +118,7 @@ impl Server {
             Command::Ban { target, minutes } => self.ban(target, minutes),
             Command::Bans => self.list_bans(),
             Command::Unban(cidr) => self.unban(cidr),
+            Command::Help => report::console_help(self.console.editor().is_some()),
             Command::Kick(id) => {
                 if let Some(key) = self.clients.find(id) {
                     self.hear(key);
