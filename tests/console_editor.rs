@@ -186,7 +186,8 @@ fn ctrl_c_in_the_editor_shuts_down_and_gives_the_terminal_back() {
 /// 130, as a second SIGINT does, and the terminal is still given back.
 #[test]
 fn a_second_ctrl_c_exits_at_once_and_gives_the_terminal_back() {
-    let tty = Tty::spawn(&["--relay", "--max-queue", "100000000"]);
+    // --max-rate 0: the talker floods the room on purpose.
+    let tty = Tty::spawn(&["--relay", "--max-queue", "100000000", "--max-rate", "0"]);
     let _stuck = connect_stuck(tty.addr());
     tty.wait_log("#1 (1 online)");
     let mut talker = tty.client();
