@@ -70,8 +70,8 @@ mod server;
 mod signals;
 mod stats;
 mod stream;
-mod telnet;
 mod systemd;
+mod telnet;
 mod timers;
 mod wrap;
 
@@ -87,5 +87,5 @@ pub use report::{
     messages as report_messages,
 };
 pub use server::Server;
-pub use telnet::Telnet;
 pub use systemd::{ActivationError, Passed, take_listeners as take_passed_listeners};
+pub use telnet::Telnet;

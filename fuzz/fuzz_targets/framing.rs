@@ -1,5 +1,7 @@
 //! Framing and escaping on any bytes, split into reads at any points: the same messages as one
-//! read, none longer than the cap, and nothing unsafe for a terminal after escaping. The fast
+//! read, none longer than the cap, and nothing unsafe for a terminal after escaping. The same
+//! with telnet commands taken out first, as a connection does: the same messages and answers
+//! however the stream is split. The fast
 //! check that lets text through unescaped (printable ASCII a block at a time, then UTF-8) must say
 //! what the scalar definition says, on every message and on the whole input.
 
@@ -7,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use chatd::{Line, LineDecoder};
+use chatd::{Line, LineDecoder, Telnet};
 use chatd::escape;
 use libfuzzer_sys::fuzz_target;
 
@@ -29,7 +31,35 @@ fuzz_target!(|data: &[u8]| {
         assert!(!shown.chars().any(|c| c.is_control() && c != '\t'));
         assert_eq!(kept_as_is(text), needs_no_escaping(text));
     }
+
+    let whole = telnet_then_decode(stream, stream.len().max(1), max_line);
+    let split = telnet_then_decode(stream, step, max_line);
+    assert_eq!(whole, split);
+    assert!(whole.1.len() <= stream.len() + 3);
 });
+
+/// Lines, telnet answers and whether the client pressed Ctrl-C, for `stream` read `step` bytes at
+/// a time through a telnet filter and a decoder.
+fn telnet_then_decode(
+    stream: &[u8],
+    step: usize,
+    max_line: usize,
+) -> (Vec<(Vec<u8>, usize)>, Vec<u8>, bool) {
+    let mut telnet = Telnet::default();
+    let mut decoder = LineDecoder::new(max_line);
+    let (mut lines, mut answers) = (Vec::new(), Vec::new());
+    let mut push = |line: Line<'_>| lines.push((line.text.to_vec(), line.dropped));
+    for chunk in stream.chunks(step) {
+        let mut chunk = chunk.to_vec();
+        let (lead, kept) = telnet.filter(&mut chunk, &mut answers);
+        if let Some(byte) = lead {
+            decoder.feed(&[byte], &mut push);
+        }
+        decoder.feed(&chunk[..kept], &mut push);
+    }
+    decoder.take_partial(&mut push);
+    (lines, answers, telnet.interrupted())
+}
 
 /// Whether `escape` passed the bytes through untouched: its fast check said they need nothing.
 fn kept_as_is(bytes: &[u8]) -> bool {

@@ -16,7 +16,10 @@ impl Server {
                     // The mark stays set meanwhile, so the read in `silent` arms no second timer.
                     // The read in `silent` may have shown it ends its lines: then it waits.
                     if self.silent(key, id, self.line_timeout, now)
-                        && self.clients.slot(key, id).is_some_and(|c| !c.waits_for_newline())
+                        && self
+                            .clients
+                            .slot(key, id)
+                            .is_some_and(|c| !c.waits_for_newline())
                     {
                         self.chat.line_timed_out(&mut self.clients, key);
                     }

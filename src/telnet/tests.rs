@@ -79,7 +79,10 @@ fn other_keys_outside_utf8_are_stripped() {
 
 #[test]
 fn iac_iac_is_a_literal_0xff_and_a_stray_iac_is_text() {
-    assert_eq!(run(&[b"a\xff\xffb"]), (b"a\xffb".to_vec(), Vec::new(), false));
+    assert_eq!(
+        run(&[b"a\xff\xffb"]),
+        (b"a\xffb".to_vec(), Vec::new(), false)
+    );
     // 0xFF followed by a byte that is no command (below 236): both are text, nothing answered.
     assert_eq!(run(&[b"x\xff\nok\xff"]).0, b"x\xff\nok");
     assert_eq!(run(&[b"x\xff\nok\xff", b"b"]).0, b"x\xff\nok\xffb");
