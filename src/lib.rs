@@ -11,6 +11,8 @@
 //! - `stats`: the `/stats` and `/metrics` figures, and their Prometheus text (pure).
 //! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
+//! - `telnet`: telnet commands taken out of a client's bytes, and the answers it waits for (leaf,
+//!   pure).
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
