@@ -10,7 +10,8 @@ use crate::framing::Line;
 
 impl<S: Stream> Connection<S> {
     /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
-    /// scratch space, and hands every complete line to `on_line` in order.
+    /// scratch space, and hands every complete line to `on_line` in order. Telnet commands are
+    /// taken out of each read's bytes first, and their answers queued (see `telnet.rs`).
     ///
     /// `budget` counts work, not bytes: every byte read costs one, every line `per_line` more (in
     /// the room, one for each member it goes to). Each read asks for no more bytes than the budget
@@ -91,7 +92,7 @@ impl<S: Stream> Connection<S> {
     /// Queues what the client's telnet commands are owed, whatever its state: a closing telnet
     /// client that waits for its timing mark shows nothing until it gets it. A client that does
     /// not read fills its queue with answers as with anything else: past `--max-queue` they are
-    /// dropped (it is about to be `slow` anyway).
+    /// dropped, so the queue stays bounded, and the next line sent to it makes it `slow`.
     fn answer(&mut self, answers: Vec<u8>) {
         if self.write_error.is_none() {
             let _ = self.out.push(Rc::from(answers), self.max_queue);
