@@ -15,10 +15,13 @@ use mio::net::TcpStream;
 
 use crate::config::Limits;
 use crate::flood::Bucket;
-use crate::framing::{Line, LineDecoder};
+use crate::framing::LineDecoder;
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{OutQueue, Overflow};
 pub use crate::stream::Stream;
+use crate::telnet::Telnet;
+
+mod input;
 
 mod hearing;
 
@@ -90,6 +93,11 @@ pub struct Connection<S = TcpStream> {
     /// Bytes read from the socket, for `/metrics`.
     bytes_in: u64,
     decoder: LineDecoder,
+    /// Its telnet commands, if it sends any: stripped from what it says, answered.
+    telnet: Telnet,
+    /// It has ended a line with a newline: its unfinished lines wait for the next one, not for
+    /// `--line-timeout`.
+    ends_lines: bool,
     /// Lines queued for the client; holds no memory when empty.
     out: OutQueue,
     /// The cap on the queue's unsent bytes.
@@ -125,6 +133,8 @@ impl<S: Stream> Connection<S> {
             lines_out: 0,
             bytes_in: 0,
             decoder: LineDecoder::new(limits.max_line),
+            telnet: Telnet::default(),
+            ends_lines: false,
             out: OutQueue::default(),
             max_queue: limits.max_queue,
             write_error: None,
@@ -197,118 +207,6 @@ impl<S: Stream> Connection<S> {
     /// Its token bucket, if `--max-rate` is on.
     pub fn bucket(&self) -> Option<&Bucket> {
         self.flood.as_deref()
-    }
-
-    /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
-    /// scratch space, and hands every complete line to `on_line` in order.
-    ///
-    /// `budget` counts work, not bytes: every byte read costs one, every line `per_line` more (in
-    /// the room, one for each member it goes to). Each read asks for no more bytes than the budget
-    /// left could pay for as lines, so a read never causes more work than the budget allows.
-    ///
-    /// A closing client that was heard out up to `HEAR_OUT_CAP` is still read to the end, but
-    /// what it sends is only counted (`discarded`), so that it is reported, not silently lost.
-    ///
-    /// Under `--max-rate` a read takes no more lines than the bucket allows, leaving the rest in
-    /// the socket (`Stream::read_lines`), and stops `Throttled` once the bucket is empty.
-    pub fn read(
-        &mut self,
-        buf: &mut [u8],
-        budget: &mut usize,
-        per_line: usize,
-        mut on_line: impl FnMut(Line<'_>),
-    ) -> ReadStatus {
-        loop {
-            if *budget == 0 {
-                return ReadStatus::BudgetSpent;
-            }
-            let discarding = self.hearing && self.is_capped();
-            // Headless (a line costs at most one more than its bytes), read what the budget left
-            // covers in bytes, overshooting by at most as much again; in the room, no more bytes
-            // than the budget could pay for as lines.
-            let affordable = if per_line <= 1 {
-                *budget
-            } else {
-                *budget / (1 + per_line)
-            };
-            let mut want = buf.len().min(affordable.max(1));
-            if discarding {
-                want = buf.len().min(*budget);
-            } else if self.hearing {
-                want = want.min(HEAR_OUT_CAP - self.heard_out);
-            }
-            let read = match self.flood.as_deref_mut().filter(|_| !discarding) {
-                None => self.stream.read(&mut buf[..want]),
-                Some(bucket) => {
-                    let now = Instant::now();
-                    match bucket.allowance(now) {
-                        0 => {
-                            bucket.hold(now);
-                            return ReadStatus::Throttled;
-                        }
-                        lines => self.stream.read_lines(&mut buf[..want], lines as usize),
-                    }
-                }
-            };
-            if let Ok(n) = read {
-                self.bytes_in += n as u64;
-            }
-            match read {
-                Ok(0) => return ReadStatus::Eof,
-                Ok(n) if discarding => {
-                    self.quiet = false;
-                    self.discarded += n;
-                    *budget = budget.saturating_sub(n);
-                }
-                Ok(n) => {
-                    if self.hearing {
-                        self.heard_out += n;
-                        self.quiet = false;
-                    }
-                    self.last_input = Instant::now();
-                    let mut lines: usize = 0;
-                    self.decoder.feed(&buf[..n], |line| {
-                        lines += 1;
-                        on_line(line);
-                    });
-                    self.lines_in += lines as u64;
-                    if let Some(bucket) = &mut self.flood {
-                        bucket.spend(u32::try_from(lines).unwrap_or(u32::MAX));
-                    }
-                    let work = n.saturating_add(per_line.saturating_mul(lines));
-                    *budget = budget.saturating_sub(work);
-                }
-                // Would block "errors" are the OS's way of saying: nothing more for now.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(bucket) = &mut self.flood {
-                        bucket.caught_up();
-                    }
-                    return ReadStatus::Drained;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadStatus::Failed,
-            }
-        }
-    }
-
-    /// Whether bytes of an unfinished line are waiting.
-    pub fn has_partial(&self) -> bool {
-        self.decoder.has_partial()
-    }
-
-    /// Hands out the unfinished line as a message of its own, if there is one.
-    pub fn take_partial(&mut self, on_line: impl FnOnce(Line<'_>)) {
-        let lines_in = &mut self.lines_in;
-        self.decoder.take_partial(|line| {
-            *lines_in += 1;
-            on_line(line);
-        });
-    }
-
-    /// Forgets the unfinished line: the client has left, and what it sent after leaving is not
-    /// heard.
-    pub fn discard_partial(&mut self) {
-        self.decoder.discard_partial();
     }
 
     /// Queues a line (ending in `\n`) that may be shared with other clients.

@@ -14,6 +14,8 @@
 //! - `wrap`: a report line broken into indented rows to fit the operator's terminal (leaf, pure).
 //! - `framing`: bytes → lines (leaf, pure).
 //! - `flood`: the token bucket of `--max-rate` and the flood rule (leaf, pure).
+//! - `telnet`: telnet commands taken out of a client's bytes, and the answers it waits for (leaf,
+//!   pure).
 //! - `queue`: a client's output queue of shared lines, capped in bytes (leaf).
 //! - `timers`: the deadline queue that sets the poll timeout.
 //! - `logfile`: the `--log-file` writer, which survives the file going away.
@@ -80,6 +82,7 @@ mod signals;
 mod stats;
 mod stream;
 mod systemd;
+mod telnet;
 mod timers;
 mod wrap;
 
@@ -98,3 +101,4 @@ pub use report::{
 };
 pub use server::Server;
 pub use systemd::{ActivationError, Passed, take_listeners as take_passed_listeners};
+pub use telnet::Telnet;

@@ -322,7 +322,8 @@ impl Server {
         });
         drop(messages);
         self.work_left = self.work_left.saturating_sub(CLIENT_BUDGET - budget);
-        chat.read_ended(key, conn, &status, exit);
+        // Ctrl-C in telnet is leaving, as `exit` is.
+        chat.read_ended(key, conn, &status, exit || conn.is_interrupted());
         self.clients.see_to(key);
         match status {
             ReadStatus::BudgetSpent => self.clients.pend(key),

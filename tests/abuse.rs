@@ -146,7 +146,9 @@ fn slowloris_clients_cost_little_and_others_are_served() {
 }
 
 /// Binary garbage from many clients at once: every report line is whole, well-formed and free of
-/// control characters, whatever the bytes.
+/// control characters, whatever the bytes. Half the clients send no 0xFF and are heard to the
+/// end; in the other half's garbage, 0xFF starts telnet commands, and `IAC IP` (Ctrl-C) among them
+/// makes the client leave, with what it sent after counted as `dropped`.
 #[test]
 fn binary_garbage_never_breaks_a_report_line() {
     let mut chatd = Chatd::spawn(&["--max-line", "300"]);
@@ -163,6 +165,9 @@ fn binary_garbage_never_breaks_a_report_line() {
                     state ^= state >> 7;
                     state ^= state << 17;
                     *byte = (state >> 24) as u8;
+                    if seed % 2 == 0 && *byte == 0xff {
+                        *byte = 0xfe;
+                    }
                 }
                 stream.write_all(&bytes).expect("send garbage");
                 stream
@@ -189,6 +194,7 @@ fn binary_garbage_never_breaks_a_report_line() {
             "connect ",
             "message ",
             "disconnect ",
+            "dropped ",
         ];
         assert!(
             known.iter().any(|k| body.starts_with(k)),
@@ -198,5 +204,5 @@ fn binary_garbage_never_breaks_a_report_line() {
             disconnects += 1;
         }
     }
-    assert_eq!(chatd.seen_count(": end of garbage"), 8);
+    assert!(chatd.seen_count(": end of garbage") >= 4);
 }

@@ -95,11 +95,12 @@ fn terminal_escape_sequences_are_shown_escaped() {
 }
 
 /// Bytes that are not UTF-8 (stray bytes, an overlong `/`, a cut-off sequence) are shown as
-/// lowercase `\xNN`, each byte on its own.
+/// lowercase `\xNN`, each byte on its own. (A 0xFF followed by 236 to 255 is a telnet command:
+/// see tests/telnet.rs.)
 #[test]
 fn invalid_utf8_is_shown_as_hex_bytes() {
     assert_shown_as(&[
-        (b"\xff\xfe", "\\xff\\xfe"),
+        (b"\xfe\xff!", "\\xfe\\xff!"),
         (b"overlong \xc0\xaf", "overlong \\xc0\\xaf"),
         (b"cut \xe4\xbd", "cut \\xe4\\xbd"),
         (b"\x80lone continuation", "\\x80lone continuation"),

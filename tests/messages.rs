@@ -142,8 +142,8 @@ fn socat_is_a_working_client() {
     chat_through(&SOCAT);
 }
 
-/// `telnet`, the same session; it exits by itself once the server has closed. (Its Ctrl-C and some
-/// non-ASCII characters send telnet commands the server does not answer yet: README.md says so.)
+/// `telnet`, the same session; it exits by itself once the server has closed. (On a terminal, with
+/// Ctrl-C and non-ASCII text: tests/telnet.rs.)
 #[test]
 fn telnet_is_a_working_client() {
     chat_through(&TELNET);

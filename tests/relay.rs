@@ -429,7 +429,7 @@ fn relayed_text_is_escaped_like_the_reports() {
     let peer = a.peer();
     let cases: [(&[u8], &str); 5] = [
         (b"\x1b[2J\x1b[Hgotcha\x07", r"\x1b[2J\x1b[Hgotcha\x07"),
-        (b"ok\xff\xfe", r"ok\xff\xfe"),
+        (b"ok\xfe\xff!", r"ok\xfe\xff!"),
         (b"\xc0\xaf half \xc3", r"\xc0\xaf half \xc3"),
         ("abc\u{202e}def".as_bytes(), r"abc\u{202e}def"),
         (b"a\rb\x7f\tc", "a\\x0db\\x7f\tc"),

@@ -130,7 +130,7 @@ fn a_line_longer_than_max_queue_once_escaped_drops_nobody() {
     let mut chatd = Chatd::spawn(&["--relay", "--max-queue", "4096"]);
     let mut members: Vec<Client> = (0..3).map(|_| Client::connect(chatd.addr())).collect();
     chatd.expect_report("#3 (3 online)");
-    members[0].send(&[0xff; 60_000]);
+    members[0].send(&[0xfe; 60_000]);
     members[0].send(b"\n");
     for member in &mut members[1..] {
         // Past the who-line and the joins.

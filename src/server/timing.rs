@@ -14,7 +14,13 @@ impl Server {
             match due {
                 Due::Line(key, id) => {
                     // The mark stays set meanwhile, so the read in `silent` arms no second timer.
-                    if self.silent(key, id, self.line_timeout, now) {
+                    // The read in `silent` may have shown it ends its lines: then it waits.
+                    if self.silent(key, id, self.line_timeout, now)
+                        && self
+                            .clients
+                            .slot(key, id)
+                            .is_some_and(|c| !c.waits_for_newline())
+                    {
                         self.chat.line_timed_out(&mut self.clients, key);
                     }
                     // Bytes still unfinished (more came since it was armed): wait out the rest.
@@ -109,8 +115,9 @@ impl Server {
         }
     }
 
-    /// Arms the line timer of client `(key, id)` if it is open with an unfinished line and has
-    /// none armed.
+    /// Arms the line timer of client `(key, id)` if it is open with an unfinished line, has none
+    /// armed, and has never ended a line with a newline (the lab's client; the others wait for
+    /// their newline).
     pub(super) fn arm_line_timer(&mut self, key: usize, id: ConnId) {
         let Some(conn) = self.clients.slot(key, id) else {
             return;
@@ -118,6 +125,7 @@ impl Server {
         let at = conn.last_input() + self.line_timeout;
         if conn.is_open()
             && conn.has_partial()
+            && !conn.waits_for_newline()
             && self.clients.marks(key, id).is_some_and(Marks::arm_line)
         {
             self.timers.arm(at, Due::Line(key, id));
