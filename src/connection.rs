@@ -11,12 +11,12 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Interest;
-use mio::net::TcpStream;
 
 use crate::config::Limits;
 use crate::framing::{Line, LineDecoder};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{OutQueue, Overflow};
+use crate::socket::Socket;
 pub use crate::stream::Stream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,12 @@ pub enum ReadStatus {
     Eof,
     /// The read failed (typically a reset).
     Failed,
+    /// The first bytes on a plain connection were a TLS handshake: the client was told so with a
+    /// TLS alert, and nothing it sent is heard.
+    TlsOnPlain,
 }
 
-pub struct Connection<S = TcpStream> {
+pub struct Connection<S = Socket> {
     stream: S,
     id: ConnId,
     peer: Peer,
@@ -89,6 +92,9 @@ pub struct Connection<S = TcpStream> {
     /// Set by the first failed write: nothing more is written, and the loop, once per turn, hears
     /// what the client sent and then closes it (see `settle_broken`).
     write_error: Option<io::ErrorKind>,
+    /// Its output was given up on (a failed write, or no time left): what the stream itself still
+    /// holds (TLS records) is not waited for either.
+    output_dropped: bool,
     /// The interest the socket is registered with, so the server reregisters only on a change.
     registered: Interest,
 }
@@ -97,6 +103,7 @@ impl<S: Stream> Connection<S> {
     /// A new open client; `label` is how its reports name it.
     pub fn new(stream: S, id: ConnId, peer: Peer, label: Rc<str>, limits: &Limits) -> Self {
         let now = Instant::now();
+        let max_queue = limits.max_queue.saturating_sub(stream.reserved()).max(1);
         Connection {
             stream,
             id,
@@ -116,8 +123,10 @@ impl<S: Stream> Connection<S> {
             bytes_in: 0,
             decoder: LineDecoder::new(limits.max_line),
             out: OutQueue::default(),
-            max_queue: limits.max_queue,
+            // A TLS stream's own send buffer is part of --max-queue.
+            max_queue,
             write_error: None,
+            output_dropped: false,
             registered: Interest::READABLE,
         }
     }
@@ -159,6 +168,11 @@ impl<S: Stream> Connection<S> {
     /// Bytes read, bytes written and bytes queued now (as the cap counts them), for `/metrics`.
     pub fn bytes(&self) -> (u64, u64, usize) {
         (self.bytes_in, self.out.written(), self.out.held())
+    }
+
+    /// Whether it came over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     pub fn stream_mut(&mut self) -> &mut S {
@@ -260,27 +274,47 @@ impl<S: Stream> Connection<S> {
                     self.discarded += n;
                     *budget = budget.saturating_sub(n);
                 }
-                Ok(n) => {
-                    if self.hearing {
-                        self.heard_out += n;
-                        self.quiet = false;
+                Ok(n) if self.bytes_in == n as u64 && is_tls_record(&buf[..n]) => {
+                    if !self.stream.is_tls() {
+                        // A TLS client on the plain port: a handshake_failure alert tells it, and
+                        // its hello is not taken for a message.
+                        let _ = self.stream.write(crate::tls::TLS_ALERT);
+                        self.discarded += n;
+                        return ReadStatus::TlsOnPlain;
                     }
-                    self.last_input = Instant::now();
-                    let mut lines: usize = 0;
-                    self.decoder.feed(&buf[..n], |line| {
-                        lines += 1;
-                        on_line(line);
-                    });
-                    self.lines_in += lines as u64;
-                    let work = n.saturating_add(per_line.saturating_mul(lines));
-                    *budget = budget.saturating_sub(work);
+                    self.take(buf, n, budget, per_line, &mut on_line);
                 }
+                Ok(n) => self.take(buf, n, budget, per_line, &mut on_line),
                 // Would block "errors" are the OS's way of saying: nothing more for now.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadStatus::Failed,
             }
         }
+    }
+
+    /// Frames `n` bytes read into `buf` and hands out the complete lines, counting their work.
+    fn take(
+        &mut self,
+        buf: &[u8],
+        n: usize,
+        budget: &mut usize,
+        per_line: usize,
+        on_line: &mut impl FnMut(Line<'_>),
+    ) {
+        if self.hearing {
+            self.heard_out += n;
+            self.quiet = false;
+        }
+        self.last_input = Instant::now();
+        let mut lines: usize = 0;
+        self.decoder.feed(&buf[..n], |line| {
+            lines += 1;
+            on_line(line);
+        });
+        self.lines_in += lines as u64;
+        let work = n.saturating_add(per_line.saturating_mul(lines));
+        *budget = budget.saturating_sub(work);
     }
 
     /// Whether bytes of an unfinished line are waiting.
@@ -332,9 +366,17 @@ impl<S: Stream> Connection<S> {
         if self.write_error.is_some() {
             return;
         }
-        if let Err(e) = self.out.write_to(&mut self.stream) {
+        // A TLS stream sends what it holds itself on `flush`; a TCP one holds nothing.
+        let written =
+            self.out
+                .write_to(&mut self.stream)
+                .and_then(|()| match self.stream.flush() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    other => other,
+                });
+        if let Err(e) = written {
             self.write_error = Some(e.kind());
-            self.out.clear();
+            self.drop_output();
         }
     }
 
@@ -362,9 +404,10 @@ impl<S: Stream> Connection<S> {
         self.hearing = unheard;
     }
 
-    /// Whether everything queued has been written.
+    /// Whether everything queued has been written (a TLS stream's own records included, unless
+    /// its output was given up on).
     pub fn is_flushed(&self) -> bool {
-        self.out.is_empty()
+        self.out.is_empty() && (self.output_dropped || !self.stream.has_backlog())
     }
 
     /// Stops serving; what is queued still goes out. The first reason given is the one kept. A
@@ -397,6 +440,7 @@ impl<S: Stream> Connection<S> {
     /// Forgets what is queued (a closing client that did not take its last lines in time).
     pub fn drop_output(&mut self) {
         self.out.clear();
+        self.output_dropped = true;
     }
 
     /// The interest the socket needs now, if it differs from what it is registered with; the
@@ -421,6 +465,7 @@ impl<S: Stream> Connection<S> {
     /// they are reported once, not lost silently.
     pub fn finish(&mut self, buf: &mut [u8]) -> usize {
         if self.state != State::Closing(Reason::Closed) {
+            self.stream.close_notify();
             let _ = self.stream.shutdown_write();
             for _ in 0..FINISH_READS {
                 match self.stream.read(buf) {
@@ -431,6 +476,12 @@ impl<S: Stream> Connection<S> {
         }
         self.discarded
     }
+}
+
+/// Whether `bytes`, the first a client sent, open a TLS handshake record (content type 22, version
+/// 3.x): what a TLS client sends first, and no line of text starts with.
+fn is_tls_record(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, ..])
 }
 
 /// How many reads `finish` spends discarding a closing client's input.

@@ -56,6 +56,7 @@ mod connection;
 mod console;
 mod escape;
 mod framing;
+mod gate;
 mod generate;
 mod ids;
 mod json;
@@ -63,15 +64,18 @@ mod listeners;
 mod logfile;
 mod logger;
 mod metrics;
+mod password;
 mod queue;
 mod report;
 mod room;
 mod server;
 mod signals;
+mod socket;
 mod stats;
 mod stream;
 mod systemd;
 mod timers;
+mod tls;
 mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.

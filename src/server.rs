@@ -34,14 +34,18 @@ use crate::clients::{self, CLIENT_BASE, Clients, Marks};
 use crate::config::Config;
 use crate::connection::ReadStatus;
 use crate::console::Console;
+use crate::gate::{self, Gate};
 use crate::ids::Peer;
 use crate::listeners::{self, Accepted, BindError, Listeners};
 use crate::metrics::Metrics;
+use crate::password::PasswordFile;
 use crate::report;
 use crate::signals::Interrupts;
+use crate::socket::Socket;
 use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
+mod admission;
 mod control;
 mod timing;
 
@@ -59,6 +63,8 @@ pub struct Server {
     listeners: Listeners,
     /// Every client; slot `k` is registered as `Token(CLIENT_BASE + k)`.
     clients: Clients,
+    /// Clients not yet admitted: TLS handshakes and password prompts (`gate.rs`).
+    gate: Gate,
     chat: Chat,
     waker: Arc<Waker>,
     /// What the operator types, from the stdin thread.
@@ -97,6 +103,8 @@ struct LoopCounts {
     busy: Duration,
     refused_full: u64,
     refused_error: u64,
+    /// Clients that failed the TLS handshake or the password.
+    refused_admission: u64,
 }
 
 impl Server {
@@ -109,6 +117,19 @@ impl Server {
             chat: inherited,
             metrics: passed_metrics,
         } = passed;
+        // The files first: a bad one is one line, before any `listening on`.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::load(cert, key).map_err(|e| BindError::File(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let password = match &config.password_file {
+            Some(path) => {
+                Some(PasswordFile::load(path).map_err(|e| BindError::File(e.to_string()))?)
+            }
+            None => None,
+        };
         let (notifier, trouble) = Notifier::from_env();
         if let Some(e) = trouble {
             report::notify_failed(&e);
@@ -119,7 +140,9 @@ impl Server {
         let tokens = LISTENER_BASE..CLIENT_BASE;
         let addrs = config.listen_addrs(inherited.len());
         let registry = poll.registry();
-        let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
+        let tls_addrs = &config.tls_listen;
+        let backlog = config.backlog;
+        let listeners = Listeners::bind(inherited, &addrs, tls_addrs, backlog, registry, tokens)?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
         let metrics = match (passed_metrics, config.metrics) {
             (Some(listener), _) => {
@@ -137,6 +160,13 @@ impl Server {
             poll,
             listeners,
             clients: Clients::new(limits),
+            gate: Gate::new(
+                tls,
+                password,
+                config.handshake_timeout(),
+                config.auth_timeout(),
+                limits.max_queue,
+            ),
             chat: Chat::new(config.greeting.as_deref(), config.relay),
             waker: Arc::new(waker),
             console: Console::closed(),
@@ -212,6 +242,7 @@ impl Server {
             WAKER => self.drain_console(),
             SIGNALS => self.drain_signals(),
             token if Metrics::owns(token) => self.scrape_event(token, event),
+            token if gate::owns(token) => self.guest_event(gate::key_of(token)),
             token => match clients::key_of(token) {
                 None => self.accept(token.0 - LISTENER_BASE),
                 Some(key) => {
@@ -238,7 +269,10 @@ impl Server {
                 break; // The rest next turn: in the room each join is announced to everyone.
             }
             match self.listeners.accept(index) {
-                Accepted::Client(stream, peer) => self.admit(stream, peer),
+                Accepted::Client(stream, peer) => {
+                    let tls = self.listeners.is_tls(index);
+                    self.admit(stream, peer, tls);
+                }
                 Accepted::Drained => return,
                 Accepted::Failed { retry } => {
                     if retry {
@@ -252,20 +286,34 @@ impl Server {
         self.listeners.pend(index);
     }
 
-    /// Seats a new client and lets the chat greet it, or refuses it past `--max-clients`.
-    fn admit(&mut self, stream: TcpStream, peer: Peer) {
-        if self.clients.is_full() {
+    /// Seats a new client, or hands it to the gate if it must pass TLS or the password first, or
+    /// refuses it past `--max-clients` (guests count).
+    fn admit(&mut self, stream: TcpStream, peer: Peer, tls: bool) {
+        if self.clients.is_full(self.gate.len()) {
             self.counts.refused_full += 1;
             let buf = &mut self.read_buf;
             return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
         }
         listeners::tune(&stream, self.keepalive);
-        match self.clients.open(stream, peer, self.poll.registry()) {
+        if tls || self.gate.holds_plain() {
+            return self.enter(stream, peer, tls);
+        }
+        self.seat(Socket::Plain(stream), peer, false);
+    }
+
+    /// Gives a client its id, its `connect` report, its greeting and its place in the room.
+    /// `waiting`: it passed the gate, and what it sent after its handshake or password may
+    /// already wait unread (no readiness edge will announce it): it is read next turn.
+    fn seat(&mut self, socket: Socket, peer: Peer, waiting: bool) {
+        match self.clients.open(socket, peer, self.poll.registry()) {
             Ok((key, id)) => {
                 let cost = self.chat.line_cost(self.clients.len());
                 self.work_left = self.work_left.saturating_sub(cost);
                 self.arm_idle_timer(key, id);
                 self.chat.join(&mut self.clients, key);
+                if waiting {
+                    self.clients.pend(key);
+                }
             }
             Err(e) => {
                 self.counts.refused_error += 1;

@@ -18,6 +18,26 @@ pub trait Stream: Read + Write + mio::event::Source {
     fn unread(&self) -> usize {
         0
     }
+
+    /// Whether the client came over TLS (its reports say so).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    /// Whether bytes the stream itself holds (TLS records) still wait for the socket: the client
+    /// stays writable, and is not flushed, until they are gone.
+    fn has_backlog(&self) -> bool {
+        false
+    }
+
+    /// Bytes of `--max-queue` the stream keeps for its own send buffer (TLS): the connection's
+    /// queue is capped at the rest.
+    fn reserved(&self) -> usize {
+        0
+    }
+
+    /// Ends the session above TCP before the FIN (TLS: close_notify).
+    fn close_notify(&mut self) {}
 }
 
 impl Stream for TcpStream {

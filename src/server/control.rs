@@ -93,7 +93,10 @@ impl Server {
             match signal {
                 Signal::Stop(cause) => self.begin_shutdown(cause),
                 Signal::Hangup if self.console_is_terminal => self.begin_shutdown("SIGHUP"),
-                Signal::Hangup => report::reopen_log_file("SIGHUP"),
+                Signal::Hangup => {
+                    report::reopen_log_file("SIGHUP");
+                    self.reload_password();
+                }
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
                 Signal::Ignored(name) => report::signal_ignored(&name),
             }
@@ -111,6 +114,7 @@ impl Server {
         self.notify("STOPPING=1");
         self.interrupts.exit_on_next_interrupt();
         self.listeners.close(self.poll.registry());
+        self.close_gate();
         // What a client sent before the shutdown is heard, not dropped with the socket.
         for key in self.clients.keys() {
             if !self.clients.is_pending(key) {
