@@ -20,10 +20,16 @@
 //! - `report`: every line the operator reads, and the logger setup.
 //! - `room`: the `--relay` room's lines and client commands (pure).
 //! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).
+//! - `tls`: the rustls server configuration, and `TlsStream`, plaintext over one
+//!   `ServerConnection` on the loop.
+//! - `socket`: `Socket`, plain TCP or TLS: the socket the registry holds.
+//! - `password`: `--password-file`, and the constant-time check.
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
+//! - `gate`: admission: clients waiting for their TLS handshake or their password, with no id
+//!   and no place in the room until they pass.
 //! - `generate`: the man page and shell completions, from the clap definition.
 //! - `systemd`: socket activation (LISTEN_FDS, LISTEN_FDNAMES) and sd_notify (READY, STATUS,
 //!   STOPPING, WATCHDOG); the environment and a datagram socket, nothing of the loop's (leaf).
