@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use report::RunInfo;
 use scenarios::{Context, RelayLoad, Scenario, Variant};
-use tls::TlsLoad;
 use targets::Kind;
+use tls::TlsLoad;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

@@ -202,7 +202,12 @@ fn event_notify_failed() {
 fn event_connect() {
     let found = reports(
         "connect",
-        &[("id", Number), ("peer", Text), ("tls", Bool), ("online", Number)],
+        &[
+            ("id", Number),
+            ("peer", Text),
+            ("tls", Bool),
+            ("online", Number),
+        ],
     );
     assert_eq!(found[0]["tls"], false);
     assert_eq!(found[0]["id"], 1);

@@ -22,7 +22,10 @@ fn tls_and_plain_clients_chat_in_one_room() {
     let mut s_client = Tool::s_client(tls);
     s_client.expect_line("welcome");
     let connect = chatd.expect_report("connect ");
-    assert!(report_body(&connect).ends_with(" #1 tls (1 online)"), "{connect}");
+    assert!(
+        report_body(&connect).ends_with(" #1 tls (1 online)"),
+        "{connect}"
+    );
 
     let mut plain = Client::connect(chatd.addr());
     chatd.expect_body(&format!("connect {} #2 (2 online)", plain.peer()));
@@ -170,4 +173,3 @@ fn read_until(client: &mut Client, needle: &str) -> String {
         }
     }
 }
-

@@ -70,7 +70,14 @@ pub fn run(load: TlsLoad, dir: &Path, budget: Duration, row: &mut Row) {
             total_lines,
         } => {
             let per_client = (total_lines / clients as u64).max(1);
-            ingest(&mut target, tls_addr, &config, (clients, line_len, per_client), budget, row);
+            ingest(
+                &mut target,
+                tls_addr,
+                &config,
+                (clients, line_len, per_client),
+                budget,
+                row,
+            );
         }
         TlsLoad::Hold { clients } => hold(&mut target, tls_addr, &config, clients, budget, row),
         TlsLoad::Handshakes { workers, duration } => {
@@ -117,7 +124,10 @@ fn ingest(
         }
         thread::sleep(POLL_FILE);
     };
-    let cpu = target.cpu().zip(cpu_before).map(|(a, b)| (a - b).as_secs_f64());
+    let cpu = target
+        .cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| (a - b).as_secs_f64());
     let taken = target.lines_taken(line_len);
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
@@ -133,9 +143,17 @@ fn ingest(
     };
     let seconds = elapsed.as_secs_f64();
     row.figure("lines_per_s", expected as f64 / seconds, "lines/s");
-    row.figure("mb_per_s", (expected * line_len as u64) as f64 / 1e6 / seconds, "MB/s");
+    row.figure(
+        "mb_per_s",
+        (expected * line_len as u64) as f64 / 1e6 / seconds,
+        "MB/s",
+    );
     if let Some(cpu) = cpu {
-        row.figure("cpu_s_per_m_lines", cpu / (expected as f64 / 1e6), "CPU-s/M-lines");
+        row.figure(
+            "cpu_s_per_m_lines",
+            cpu / (expected as f64 / 1e6),
+            "CPU-s/M-lines",
+        );
     }
     row.figure("seconds", seconds, "s");
     if let Target::Chatd(chatd) = target {
@@ -232,13 +250,23 @@ fn hold(
             thread::sleep(POLL_FILE);
         }
         let connects = chatd.log.counts.connects;
-        row.check(connects == served as u64, format!("connect reports: {connects} of {served}"));
+        row.check(
+            connects == served as u64,
+            format!("connect reports: {connects} of {served}"),
+        );
     }
-    row.check(served == clients, format!("greeted over TLS: {served} of {clients}"));
+    row.check(
+        served == clients,
+        format!("greeted over TLS: {served} of {clients}"),
+    );
     if served == 0 {
         return row.end(Status::Failed, "no client was served");
     }
-    row.figure("clients_per_s", served as f64 / elapsed.as_secs_f64(), "clients/s");
+    row.figure(
+        "clients_per_s",
+        served as f64 / elapsed.as_secs_f64(),
+        "clients/s",
+    );
     if let (Some(idle), Some(full)) = (idle_rss, target.rss()) {
         let per_client = full.saturating_sub(idle) as f64 / served as f64 / 1024.0;
         row.figure("rss_kib_per_client", per_client, "KiB/client");
@@ -288,7 +316,11 @@ fn handshakes(
     if done == 0 {
         return row.end(Status::Failed, "no handshake completed");
     }
-    row.figure("handshakes_per_s", done as f64 / elapsed.as_secs_f64(), "handshakes/s");
+    row.figure(
+        "handshakes_per_s",
+        done as f64 / elapsed.as_secs_f64(),
+        "handshakes/s",
+    );
     row.figure("connections", done as f64, "connections");
     if let Target::Chatd(chatd) = target {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -335,7 +367,14 @@ fn connect(
 fn start(dir: &Path) -> io::Result<(Chatd, SocketAddr)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .arg("-keyout")
         .arg(&key)
@@ -348,7 +387,14 @@ fn start(dir: &Path) -> io::Result<(Chatd, SocketAddr)> {
         return Err(io::Error::other("openssl req failed"));
     }
     let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
-    let args = ["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key];
+    let args = [
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
     let chatd = Chatd::spawn(dir, &args)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -1,15 +1,82 @@
-//! The loop's side of admission: clients that must pass TLS and/or the password wait in the gate
+//! The loop's side of admission: accepting within a budget, refusing past `--max-clients`, and
+//! seating a client; those that must pass TLS and/or the password first wait in the gate
 //! (`gate.rs`) with a deadline on the one timer queue, and are seated or refused from there.
+
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::Server;
+use super::{ACCEPT_BUDGET, ACCEPT_RETRY, Server};
+use crate::chat;
 use crate::gate::Outcome;
 use crate::ids::Peer;
+use crate::listeners::{self, Accepted};
 use crate::report;
+use crate::socket::Socket;
 use crate::timers::Due;
 
 impl Server {
+    /// Accepts until the listener would block, or up to `ACCEPT_BUDGET` connections a turn (a
+    /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
+    pub(super) fn accept(&mut self, index: usize) {
+        for _ in 0..ACCEPT_BUDGET {
+            if self.work_left == 0 {
+                break; // The rest next turn: in the room each join is announced to everyone.
+            }
+            match self.listeners.accept(index) {
+                Accepted::Client(stream, peer) => {
+                    let tls = self.listeners.is_tls(index);
+                    self.admit(stream, peer, tls);
+                }
+                Accepted::Drained => return,
+                Accepted::Failed { retry } => {
+                    if retry {
+                        let at = Instant::now() + ACCEPT_RETRY;
+                        self.timers.arm(at, Due::AcceptRetry);
+                    }
+                    return;
+                }
+            }
+        }
+        self.listeners.pend(index);
+    }
+
+    /// Seats a new client, or hands it to the gate if it must pass TLS or the password first, or
+    /// refuses it past `--max-clients` (guests count).
+    fn admit(&mut self, stream: TcpStream, peer: Peer, tls: bool) {
+        if self.clients.is_full(self.gate.len()) {
+            self.counts.refused_full += 1;
+            let buf = &mut self.read_buf;
+            return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
+        }
+        listeners::tune(&stream, self.keepalive);
+        if tls || self.gate.holds_plain() {
+            return self.enter(stream, peer, tls);
+        }
+        self.seat(Socket::Plain(stream), peer, false);
+    }
+
+    /// Gives a client its id, its `connect` report, its greeting and its place in the room.
+    /// `waiting`: it passed the gate, and what it sent after its handshake or password may
+    /// already wait unread (no readiness edge will announce it): it is read next turn.
+    fn seat(&mut self, socket: Socket, peer: Peer, waiting: bool) {
+        match self.clients.open(socket, peer, self.poll.registry()) {
+            Ok((key, id)) => {
+                let cost = self.chat.line_cost(self.clients.len());
+                self.work_left = self.work_left.saturating_sub(cost);
+                self.arm_idle_timer(key, id);
+                self.chat.join(&mut self.clients, key);
+                if waiting {
+                    self.clients.pend(key);
+                }
+            }
+            Err(e) => {
+                self.counts.refused_error += 1;
+                report::refused(peer, &e.to_string());
+            }
+        }
+    }
+
     /// Takes a new client into the gate, with its deadline armed.
     pub(super) fn enter(&mut self, stream: TcpStream, peer: Peer, tls: bool) {
         match self.gate.enter(stream, peer, tls, self.poll.registry()) {

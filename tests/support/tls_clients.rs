@@ -88,7 +88,10 @@ impl Tool {
     /// `openssl s_client -quiet` (without -quiet, lines starting with Q or R are commands).
     #[track_caller]
     pub fn s_client(addr: SocketAddr) -> Tool {
-        Tool::spawn("openssl", &["s_client", "-quiet", "-connect", &addr.to_string()])
+        Tool::spawn(
+            "openssl",
+            &["s_client", "-quiet", "-connect", &addr.to_string()],
+        )
     }
 
     #[track_caller]
