@@ -145,8 +145,11 @@ impl TlsStream {
     }
 
     /// Reads and processes records until there is plaintext, the socket would block, or it ends.
+    /// Records that carry no plaintext (alerts, tickets, key updates) are taken `FILL_ROUNDS`
+    /// reads at most a call: a client sending nothing else gets no more of the turn than that
+    /// (its next bytes bring the next event).
     fn fill(&mut self) -> io::Result<Fill> {
-        loop {
+        for _ in 0..FILL_ROUNDS {
             match self.tls.read_tls(&mut self.tcp) {
                 Ok(0) => return Ok(Fill::Eof),
                 Ok(_) => {
@@ -164,6 +167,7 @@ impl TlsStream {
                 Err(e) => return Err(e),
             }
         }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 
@@ -304,3 +308,6 @@ pub fn reserved_for(max_queue: usize) -> usize {
 pub const TLS_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28];
 
 const SEND_BUFFER: usize = 16 * 1024;
+/// Socket reads (rustls reads at most 4 KiB at a time) a read may spend on records without
+/// plaintext.
+const FILL_ROUNDS: usize = 64;

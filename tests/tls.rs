@@ -173,3 +173,50 @@ fn read_until(client: &mut Client, needle: &str) -> String {
         }
     }
 }
+
+/// chatd ends a TLS session it closes with close_notify, on `/kick` and at shutdown: Python's
+/// `ssl` (which tells a clean close from a bare TCP EOF) reads a clean end after the last line.
+#[test]
+fn kick_and_shutdown_send_close_notify() {
+    let certs = Certs::new("close-notify");
+    let (mut chatd, tls) = spawn_tls(&certs, &[]);
+    let mut kicked = Tool::spawn("/usr/bin/python3", &["-c", CLOSE_WATCHER, &tls.to_string()]);
+    kicked.expect_line("welcome");
+    chatd.expect_report("#1 tls (1 online)");
+    chatd.send_console("/kick 1");
+    kicked.expect_line("you were disconnected by the operator");
+    kicked.expect_line("clean end");
+    let mut told = Tool::spawn("/usr/bin/python3", &["-c", CLOSE_WATCHER, &tls.to_string()]);
+    told.expect_line("welcome");
+    chatd.expect_report("#2 tls (1 online)");
+    chatd.send_console("/quit");
+    told.expect_line("server shutting down");
+    told.expect_line("clean end");
+}
+
+/// A TLS client in Python that prints each line it receives, then `clean end` after a
+/// close_notify or `bare end` after a TCP EOF without one.
+const CLOSE_WATCHER: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+# OpenSSL 3 takes a bare EOF for a clean end unless told not to.
+ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+s = ctx.wrap_socket(socket.create_connection((host, int(port))), suppress_ragged_eofs=False)
+buf = b""
+try:
+    while True:
+        data = s.recv(4096)
+        if not data:
+            end = "clean end"
+            break
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            print(line.decode(), flush=True)
+except ssl.SSLEOFError:
+    end = "bare end"
+print(end, flush=True)
+"#;
