@@ -100,8 +100,10 @@ struct LoopCounts {
     busy: Duration,
     refused_full: u64,
     refused_error: u64,
-    /// Clients that failed the TLS handshake or the password.
-    refused_admission: u64,
+    /// Clients that failed the TLS handshake (or sent TLS to a plain port).
+    refused_tls: u64,
+    /// Clients that failed the password.
+    refused_auth: u64,
 }
 
 impl Server {

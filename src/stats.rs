@@ -23,6 +23,10 @@ pub struct Stats {
     pub refused_full: u64,
     /// Connections turned away because the poll would not take them.
     pub refused_error: u64,
+    /// Connections turned away by the TLS handshake (failed, timed out, TLS on the plain port).
+    pub refused_tls: u64,
+    /// Connections turned away for a wrong password or none in time.
+    pub refused_auth: u64,
     /// Disconnects by reason, in the order of [`Reason::ALL`].
     pub disconnects: [u64; Reason::ALL.len()],
     /// Lines heard from clients (each is a `message` report).
@@ -77,6 +81,8 @@ impl Stats {
             &[
                 ("{reason=\"full\"}", self.refused_full.to_string()),
                 ("{reason=\"error\"}", self.refused_error.to_string()),
+                ("{reason=\"tls\"}", self.refused_tls.to_string()),
+                ("{reason=\"auth\"}", self.refused_auth.to_string()),
             ],
         );
         let labels: Vec<String> = Reason::ALL

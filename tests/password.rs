@@ -170,3 +170,37 @@ impl Drop for Dir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `/metrics` counts refusals at the gate by reason: `auth` for a wrong password, `tls` for a
+/// failed handshake.
+#[test]
+fn gate_refusals_are_counted_in_metrics() {
+    use std::io::{Read, Write};
+    let certs = Certs::new("metrics");
+    let dir = Dir::new("metrics");
+    let password = dir.password("sekret");
+    let more = ["--password-file", &password, "--metrics", "127.0.0.1:0"];
+    let (mut chatd, tls) = spawn_tls(&certs, &more);
+    let line = chatd.expect_report("metrics on ");
+    let metrics = line.rsplit(' ').next().expect("an address").to_owned();
+    let mut wrong = Client::connect_quiet(chatd.addr());
+    wrong.read_line();
+    wrong.send_line("guess");
+    chatd.expect_report("(auth)");
+    let mut garbage = std::net::TcpStream::connect(tls).expect("connect");
+    garbage.write_all(b"not tls at all\n").expect("send");
+    chatd.expect_report("(tls: ");
+    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to /metrics");
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut body = String::new();
+    scrape.read_to_string(&mut body).expect("read /metrics");
+    for sample in [
+        "chatd_connections_refused_total{reason=\"auth\"} 1",
+        "chatd_connections_refused_total{reason=\"tls\"} 1",
+        "chatd_connections_accepted_total 0",
+    ] {
+        assert!(body.lines().any(|l| l == sample), "{sample} not in {body}");
+    }
+}

@@ -8,7 +8,7 @@ use mio::net::TcpStream;
 
 use super::{ACCEPT_BUDGET, ACCEPT_RETRY, Server};
 use crate::chat;
-use crate::gate::Outcome;
+use crate::gate::{self, Outcome};
 use crate::ids::Peer;
 use crate::listeners::{self, Accepted};
 use crate::report;
@@ -123,7 +123,11 @@ impl Server {
             Outcome::Rearm(at, serial) => self.timers.arm(at, Due::Guest(key, serial)),
             Outcome::Admit(socket, peer) => self.seat(socket, peer, true),
             Outcome::Refused(peer, why) => {
-                self.counts.refused_admission += 1;
+                if why == gate::AUTH {
+                    self.counts.refused_auth += 1;
+                } else if why.starts_with("tls") {
+                    self.counts.refused_tls += 1;
+                }
                 report::refused(peer, &why);
             }
         }

@@ -47,6 +47,8 @@ impl Server {
         self.clients.stats(&mut stats);
         stats.refused_full = self.counts.refused_full;
         stats.refused_error = self.counts.refused_error;
+        stats.refused_tls = self.counts.refused_tls;
+        stats.refused_auth = self.counts.refused_auth;
         stats.relay_deliveries = self.chat.relay_deliveries();
         stats.timers = self.timers.len() as u64;
         stats.turns = self.counts.turns;
