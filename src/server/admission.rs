@@ -8,6 +8,7 @@ use mio::net::TcpStream;
 
 use super::{ACCEPT_BUDGET, ACCEPT_RETRY, Server};
 use crate::chat;
+use crate::escape::escape;
 use crate::gate::{self, Outcome};
 use crate::ids::Peer;
 use crate::listeners::{self, Accepted};
@@ -128,7 +129,8 @@ impl Server {
                 } else if why.starts_with("tls") {
                     self.counts.refused_tls += 1;
                 }
-                report::refused(peer, &why);
+                // rustls's words, not the client's bytes; escaped all the same.
+                report::refused(peer, &escape(why.as_bytes()));
             }
         }
     }
