@@ -27,6 +27,9 @@ use crate::tls::{self, TlsStream};
 
 pub struct Gate {
     guests: Slab<Guest>,
+    /// Guests with an event the turn's budget left unhandled: seen to next turn (readiness is
+    /// edge-triggered, so no new event would come).
+    pending: Vec<(usize, u64)>,
     /// Tells guests apart across reused slots (for their timers); never reused.
     next_serial: u64,
     tls: Option<Arc<ServerConfig>>,
@@ -46,6 +49,8 @@ struct Guest {
     deadline: Instant,
     /// The password line so far (at most `MAX_PASSWORD` + 1 bytes).
     line: Vec<u8>,
+    /// It is on the gate's pending list.
+    pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +84,7 @@ impl Gate {
     ) -> Gate {
         Gate {
             guests: Slab::new(),
+            pending: Vec::new(),
             next_serial: 0,
             tls,
             password,
@@ -96,6 +102,34 @@ impl Gate {
     /// Guests now: they count against `--max-clients`.
     pub fn len(&self) -> usize {
         self.guests.len()
+    }
+
+    /// The serial of the guest in slot `key`, if there is one.
+    pub fn serial(&self, key: usize) -> Option<u64> {
+        self.guests.get(key).map(|guest| guest.serial)
+    }
+
+    /// Guest `(key, serial)` had an event the loop could not afford this turn.
+    pub fn pend(&mut self, key: usize, serial: u64) {
+        if let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial)
+            && !std::mem::replace(&mut guest.pending, true)
+        {
+            self.pending.push((key, serial));
+        }
+    }
+
+    pub fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn take_pending(&mut self) -> Vec<(usize, u64)> {
+        let pending = std::mem::take(&mut self.pending);
+        for &(key, _) in &pending {
+            if let Some(guest) = self.guests.get_mut(key) {
+                guest.pending = false;
+            }
+        }
+        pending
     }
 
     pub fn password_mut(&mut self) -> Option<&mut PasswordFile> {
@@ -132,6 +166,7 @@ impl Gate {
             step,
             deadline,
             line: Vec::new(),
+            pending: false,
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
         registry
@@ -144,10 +179,10 @@ impl Gate {
         Ok((key, serial, deadline))
     }
 
-    /// A poll event for guest `key`: moves its handshake or its password on.
-    pub fn on_event(&mut self, key: usize, registry: &Registry) -> Outcome {
-        let Some(guest) = self.guests.get_mut(key) else {
-            return Outcome::Wait; // Gone already: a late event.
+    /// A poll event for guest `(key, serial)`: moves its handshake or its password on.
+    pub fn on_event(&mut self, key: usize, serial: u64, registry: &Registry) -> Outcome {
+        let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial) else {
+            return Outcome::Wait; // Gone already (the slot perhaps reused): a late event.
         };
         let mut outcome = Outcome::Wait;
         if guest.step == Step::Handshake {

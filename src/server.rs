@@ -229,7 +229,7 @@ impl Server {
     /// Zero while clients or listeners wait to be read again, else until the next timer (or
     /// forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.clients.any_pending() || self.listeners.any_pending() {
+        if self.clients.any_pending() || self.listeners.any_pending() || self.gate.any_pending() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -241,7 +241,12 @@ impl Server {
             WAKER => self.drain_console(),
             SIGNALS => self.drain_signals(),
             token if Metrics::owns(token) => self.scrape_event(token, event),
-            token if gate::owns(token) => self.guest_event(gate::key_of(token)),
+            token if gate::owns(token) => {
+                let key = gate::key_of(token);
+                if let Some(serial) = self.gate.serial(key) {
+                    self.guest_event(key, serial);
+                }
+            }
             token => match clients::key_of(token) {
                 None => self.accept(token.0 - LISTENER_BASE),
                 Some(key) => {
@@ -310,6 +315,9 @@ impl Server {
         }
         for key in self.clients.take_pending() {
             self.hear(key);
+        }
+        for (key, serial) in self.gate.take_pending() {
+            self.guest_event(key, serial);
         }
     }
 
