@@ -220,3 +220,67 @@ except ssl.SSLEOFError:
     end = "bare end"
 print(end, flush=True)
 "#;
+
+/// After the handshake, bytes that are not a valid TLS record get rustls's alert and the client
+/// is `reset`; what it sent properly before is heard.
+#[test]
+fn a_corrupt_record_after_the_handshake_is_a_reset() {
+    let certs = Certs::new("corrupt");
+    let (mut chatd, tls) = spawn_tls(&certs, &[]);
+    let mut client = Tool::spawn("/usr/bin/python3", &["-c", CORRUPTER, &tls.to_string()]);
+    client.expect_line("welcome");
+    chatd.expect_report("#1: before the garbage");
+    let disconnect = chatd.expect_report("disconnect ");
+    assert!(disconnect.ends_with(" #1 reset (0 online)"), "{disconnect}");
+    client.wait_gone();
+}
+
+/// A TLS client that reads nothing is dropped `slow` once its queue and rustls's send buffer
+/// together pass `--max-queue`: rustls holds no more than its share.
+#[test]
+fn a_tls_client_that_never_reads_is_dropped_slow() {
+    let certs = Certs::new("slow");
+    let (mut chatd, tls) = spawn_tls(&certs, &["--max-queue", "65536"]);
+    let mut client = Tool::spawn("/usr/bin/python3", &["-c", SLEEPER, &tls.to_string()]);
+    client.expect_line("connected");
+    chatd.expect_report("#1 tls (1 online)");
+    // 4 MB: far past the queue, rustls's share and what the sockets hold with a 4 KiB window.
+    let line = "x".repeat(1000);
+    for _ in 0..4000 {
+        chatd.send_console(&format!("/all {line}"));
+    }
+    chatd.expect_report(" #1 slow (0 online)");
+}
+
+/// A TLS client that says one line, then writes garbage on the raw socket.
+const CORRUPTER: &str = r#"
+import socket, ssl, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, int(port))))
+print(s.recv(4096).decode().strip(), flush=True)
+s.sendall(b"before the garbage\n")
+time.sleep(0.2)
+socket.socket.sendall(s, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+try:
+    while s.recv(4096):
+        pass
+except (ssl.SSLError, OSError):
+    pass
+"#;
+
+/// A TLS client that finishes its handshake and then never reads.
+const SLEEPER: &str = r#"
+import socket, ssl, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection((host, int(port)))
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s = ctx.wrap_socket(raw)
+print("connected", flush=True)
+time.sleep(60)
+"#;
