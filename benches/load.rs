@@ -37,6 +37,8 @@ mod scenarios;
 mod sys;
 #[path = "load/targets.rs"]
 mod targets;
+#[path = "load/tls.rs"]
+mod tls;
 #[path = "../tests/support/xorshift.rs"]
 mod xorshift;
 
@@ -48,6 +50,7 @@ use std::time::{Duration, Instant};
 use report::RunInfo;
 use scenarios::{Context, RelayLoad, Scenario, Variant};
 use targets::Kind;
+use tls::TlsLoad;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -197,6 +200,26 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         };
         plan.push((scenario, Chatd));
     }
+
+    // TLS, beside the plain rows: ingest as the C=100 64 B row, a hold of idle TLS clients (chatd's
+    // memory per client), and full handshakes a second from 64 parallel clients.
+    let tls_rows = [
+        TlsLoad::Ingest {
+            clients: 100,
+            line_len: 64,
+            total_lines: small_total,
+        },
+        TlsLoad::Hold {
+            clients: (if quick { 1_000 } else { 10_000 }).min(
+                usize::try_from(open_files.saturating_sub(HARNESS_RESERVE)).unwrap_or(usize::MAX),
+            ),
+        },
+        TlsLoad::Handshakes {
+            workers: 64,
+            duration: Duration::from_secs(if quick { 3 } else { 10 }),
+        },
+    ];
+    plan.extend(tls_rows.map(|load| (Scenario::Tls { load }, Chatd)));
 
     // Hold: as many as the open-files limit allows, keeping a reserve for the harness itself
     // (the server has the same limit and keeps 32 of it for itself).

@@ -83,7 +83,7 @@ impl Chat {
         let Some(conn) = clients.get(key) else {
             return;
         };
-        report::connect(conn.peer(), conn.id(), clients.len());
+        report::connect(conn.peer(), conn.id(), conn.is_tls(), clients.len());
         let name = Rc::clone(conn.name());
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = clients.send(key, Rc::clone(&self.greeting));
@@ -229,6 +229,12 @@ impl Chat {
             // reset when it left a line of ours unread).
             ReadStatus::Failed => {
                 self.hear_partial(key, conn, conn.is_capped());
+                self.stop_hearing(key, conn);
+                conn.abort(Reason::Reset);
+            }
+            // Nothing it sent is a message; the report says why it goes.
+            ReadStatus::TlsOnPlain => {
+                report::refused(conn.peer(), TLS_ON_PLAIN);
                 self.stop_hearing(key, conn);
                 conn.abort(Reason::Reset);
             }
@@ -391,6 +397,8 @@ impl Chat {
 /// What a client past `--max-clients` reads before its connection closes.
 pub const SERVER_FULL: &[u8] = b"server full\n";
 const GOODBYE: &[u8] = b"goodbye";
+/// Why a client that opened with a TLS handshake on the plain port is refused.
+const TLS_ON_PLAIN: &str = "tls on the plain port";
 /// What follows a line the server closed its sender in the middle of.
 const CUT: &[u8] = b" (cut)";
 const KICKED: &[u8] = b"you were disconnected by the operator";

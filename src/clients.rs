@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
@@ -20,9 +19,10 @@ use crate::config::Limits;
 use crate::connection::{Connection, NotQueued, Stream};
 use crate::ids::{ConnId, Peer, Reason};
 use crate::report;
+use crate::socket::Socket;
 use crate::stats::Stats;
 
-pub struct Clients<S = TcpStream> {
+pub struct Clients<S = Socket> {
     slab: Slab<Client<S>>,
     /// The id the next client gets; ids are never reused.
     next_id: u64,
@@ -117,9 +117,10 @@ impl<S: Stream> Clients<S> {
         stats.queue_bytes = queued;
     }
 
-    /// Whether `--max-clients` connections are held: the next one is refused.
-    pub fn is_full(&self) -> bool {
-        self.slab.len() >= self.limits.max_clients
+    /// Whether `--max-clients` connections are held, with `guests` not yet admitted: the next
+    /// one is refused.
+    pub fn is_full(&self, guests: usize) -> bool {
+        self.slab.len() + guests >= self.limits.max_clients
     }
 
     /// Registers a new client's socket with the poll and seats it; gives its slot and id.

@@ -28,6 +28,35 @@ pub struct Config {
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
 
+    /// Address to listen on for TLS clients, IP:PORT; repeat for more. Needs --tls-cert and
+    /// --tls-key. Plain and TLS clients share one room; TLS ones are reported `tls`. With only
+    /// --tls-listen, no plain listener is opened.
+    #[arg(long = "tls-listen", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Vec<SocketAddr>,
+
+    /// The TLS certificate chain, PEM (the server's certificate first).
+    #[arg(long, value_name = "PEM", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A TLS client that has not finished its handshake after this many seconds is refused
+    /// (`tls: handshake timeout`).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub handshake_timeout: u64,
+
+    /// Ask every client for the password in this file's first line (`password:`); a client is
+    /// seated only once its first line matches. Read again on SIGHUP when headless.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// A client that has not given the right password this many seconds after the prompt is
+    /// refused (`auth`).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub auth_timeout: u64,
+
     /// Line sent to each client when it connects. Default: a welcome that says how to leave (and,
     /// with --relay, how the room works).
     #[arg(long, value_name = "TEXT")]
@@ -200,7 +229,7 @@ impl Config {
     /// The addresses to bind: every `--listen`, or the default when none is given and systemd
     /// handed over no socket (`inherited` counts those).
     pub fn listen_addrs(&self, inherited: usize) -> Vec<SocketAddr> {
-        if self.listen.is_empty() && inherited == 0 {
+        if self.listen.is_empty() && self.tls_listen.is_empty() && inherited == 0 {
             vec![DEFAULT_LISTEN]
         } else {
             self.listen.clone()
@@ -209,6 +238,14 @@ impl Config {
 
     pub fn line_timeout(&self) -> Duration {
         Duration::from_millis(self.line_timeout)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout)
     }
 
     pub fn idle_timeout(&self) -> Option<Duration> {
@@ -287,12 +324,13 @@ Console (type on stdin):
   /list, /kick <id>, /stats, /quit, /help
   /ban <id|CIDR> [MINUTES], /bans, /unban <CIDR>
 Reports (stdout, and --log-file; --log-format json: one JSON object per line, docs/log-format.md):
-  listening on <addr>
-  connect <peer> #<id> (<n> online)
+  listening on <addr> [tls]
+  connect <peer> #<id> [tls] (<n> online)
   message <peer> #<id>: <text>
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow, timeout or flood
-  refused <peer> (<why>), why: server full, denied, banned, per-ip limit or connect rate
+  refused <peer> (<why>), why: server full, denied, banned, per-ip limit, connect rate, auth,
+    tls: <reason> or tls on the plain port
   dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s, or
     over --max-rate; a flooder's backlog is never heard)
 A line the server closed its client in the middle of ends in (cut).

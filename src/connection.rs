@@ -11,13 +11,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Interest;
-use mio::net::TcpStream;
 
 use crate::config::Limits;
 use crate::flood::Bucket;
 use crate::framing::LineDecoder;
 use crate::ids::{ConnId, Peer, Reason};
 use crate::queue::{OutQueue, Overflow};
+use crate::socket::Socket;
 pub use crate::stream::Stream;
 use crate::telnet::Telnet;
 
@@ -26,6 +26,8 @@ mod input;
 mod hearing;
 
 use hearing::HEAR_OUT_CAP;
+
+mod closing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -59,9 +61,12 @@ pub enum ReadStatus {
     Eof,
     /// The read failed (typically a reset).
     Failed,
+    /// The first bytes on a plain connection were a TLS handshake: the client was told so with a
+    /// TLS alert, and nothing it sent is heard.
+    TlsOnPlain,
 }
 
-pub struct Connection<S = TcpStream> {
+pub struct Connection<S = Socket> {
     stream: S,
     id: ConnId,
     peer: Peer,
@@ -105,6 +110,9 @@ pub struct Connection<S = TcpStream> {
     /// Set by the first failed write: nothing more is written, and the loop, once per turn, hears
     /// what the client sent and then closes it (see `settle_broken`).
     write_error: Option<io::ErrorKind>,
+    /// Its output was given up on (a failed write, or no time left): what the stream itself still
+    /// holds (TLS records) is not waited for either.
+    output_dropped: bool,
     /// The interest the socket is registered with, so the server reregisters only on a change.
     registered: Interest,
     /// `--max-rate`: the token bucket on its lines, if on (boxed: nothing held when off).
@@ -115,6 +123,7 @@ impl<S: Stream> Connection<S> {
     /// A new open client; `label` is how its reports name it.
     pub fn new(stream: S, id: ConnId, peer: Peer, label: Rc<str>, limits: &Limits) -> Self {
         let now = Instant::now();
+        let max_queue = limits.max_queue.saturating_sub(stream.reserved()).max(1);
         Connection {
             stream,
             id,
@@ -136,8 +145,10 @@ impl<S: Stream> Connection<S> {
             telnet: Telnet::default(),
             ends_lines: false,
             out: OutQueue::default(),
-            max_queue: limits.max_queue,
+            // A TLS stream's own send buffer is part of --max-queue.
+            max_queue,
             write_error: None,
+            output_dropped: false,
             registered: Interest::READABLE,
             flood: limits.flood.map(|rate| Box::new(Bucket::new(rate, now))),
         }
@@ -180,6 +191,11 @@ impl<S: Stream> Connection<S> {
     /// Bytes read, bytes written and bytes queued now (as the cap counts them), for `/metrics`.
     pub fn bytes(&self) -> (u64, u64, usize) {
         (self.bytes_in, self.out.written(), self.out.held())
+    }
+
+    /// Whether it came over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     pub fn stream_mut(&mut self) -> &mut S {
@@ -238,9 +254,17 @@ impl<S: Stream> Connection<S> {
         if self.write_error.is_some() {
             return;
         }
-        if let Err(e) = self.out.write_to(&mut self.stream) {
+        // A TLS stream sends what it holds itself on `flush`; a TCP one holds nothing.
+        let written =
+            self.out
+                .write_to(&mut self.stream)
+                .and_then(|()| match self.stream.flush() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    other => other,
+                });
+        if let Err(e) = written {
             self.write_error = Some(e.kind());
-            self.out.clear();
+            self.drop_output();
         }
     }
 
@@ -250,82 +274,10 @@ impl<S: Stream> Connection<S> {
         self.write_error.is_some()
     }
 
-    /// Closes a client whose write failed, once what it sent has been heard: `reset`, or `closed`
-    /// if the read saw its FIN and the write saw a broken pipe, not a reset. A reset that the write
-    /// took leaves the read only an EOF to see; it was a reset all the same.
-    ///
-    /// What it sent before the failure may still wait in the socket: unless it already closed, it
-    /// is heard out like a client the server closes.
-    pub fn settle_broken(&mut self) {
-        let Some(kind) = self.write_error.take() else {
-            return;
-        };
-        if kind == io::ErrorKind::ConnectionReset && self.state == State::Closing(Reason::Closed) {
-            self.state = State::Closing(Reason::Reset);
-        }
-        let unheard = self.is_heard();
-        self.abort(Reason::Reset);
-        self.hearing = unheard;
-    }
-
-    /// Whether everything queued has been written.
+    /// Whether everything queued has been written (a TLS stream's own records included, unless
+    /// its output was given up on).
     pub fn is_flushed(&self) -> bool {
-        self.out.is_empty()
-    }
-
-    /// Stops serving; what is queued still goes out. The first reason given is the one kept. A
-    /// client the server closes (kick, shutdown, timeout, slow) is heard out first: see `hearing`.
-    pub fn close(&mut self, reason: Reason) {
-        if self.state == State::Open {
-            self.state = State::Closing(reason);
-            self.hearing = reason.hears_out();
-            self.closed_at = Some(Instant::now());
-        }
-    }
-
-    /// Closes at once and forgets what is queued: for a client that cannot be written to.
-    pub fn abort(&mut self, reason: Reason) {
-        self.close(reason);
-        self.drop_output();
-    }
-
-    /// Forgets what is queued (a closing client that did not take its last lines in time).
-    pub fn drop_output(&mut self) {
-        self.out.clear();
-    }
-
-    /// The interest the socket needs now, if it differs from what it is registered with; the
-    /// caller reregisters. Always readable, writable while output waits.
-    pub fn interest_change(&mut self) -> Option<Interest> {
-        let wanted = if self.is_flushed() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
-        (wanted != self.registered).then(|| {
-            self.registered = wanted;
-            wanted
-        })
-    }
-
-    /// Ends the TCP session politely: a FIN after the queued bytes, and whatever the client still
-    /// sent is read and discarded, because closing a socket with unread input makes Linux send a
-    /// reset, which can destroy the goodbye line before the client reads it.
-    /// A client that closed its side first has nothing more to send: dropping is enough.
-    /// Gives every byte it sent that was not heard (`discarded`, these reads and what is still
-    /// left in the socket included), so that they are reported once, not lost silently.
-    pub fn finish(&mut self, buf: &mut [u8]) -> usize {
-        if self.state != State::Closing(Reason::Closed) {
-            let _ = self.stream.shutdown_write();
-            for _ in 0..FINISH_READS {
-                match self.stream.read(buf) {
-                    Ok(n) if n > 0 => self.discarded += n,
-                    _ => break,
-                }
-            }
-            self.discarded += self.stream.unread();
-        }
-        self.discarded
+        self.out.is_empty() && (self.output_dropped || !self.stream.has_backlog())
     }
 }
 

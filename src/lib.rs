@@ -28,10 +28,16 @@
 //! - `names`: the room's nicknames: the rule, who has which, the names held after a leave (pure:
 //!   the caller passes the time).
 //! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).
+//! - `tls`: the rustls server configuration, and `TlsStream`, plaintext over one
+//!   `ServerConnection` on the loop.
+//! - `socket`: `Socket`, plain TCP or TLS: the socket the registry holds.
+//! - `password`: `--password-file`, and the constant-time check.
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
+//! - `gate`: admission: clients waiting for their TLS handshake or their password, with no id
+//!   and no place in the room until they pass.
 //! - `generate`: the man page and shell completions, from the clap definition.
 //! - `systemd`: socket activation (LISTEN_FDS, LISTEN_FDNAMES) and sd_notify (READY, STATUS,
 //!   STOPPING, WATCHDOG); the environment and a datagram socket, nothing of the loop's (leaf).
@@ -66,6 +72,7 @@ mod console;
 mod escape;
 mod flood;
 mod framing;
+mod gate;
 mod generate;
 mod ids;
 mod json;
@@ -74,16 +81,19 @@ mod logfile;
 mod logger;
 mod metrics;
 mod names;
+mod password;
 mod queue;
 mod report;
 mod room;
 mod server;
 mod signals;
+mod socket;
 mod stats;
 mod stream;
 mod systemd;
 mod telnet;
 mod timers;
+mod tls;
 mod wrap;
 
 // What the binary, the tests, the benchmarks and the fuzz targets use.

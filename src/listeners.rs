@@ -25,6 +25,8 @@ pub enum BindError {
     Listen { addr: SocketAddr, source: io::Error },
     /// The poll, the waker or the signals: the OS refused the event loop itself.
     Setup(io::Error),
+    /// A file the configuration names (TLS certificate or key, password file): one line.
+    File(String),
 }
 
 impl fmt::Display for BindError {
@@ -32,6 +34,7 @@ impl fmt::Display for BindError {
         match self {
             BindError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             BindError::Setup(source) => write!(f, "cannot set up the event loop: {source}"),
+            BindError::File(what) => f.write_str(what),
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Listeners {
     retry_armed: bool,
     /// Listeners that stopped at their accept budget: accepted from again next turn.
     pending: Vec<usize>,
+    /// Listeners from this index on are `--tls-listen` ones.
+    tls_from: usize,
 }
 
 /// What one `accept` gave.
@@ -68,10 +73,14 @@ impl Listeners {
     pub fn bind(
         inherited: Vec<std::net::TcpListener>,
         addrs: &[SocketAddr],
+        tls_addrs: &[SocketAddr],
         backlog: u32,
         registry: &Registry,
         tokens: std::ops::Range<usize>,
     ) -> Result<Listeners, BindError> {
+        let tls_from = inherited.len() + addrs.len();
+        let all: Vec<SocketAddr> = addrs.iter().chain(tls_addrs).copied().collect();
+        let addrs = &all[..];
         if inherited.len() + addrs.len() > tokens.len() {
             let too_many = io::Error::new(io::ErrorKind::InvalidInput, "too many listeners");
             return Err(BindError::Setup(too_many));
@@ -104,19 +113,26 @@ impl Listeners {
                 .map_err(listen_error)?;
             list.push(listener);
         }
-        for listener in &list {
-            report::listening(listener.local_addr().map_err(BindError::Setup)?);
+        for (index, listener) in list.iter().enumerate() {
+            let addr = listener.local_addr().map_err(BindError::Setup)?;
+            report::listening(addr, index >= tls_from);
         }
         Ok(Listeners {
             list,
             paused: false,
             retry_armed: false,
             pending: Vec::new(),
+            tls_from,
         })
     }
 
     pub fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// Whether listener `index` is a `--tls-listen` one.
+    pub fn is_tls(&self, index: usize) -> bool {
+        index >= self.tls_from
     }
 
     /// Accepts one connection from listener `index`. The first failure of an episode is reported

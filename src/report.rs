@@ -203,8 +203,22 @@ pub fn flush() {
 }
 
 /// Shown at any level but `off`: scripts read it to find the port.
-pub fn listening(addr: SocketAddr) {
-    log::log!(target: ALWAYS, Level::Info, event = "listening", addr:% = addr; "listening on {addr}");
+pub fn listening(addr: SocketAddr, tls: bool) {
+    if tls {
+        log::log!(target: ALWAYS, Level::Info, event = "listening", addr:% = addr, tls = true; "listening on {addr} tls");
+    } else {
+        log::log!(target: ALWAYS, Level::Info, event = "listening", addr:% = addr; "listening on {addr}");
+    }
+}
+
+/// The password file was read again (headless SIGHUP).
+pub fn password_reloaded(path: &std::path::Path) {
+    info!(event = "password_reloaded", path:% = path.display(); "password file {} read again", path.display());
+}
+
+/// The password file could not be read again: the old password stays.
+pub fn password_reload_failed(error: &dyn std::fmt::Display) {
+    warn!(event = "password_reload_failed", error:% = error; "{error}; the old password stays");
 }
 
 /// Shown at any level but `off`, as `listening on` is: scripts read it to find the port.
@@ -221,8 +235,9 @@ pub fn max_clients(max: usize) {
     info!(event = "max_clients", max = max; "accepting at most {}", Count(max, "client"));
 }
 
-pub fn connect(peer: Peer, id: ConnId, online: usize) {
-    info!(event = "connect", id = id.0, peer:% = peer, online = online; "connect {peer} {id} ({online} online)");
+pub fn connect(peer: Peer, id: ConnId, tls: bool, online: usize) {
+    let over = if tls { " tls" } else { "" };
+    info!(event = "connect", id = id.0, peer:% = peer, tls = tls, online = online; "connect {peer} {id}{over} ({online} online)");
 }
 
 /// A label's `PEER` and the number of its `#ID`, for the fields of a JSON report.

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use mio::event::Event;
 
-use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::access::Access;
@@ -35,15 +34,17 @@ use crate::clients::{self, CLIENT_BASE, Clients, Marks};
 use crate::config::Config;
 use crate::connection::ReadStatus;
 use crate::console::Console;
-use crate::ids::Peer;
-use crate::listeners::{self, Accepted, BindError, Listeners};
+use crate::gate::{self, Gate};
+use crate::listeners::{BindError, Listeners};
 use crate::metrics::Metrics;
+use crate::password::PasswordFile;
 use crate::report;
 use crate::signals::Interrupts;
 use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
 mod access;
+mod admission;
 mod control;
 mod timing;
 
@@ -61,6 +62,8 @@ pub struct Server {
     listeners: Listeners,
     /// Every client; slot `k` is registered as `Token(CLIENT_BASE + k)`.
     clients: Clients,
+    /// Clients not yet admitted: TLS handshakes and password prompts (`gate.rs`).
+    gate: Gate,
     chat: Chat,
     waker: Arc<Waker>,
     /// What the operator types, from the stdin thread.
@@ -103,6 +106,10 @@ struct LoopCounts {
     busy: Duration,
     refused_full: u64,
     refused_error: u64,
+    /// Clients that failed the TLS handshake (or sent TLS to a plain port).
+    refused_tls: u64,
+    /// Clients that failed the password.
+    refused_auth: u64,
 }
 
 impl Server {
@@ -115,6 +122,19 @@ impl Server {
             chat: inherited,
             metrics: passed_metrics,
         } = passed;
+        // The files first: a bad one is one line, before any `listening on`.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::load(cert, key).map_err(|e| BindError::File(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let password = match &config.password_file {
+            Some(path) => {
+                Some(PasswordFile::load(path).map_err(|e| BindError::File(e.to_string()))?)
+            }
+            None => None,
+        };
         let (notifier, trouble) = Notifier::from_env();
         if let Some(e) = trouble {
             report::notify_failed(&e);
@@ -125,7 +145,9 @@ impl Server {
         let tokens = LISTENER_BASE..CLIENT_BASE;
         let addrs = config.listen_addrs(inherited.len());
         let registry = poll.registry();
-        let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
+        let tls_addrs = &config.tls_listen;
+        let backlog = config.backlog;
+        let listeners = Listeners::bind(inherited, &addrs, tls_addrs, backlog, registry, tokens)?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
         let metrics = match (passed_metrics, config.metrics) {
             (Some(listener), _) => {
@@ -143,6 +165,13 @@ impl Server {
             poll,
             listeners,
             clients: Clients::new(limits),
+            gate: Gate::new(
+                tls,
+                password,
+                config.handshake_timeout(),
+                config.auth_timeout(),
+                limits.max_queue,
+            ),
             chat: Chat::new(config.greeting.as_deref(), config.relay),
             waker: Arc::new(waker),
             console: Console::closed(),
@@ -208,7 +237,7 @@ impl Server {
     /// Zero while clients or listeners wait to be read again, else until the next timer (or
     /// forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.clients.any_pending() || self.listeners.any_pending() {
+        if self.clients.any_pending() || self.listeners.any_pending() || self.gate.any_pending() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -220,6 +249,12 @@ impl Server {
             WAKER => self.drain_console(),
             SIGNALS => self.drain_signals(),
             token if Metrics::owns(token) => self.scrape_event(token, event),
+            token if gate::owns(token) => {
+                let key = gate::key_of(token);
+                if let Some(serial) = self.gate.serial(key) {
+                    self.guest_event(key, serial);
+                }
+            }
             token => match clients::key_of(token) {
                 None => self.accept(token.0 - LISTENER_BASE),
                 Some(key) => {
@@ -235,55 +270,6 @@ impl Server {
                     }
                 }
             },
-        }
-    }
-
-    /// Accepts until the listener would block, or up to `ACCEPT_BUDGET` connections a turn (a
-    /// burst of joins must not hold up everyone else's traffic; the rest waits for the next turn).
-    fn accept(&mut self, index: usize) {
-        for _ in 0..ACCEPT_BUDGET {
-            if self.work_left == 0 {
-                break; // The rest next turn: in the room each join is announced to everyone.
-            }
-            match self.listeners.accept(index) {
-                Accepted::Client(stream, peer) => self.admit(stream, peer),
-                Accepted::Drained => return,
-                Accepted::Failed { retry } => {
-                    if retry {
-                        let at = Instant::now() + ACCEPT_RETRY;
-                        self.timers.arm(at, Due::AcceptRetry);
-                    }
-                    return;
-                }
-            }
-        }
-        self.listeners.pend(index);
-    }
-
-    /// Seats a new client and lets the chat greet it, or refuses it (access control, then
-    /// `--max-clients`).
-    fn admit(&mut self, stream: TcpStream, peer: Peer) {
-        let Some(stream) = self.screen(stream, peer) else {
-            return;
-        };
-        if self.clients.is_full() {
-            self.counts.refused_full += 1;
-            let buf = &mut self.read_buf;
-            return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
-        }
-        listeners::tune(&stream, self.keepalive);
-        match self.clients.open(stream, peer, self.poll.registry()) {
-            Ok((key, id)) => {
-                self.access.seated(peer.0.ip());
-                let cost = self.chat.line_cost(self.clients.len());
-                self.work_left = self.work_left.saturating_sub(cost);
-                self.arm_idle_timer(key, id);
-                self.chat.join(&mut self.clients, key);
-            }
-            Err(e) => {
-                self.counts.refused_error += 1;
-                report::refused(peer, &e.to_string());
-            }
         }
     }
 
@@ -340,6 +326,9 @@ impl Server {
         }
         for key in self.clients.take_pending() {
             self.hear(key);
+        }
+        for (key, serial) in self.gate.take_pending() {
+            self.guest_event(key, serial);
         }
     }
 

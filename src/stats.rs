@@ -26,6 +26,10 @@ pub struct Stats {
     /// Connections turned away by access control: denied, banned, per-ip limit, connect rate
     /// (each attempt, reported or not).
     pub refused_access: [u64; 4],
+    /// Connections turned away by the TLS handshake (failed, timed out, TLS on the plain port).
+    pub refused_tls: u64,
+    /// Connections turned away for a wrong password or none in time.
+    pub refused_auth: u64,
     /// Disconnects by reason, in the order of [`Reason::ALL`].
     pub disconnects: [u64; Reason::ALL.len()],
     /// Lines heard from clients (each is a `message` report).
@@ -87,6 +91,8 @@ impl Stats {
                     "{reason=\"connect_rate\"}",
                     self.refused_access[3].to_string(),
                 ),
+                ("{reason=\"tls\"}", self.refused_tls.to_string()),
+                ("{reason=\"auth\"}", self.refused_auth.to_string()),
             ],
         );
         let labels: Vec<String> = Reason::ALL

@@ -30,19 +30,30 @@ pub trait Stream: Read + Write + mio::event::Source {
             return self.read(buf); // Fewer bytes than lines: it cannot read one line too many.
         }
         let seen = self.peek(buf)?;
-        let peeked = &buf[..seen];
-        // Counting first is one vectorized pass; finding the `lines`-th newline is one `memchr`
-        // call per line, paid only when the client is at its limit.
-        let newlines = memchr::memchr_iter(b'\n', peeked).count();
-        let end = if newlines <= lines {
-            seen
-        } else {
-            let last = memchr::memchr_iter(b'\n', peeked).nth(lines.saturating_sub(1));
-            last.map_or(seen, |newline| newline + 1)
-        };
+        let end = lines_end(&buf[..seen], lines);
         // 0 only when the peek saw the end of the stream: the read sees it too.
         self.read(&mut buf[..end])
     }
+
+    /// Whether the client came over TLS (its reports say so).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    /// Whether bytes the stream itself holds (TLS records) still wait for the socket: the client
+    /// stays writable, and is not flushed, until they are gone.
+    fn has_backlog(&self) -> bool {
+        false
+    }
+
+    /// Bytes of `--max-queue` the stream keeps for its own send buffer (TLS): the connection's
+    /// queue is capped at the rest.
+    fn reserved(&self) -> usize {
+        0
+    }
+
+    /// Ends the session above TCP before the FIN (TLS: close_notify).
+    fn close_notify(&mut self) {}
 }
 
 impl Stream for TcpStream {
@@ -66,4 +77,17 @@ impl Stream for TcpStream {
             0
         }
     }
+}
+
+/// How many of `peeked`'s bytes make up at most `lines` whole lines: all of them if they hold no
+/// more newlines than that, else up to and including the `lines`-th newline.
+pub fn lines_end(peeked: &[u8], lines: usize) -> usize {
+    // Counting first is one vectorized pass; finding the `lines`-th newline is one `memchr` call
+    // per line, paid only when the client is at its limit.
+    let newlines = memchr::memchr_iter(b'\n', peeked).count();
+    if newlines <= lines {
+        return peeked.len();
+    }
+    let last = memchr::memchr_iter(b'\n', peeked).nth(lines.saturating_sub(1));
+    last.map_or(peeked.len(), |newline| newline + 1)
 }

@@ -5,7 +5,8 @@
 //! Deliberately not here: when to notify or what the status says (the loop decides), timers,
 //! reports (errors are returned for the caller to report), or anything of the crate's (a leaf).
 //! `LISTEN_FDNAMES` says what each socket is: `metrics` is the `--metrics` listener, `tls` is
-//! refused (chatd has no TLS yet), any other name (or none) is a plain chat listener.
+//! refused (TLS is served on `--tls-listen` only, not on a passed socket yet), any other name (or
+//! none) is a plain chat listener.
 
 use std::env;
 use std::ffi::OsString;
@@ -31,7 +32,7 @@ pub enum ActivationError {
     NotListener { fd: RawFd, why: String },
     /// `LISTEN_FDNAMES` does not name as many sockets as `LISTEN_FDS` counts.
     Names { names: usize, count: u32 },
-    /// A socket named `tls`: chatd cannot serve TLS yet.
+    /// A socket named `tls`: chatd serves TLS on `--tls-listen` only, not on a passed socket.
     Tls { fd: RawFd },
     /// A second socket named `metrics`: there is one metrics listener.
     SecondMetrics { fd: RawFd },
@@ -66,7 +67,10 @@ impl fmt::Display for ActivationError {
                 )
             }
             ActivationError::Tls { fd } => {
-                write!(f, "fd {fd} is named tls, but chatd does not serve TLS yet")
+                write!(
+                    f,
+                    "fd {fd} is named tls, but chatd serves TLS only on --tls-listen, not on a passed socket"
+                )
             }
             ActivationError::SecondMetrics { fd } => {
                 write!(

@@ -31,6 +31,9 @@ pub enum Due {
     Watchdog,
     /// The `--metrics` scrape in this slot with this id has had its time.
     Scrape(usize, u64),
+    /// The guest (a client not yet admitted: TLS handshake, password) in this slot with this
+    /// serial may be past its deadline.
+    Guest(usize, u64),
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +64,8 @@ impl Timers {
             | Due::Linger(key, id)
             | Due::Flood(key, id) => alive(key, id),
             // A scrape's timer fires within seconds anyway.
-            Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) => true,
+            // A guest's fires within its handshake or auth timeout, and guests are few.
+            Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) | Due::Guest(..) => true,
         });
     }
 

@@ -222,8 +222,14 @@ fn event_notify_failed() {
 fn event_connect() {
     let found = reports(
         "connect",
-        &[("id", Number), ("peer", Text), ("online", Number)],
+        &[
+            ("id", Number),
+            ("peer", Text),
+            ("tls", Bool),
+            ("online", Number),
+        ],
     );
+    assert_eq!(found[0]["tls"], false);
     assert_eq!(found[0]["id"], 1);
     assert_eq!(found[0]["online"], 1);
 }

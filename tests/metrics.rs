@@ -115,6 +115,8 @@ fn metrics_count_what_clients_did() {
             0.0
         );
     }
+    assert_eq!(m["chatd_connections_refused_total{reason=\"tls\"}"], 0.0);
+    assert_eq!(m["chatd_connections_refused_total{reason=\"auth\"}"], 0.0);
     let gone: f64 = ["closed", "reset"]
         .iter()
         .map(|r| m[&format!("chatd_disconnects_total{{reason=\"{r}\"}}")])

@@ -173,7 +173,7 @@ fn refused_names_are_one_clear_line() {
         (
             "chat:tls",
             &[],
-            "chatd: socket activation: fd 4 is named tls, but chatd does not serve TLS yet\n",
+            "chatd: socket activation: fd 4 is named tls, but chatd serves TLS only on --tls-listen, not on a passed socket\n",
         ),
         (
             "metrics:metrics",

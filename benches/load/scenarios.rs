@@ -17,6 +17,7 @@ use crate::procfs;
 use crate::report::{self, Row, Status};
 use crate::room::{LINE_LEN, Room, SeatReport};
 use crate::targets::{Chatd, Kind, LogCounts, Ncat, NcatMode, POLL_FILE, Sink, Target};
+use crate::tls::{self, TlsLoad};
 
 /// One kind of load with its size.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub enum Scenario {
         /// What chatd runs with beyond `--relay` (chatd rows only).
         variant: Variant,
     },
+    /// chatd with a TLS listener and rustls clients (`tls.rs`).
+    Tls { load: TlsLoad },
 }
 
 /// An ingest or relay row's chatd: as it starts by default, or with one feature on, to price it.
@@ -102,6 +105,7 @@ impl Scenario {
             Scenario::Churn { .. } => "churn",
             Scenario::Broadcast { .. } => "broadcast",
             Scenario::Relay { .. } => "relay",
+            Scenario::Tls { .. } => "tls",
         }
     }
 
@@ -120,6 +124,7 @@ impl Scenario {
                 format!("C={clients} {size}{}", variant.suffix())
             }
             Scenario::Hold { clients } => format!("N={clients}"),
+            Scenario::Tls { load } => load.params(),
             Scenario::Churn { workers, .. } => format!("P={workers}"),
             Scenario::Broadcast { clients, rate, .. } => format!("C={clients} {rate}/s"),
             Scenario::Relay {
@@ -153,6 +158,10 @@ impl Scenario {
             Scenario::Churn { duration, .. } | Scenario::Broadcast { duration, .. } => {
                 *duration + Duration::from_secs(base / 2)
             }
+            Scenario::Tls { load } => match load {
+                TlsLoad::Handshakes { duration, .. } => *duration + Duration::from_secs(base / 2),
+                _ => Duration::from_secs(base),
+            },
         }
     }
 
@@ -232,6 +241,14 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
         // SAFETY: sync(2) has no preconditions and touches no memory of ours.
         unsafe { libc::sync() };
     }
+    if let Scenario::Tls { load } = scenario {
+        // chatd only: the others speak no TLS. The row starts its own chatd, with a certificate.
+        // SAFETY: as above.
+        unsafe { libc::sync() };
+        tls::run(*load, &dir, scenario.budget(context.quick), &mut row);
+        let _ = fs::remove_dir_all(&dir);
+        return row;
+    }
     let overflows_before = procfs::listen_overflows();
     match start(kind, scenario, context, &dir) {
         Ok(target) => {
@@ -262,6 +279,7 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                 Scenario::Relay { clients, load, .. } => {
                     relay(target, clients, load, budget, &mut row)
                 }
+                Scenario::Tls { .. } => {} // Run above.
             }
         }
         Err(Start::Skipped(why)) => row.end(Status::Skipped, why),

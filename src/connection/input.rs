@@ -71,6 +71,17 @@ impl<S: Stream> Connection<S> {
                     self.discarded += n;
                     *budget = budget.saturating_sub(n);
                 }
+                Ok(n)
+                    if self.bytes_in == n as u64
+                        && is_tls_record(&buf[..n])
+                        && !self.stream.is_tls() =>
+                {
+                    // A TLS client on the plain port: a handshake_failure alert tells it, and its
+                    // hello is not taken for a message.
+                    let _ = self.stream.write(crate::tls::TLS_ALERT);
+                    self.discarded += n;
+                    return ReadStatus::TlsOnPlain;
+                }
                 Ok(n) => {
                     if self.hearing {
                         self.heard_out += n;
@@ -153,4 +164,10 @@ impl<S: Stream> Connection<S> {
     pub fn discard_partial(&mut self) {
         self.decoder.discard_partial();
     }
+}
+
+/// Whether `bytes`, the first a client sent, open a TLS handshake record (content type 22, version
+/// 3.x): what a TLS client sends first, and no line of text starts with.
+fn is_tls_record(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, ..])
 }

@@ -50,6 +50,8 @@ impl Server {
         stats.refused_full = self.counts.refused_full;
         stats.refused_error = self.counts.refused_error;
         stats.refused_access = self.access.refused();
+        stats.refused_tls = self.counts.refused_tls;
+        stats.refused_auth = self.counts.refused_auth;
         stats.relay_deliveries = self.chat.relay_deliveries();
         stats.timers = self.timers.len() as u64;
         stats.turns = self.counts.turns;
@@ -140,6 +142,7 @@ impl Server {
                 Signal::Hangup => {
                     report::reopen_log_file("SIGHUP");
                     self.reload_rules();
+                    self.reload_password();
                 }
                 Signal::ReopenLog => report::reopen_log_file("SIGUSR1"),
                 Signal::Ignored(name) => report::signal_ignored(&name),
@@ -158,6 +161,7 @@ impl Server {
         self.notify("STOPPING=1");
         self.interrupts.exit_on_next_interrupt();
         self.listeners.close(self.poll.registry());
+        self.close_gate();
         // What a client sent before the shutdown is heard, not dropped with the socket.
         for key in self.clients.keys() {
             if !self.clients.is_pending(key) {

@@ -64,6 +64,7 @@ impl Server {
                         self.accept(index);
                     }
                 }
+                Due::Guest(key, serial) => self.guest_timer(key, serial),
                 Due::Scrape(key, id) => {
                     if let Some(metrics) = &mut self.metrics {
                         metrics.expire(key, id, self.poll.registry());

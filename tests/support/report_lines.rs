@@ -128,7 +128,7 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
 pub enum Report<'a> {
     /// `listening on ADDR`
     Listening(SocketAddr),
-    /// `connect PEER #ID (N online)`
+    /// `connect PEER #ID [tls] (N online)`
     Connect {
         peer: &'a str,
         id: u64,
@@ -162,13 +162,15 @@ pub fn parse(body: &str) -> Option<Report<'_>> {
     let kind = kind(body.as_bytes())?;
     let rest = &body[kind.prefix().len()..];
     Some(match kind {
-        Kind::Listening => Report::Listening(rest.trim_end().parse().ok()?),
+        // A TLS listener's ends in ` tls`.
+        Kind::Listening => Report::Listening(rest.split(' ').next()?.parse().ok()?),
         Kind::Connect => {
             let (peer, id, online) = label(rest, " ")?;
             Report::Connect {
                 peer,
                 id,
-                online: online_of(online)?,
+                // A TLS client's says `tls` before the count.
+                online: online_of(online.strip_prefix("tls ").unwrap_or(online))?,
             }
         }
         Kind::Message => {

@@ -1,0 +1,354 @@
+//! Admission: clients that must finish a TLS handshake and/or give the password before they are
+//! seated. Until then a client is a guest here: no id, no `connect` report, no greeting, no place
+//! in the room or in "online"; it counts against `--max-clients`, holds at most its TLS session and
+//! a password line of `MAX_PASSWORD` bytes, and has a deadline (`--handshake-timeout`, then
+//! `--auth-timeout` from the prompt).
+//!
+//! Guest `k` is registered as `Token(GUEST_BASE + k)`, readable and writable (edge-triggered, so
+//! a writable event comes only when the socket takes more).
+//!
+//! Deliberately not here: timers and reports (the loop arms `Due::Guest` with the deadlines given
+//! here and reports what `Outcome` says), or anything after admission.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rustls::ServerConfig;
+use slab::Slab;
+
+use crate::ids::Peer;
+use crate::password::{MAX_PASSWORD, PasswordFile};
+use crate::socket::Socket;
+use crate::stream::Stream;
+use crate::tls::{self, TlsStream};
+
+pub struct Gate {
+    guests: Slab<Guest>,
+    /// Guests with an event the turn's budget left unhandled: seen to next turn (readiness is
+    /// edge-triggered, so no new event would come).
+    pending: Vec<(usize, u64)>,
+    /// Tells guests apart across reused slots (for their timers); never reused.
+    next_serial: u64,
+    tls: Option<Arc<ServerConfig>>,
+    password: Option<PasswordFile>,
+    handshake_timeout: Duration,
+    auth_timeout: Duration,
+    /// rustls's send buffer for each TLS client (part of `--max-queue`).
+    tls_reserved: usize,
+}
+
+struct Guest {
+    socket: Socket,
+    peer: Peer,
+    serial: u64,
+    /// Waiting for the TLS handshake, or for the password line.
+    step: Step,
+    deadline: Instant,
+    /// The password line so far (at most `MAX_PASSWORD` + 1 bytes).
+    line: Vec<u8>,
+    /// It is on the gate's pending list.
+    pending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Handshake,
+    Password,
+}
+
+/// What a guest's event or timer led to.
+pub enum Outcome {
+    /// Not done yet.
+    Wait,
+    /// A new deadline (the prompt was sent): the loop arms a timer for it (with the serial).
+    Rearm(Instant, u64),
+    /// Done: the loop seats it (its socket is deregistered).
+    Admit(Socket, Peer),
+    /// Turned away (its socket is closed); the reason is for the report.
+    Refused(Peer, String),
+}
+
+/// What the loop arms for a new guest: its slot, its serial and its deadline.
+pub type Entered = (usize, u64, Instant);
+
+impl Gate {
+    pub fn new(
+        tls: Option<Arc<ServerConfig>>,
+        password: Option<PasswordFile>,
+        handshake_timeout: Duration,
+        auth_timeout: Duration,
+        max_queue: usize,
+    ) -> Gate {
+        Gate {
+            guests: Slab::new(),
+            pending: Vec::new(),
+            next_serial: 0,
+            tls,
+            password,
+            handshake_timeout,
+            auth_timeout,
+            tls_reserved: tls::reserved_for(max_queue),
+        }
+    }
+
+    /// Whether a client from a plain listener must wait here (for the password).
+    pub fn holds_plain(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Guests now: they count against `--max-clients`.
+    pub fn len(&self) -> usize {
+        self.guests.len()
+    }
+
+    /// The serial of the guest in slot `key`, if there is one.
+    pub fn serial(&self, key: usize) -> Option<u64> {
+        self.guests.get(key).map(|guest| guest.serial)
+    }
+
+    /// Guest `(key, serial)` had an event the loop could not afford this turn.
+    pub fn pend(&mut self, key: usize, serial: u64) {
+        if let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial)
+            && !std::mem::replace(&mut guest.pending, true)
+        {
+            self.pending.push((key, serial));
+        }
+    }
+
+    pub fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn take_pending(&mut self) -> Vec<(usize, u64)> {
+        let pending = std::mem::take(&mut self.pending);
+        for &(key, _) in &pending {
+            if let Some(guest) = self.guests.get_mut(key) {
+                guest.pending = false;
+            }
+        }
+        pending
+    }
+
+    pub fn password_mut(&mut self) -> Option<&mut PasswordFile> {
+        self.password.as_mut()
+    }
+
+    /// Takes a new client in: a TLS session if it came to a TLS listener (then the handshake
+    /// first), else straight to the password prompt. `Err` with the reason if it cannot be.
+    pub fn enter(
+        &mut self,
+        tcp: TcpStream,
+        peer: Peer,
+        tls: bool,
+        registry: &Registry,
+    ) -> Result<Entered, String> {
+        let now = Instant::now();
+        let (socket, step, deadline) = match (&self.tls, tls) {
+            (Some(config), true) => {
+                let stream = TlsStream::new(tcp, config, self.tls_reserved)
+                    .map_err(|e| format!("tls: {e}"))?;
+                let deadline = now + self.handshake_timeout;
+                (Socket::Tls(Box::new(stream)), Step::Handshake, deadline)
+            }
+            _ => (Socket::Plain(tcp), Step::Password, now + self.auth_timeout),
+        };
+        let entry = self.guests.vacant_entry();
+        let key = entry.key();
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let mut guest = Guest {
+            socket,
+            peer,
+            serial,
+            step,
+            deadline,
+            line: Vec::new(),
+            pending: false,
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        registry
+            .register(&mut guest.socket, token(key), interest)
+            .map_err(|e| e.to_string())?;
+        if step == Step::Password {
+            guest.prompt();
+        }
+        entry.insert(guest);
+        Ok((key, serial, deadline))
+    }
+
+    /// A poll event for guest `(key, serial)`: moves its handshake or its password on.
+    pub fn on_event(&mut self, key: usize, serial: u64, registry: &Registry) -> Outcome {
+        let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial) else {
+            return Outcome::Wait; // Gone already (the slot perhaps reused): a late event.
+        };
+        let mut outcome = Outcome::Wait;
+        if guest.step == Step::Handshake {
+            let Socket::Tls(stream) = &mut guest.socket else {
+                return Outcome::Wait; // Only a TLS guest shakes hands.
+            };
+            match stream.handshake() {
+                Ok(false) => return Outcome::Wait,
+                Ok(true) if self.password.is_none() => return self.admit(key, registry),
+                Ok(true) => {
+                    guest.step = Step::Password;
+                    guest.deadline = Instant::now() + self.auth_timeout;
+                    guest.prompt();
+                    outcome = Outcome::Rearm(guest.deadline, guest.serial);
+                }
+                Err(e) => return self.refuse(key, registry, format!("tls: {e}")),
+            }
+        } else if let Socket::Tls(stream) = &mut guest.socket {
+            let _ = stream.push(); // The prompt, if the socket would not take it before.
+        }
+        match self.hear_password(key) {
+            Heard::More => outcome,
+            Heard::Right => self.admit(key, registry),
+            Heard::Wrong => self.refuse(key, registry, AUTH.to_owned()),
+            Heard::TlsOnPlain => self.refuse(key, registry, TLS_ON_PLAIN.to_owned()),
+        }
+    }
+
+    /// Guest `(key, serial)`'s timer: refused if its deadline has passed.
+    pub fn expire(&mut self, key: usize, serial: u64, registry: &Registry) -> Outcome {
+        let Some(guest) = self.guests.get(key).filter(|g| g.serial == serial) else {
+            return Outcome::Wait;
+        };
+        if guest.deadline > Instant::now() {
+            return Outcome::Wait; // A later deadline has its own timer.
+        }
+        let why = match guest.step {
+            Step::Handshake => "tls: handshake timeout",
+            Step::Password => AUTH,
+        };
+        self.refuse(key, registry, why.to_owned())
+    }
+
+    /// Turns every guest away (shutdown); gives each one's address.
+    pub fn close_all(&mut self, registry: &Registry) -> Vec<Peer> {
+        let keys: Vec<usize> = self.guests.iter().map(|(key, _)| key).collect();
+        keys.into_iter()
+            .filter_map(
+                |key| match self.refuse(key, registry, "shutdown".to_owned()) {
+                    Outcome::Refused(peer, _) => Some(peer),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// Reads guest `key`'s password line, a byte at a time so that nothing after it is taken
+    /// from the socket (it is the client's first message once seated).
+    fn hear_password(&mut self, key: usize) -> Heard {
+        let Some(guest) = self
+            .guests
+            .get_mut(key)
+            .filter(|g| g.step == Step::Password)
+        else {
+            return Heard::More;
+        };
+        let Some(password) = &self.password else {
+            return Heard::More;
+        };
+        let mut byte = [0u8; 1];
+        loop {
+            match guest.socket.read(&mut byte) {
+                Ok(0) => return Heard::Wrong,
+                Ok(_) if byte[0] == b'\n' => {
+                    let line = crate::password::first_line(&guest.line);
+                    return if password.matches(line) {
+                        Heard::Right
+                    } else {
+                        Heard::Wrong
+                    };
+                }
+                Ok(_) => {
+                    guest.line.push(byte[0]);
+                    if !guest.socket.is_tls() && guest.line == [0x16, 0x03] {
+                        return Heard::TlsOnPlain;
+                    }
+                    if guest.line.len() > MAX_PASSWORD + 1 {
+                        return Heard::Wrong;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Heard::More,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Heard::Wrong,
+            }
+        }
+    }
+
+    fn admit(&mut self, key: usize, registry: &Registry) -> Outcome {
+        let Some(mut guest) = self.guests.try_remove(key) else {
+            return Outcome::Wait;
+        };
+        let _ = registry.deregister(&mut guest.socket);
+        guest.line.clear();
+        Outcome::Admit(guest.socket, guest.peer)
+    }
+
+    /// Removes guest `key` and closes its socket: a line for a password failure, close_notify
+    /// after a TLS one that got that far.
+    fn refuse(&mut self, key: usize, registry: &Registry, why: String) -> Outcome {
+        let Some(mut guest) = self.guests.try_remove(key) else {
+            return Outcome::Wait;
+        };
+        let _ = registry.deregister(&mut guest.socket);
+        if why == AUTH {
+            let _ = guest.socket.write(DENIED);
+        } else if why == TLS_ON_PLAIN {
+            let _ = guest.socket.write(tls::TLS_ALERT);
+        }
+        if let Socket::Tls(stream) = &mut guest.socket
+            && !stream.is_handshaking()
+        {
+            stream.close_notify();
+        }
+        let _ = guest.socket.shutdown_write();
+        // Unread input would make the close a reset, which can destroy the line: read what came.
+        let mut scrap = [0u8; 512];
+        let _ = guest.socket.read(&mut scrap);
+        Outcome::Refused(guest.peer, why)
+    }
+}
+
+impl Guest {
+    /// Asks for the password (best effort: a few bytes the new socket takes at once).
+    fn prompt(&mut self) {
+        let _ = self.socket.write(PROMPT);
+        let _ = self.socket.flush();
+    }
+}
+
+/// What reading a password line found.
+enum Heard {
+    More,
+    Right,
+    Wrong,
+    TlsOnPlain,
+}
+
+/// Whether `token` is a guest's.
+pub fn owns(token: Token) -> bool {
+    (GUEST_BASE..GUEST_END).contains(&token.0)
+}
+
+/// The guest slot of a guest's token.
+pub fn key_of(token: Token) -> usize {
+    token.0 - GUEST_BASE
+}
+
+fn token(key: usize) -> Token {
+    Token(GUEST_BASE + key)
+}
+
+/// Guests' tokens: far above the clients', below the metrics listener's (`usize::MAX / 2`).
+const GUEST_BASE: usize = usize::MAX / 4;
+const GUEST_END: usize = usize::MAX / 2;
+const PROMPT: &[u8] = b"password:\n";
+const DENIED: &[u8] = b"access denied\n";
+/// The refusal reason for a wrong password or none in time.
+pub const AUTH: &str = "auth";
+const TLS_ON_PLAIN: &str = "tls on the plain port";

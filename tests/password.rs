@@ -1,0 +1,206 @@
+//! `--password-file`: a client is asked `password:` and seated only once its first line matches;
+//! a wrong one, none in time or an overlong one is `refused <peer> (auth)`, never a connect or a
+//! message; over plain TCP and over TLS; read again on a headless SIGHUP.
+
+mod common;
+#[path = "support/tls_clients.rs"]
+mod tls_clients;
+
+use std::path::Path;
+
+use common::{Chatd, Client};
+use tls_clients::{Certs, Tool, spawn_tls};
+
+/// The right password (with telnet's CR LF) seats the client: only then its `connect`, its
+/// greeting, and the line it sent in the same packet as the password is its first message. The
+/// password is never reported.
+#[test]
+fn the_right_password_seats_the_client() {
+    let dir = Dir::new("right");
+    let mut chatd = Chatd::spawn(&["--password-file", &dir.password("sekret\n")]);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    client.send(b"sekret\r\nfirst words\n");
+    assert!(client.read_line().contains("welcome"));
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+    chatd.expect_body(&format!("message {} #1: first words", client.peer()));
+    assert_eq!(chatd.seen_count("sekret"), 0, "{:?}", chatd.seen());
+}
+
+/// A wrong password is told `access denied` and closed, reported `refused <peer> (auth)` only:
+/// no id, no connect, no disconnect, and the attempt is never a message.
+#[test]
+fn a_wrong_password_is_refused_and_never_reported() {
+    let dir = Dir::new("wrong");
+    let mut chatd = Chatd::spawn(&["--password-file", &dir.password("sekret")]);
+    for attempt in ["guess\n", "sekret2\n", "\n", "sekre\n"] {
+        let mut client = Client::connect_quiet(chatd.addr());
+        assert_eq!(client.read_line(), "password:");
+        client.send(attempt.as_bytes());
+        assert_eq!(client.read_to_end(), "access denied\n");
+        chatd.expect_body(&format!("refused {} (auth)", client.peer()));
+    }
+    // An overlong line is refused without waiting for its end.
+    let mut client = Client::connect_quiet(chatd.addr());
+    client.read_line();
+    client.send(&[b'x'; 4096]);
+    chatd.expect_body(&format!("refused {} (auth)", client.peer()));
+    // A client that passes afterwards is #1: the refused ones never had an id.
+    let mut client = Client::connect_quiet(chatd.addr());
+    client.read_line();
+    client.send_line("sekret");
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+    for kind in ["message ", "disconnect ", "guess"] {
+        assert_eq!(chatd.seen_count(kind), 0, "{:?}", chatd.seen());
+    }
+}
+
+/// A client that gives no password within `--auth-timeout` is refused `auth`.
+#[test]
+fn no_password_in_time_is_refused() {
+    let dir = Dir::new("timeout");
+    let mut chatd = Chatd::spawn(&[
+        "--password-file",
+        &dir.password("sekret"),
+        "--auth-timeout",
+        "1",
+    ]);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    client.send(b"sek"); // Half a password, then nothing.
+    chatd.expect_body(&format!("refused {} (auth)", client.peer()));
+    assert_eq!(client.read_to_end(), "access denied\n");
+    assert_eq!(chatd.seen_count("connect "), 0, "{:?}", chatd.seen());
+}
+
+/// Over TLS the prompt comes after the handshake: `openssl s_client` with the right password is
+/// seated as `tls`; with a wrong one it is refused `auth`.
+#[test]
+fn the_password_over_tls() {
+    let certs = Certs::new("password");
+    let dir = Dir::new("tls");
+    let (mut chatd, tls) = spawn_tls(&certs, &["--password-file", &dir.password("sekret")]);
+    let mut right = Tool::s_client(tls);
+    right.expect_line("password:");
+    right.send_line("sekret");
+    right.expect_line("welcome");
+    chatd.expect_report("#1 tls (1 online)");
+    right.send_line("secure words");
+    chatd.expect_report("#1: secure words");
+
+    let mut wrong = Tool::s_client(tls);
+    wrong.expect_line("password:");
+    wrong.send_line("nope");
+    wrong.expect_line("access denied");
+    chatd.expect_report("(auth)");
+    assert_eq!(chatd.seen_count("nope"), 0, "{:?}", chatd.seen());
+    assert_eq!(chatd.seen_count("connect "), 1, "{:?}", chatd.seen());
+}
+
+/// A client waiting at the prompt counts against `--max-clients` (the next one is `server
+/// full`) but not as online.
+#[test]
+fn guests_count_against_max_clients() {
+    let dir = Dir::new("full");
+    let password = dir.password("sekret");
+    let mut chatd = Chatd::spawn(&["--password-file", &password, "--max-clients", "1"]);
+    let mut guest = Client::connect_quiet(chatd.addr());
+    assert_eq!(guest.read_line(), "password:");
+    let mut second = Client::connect_quiet(chatd.addr());
+    assert_eq!(second.read_line(), "server full");
+    chatd.expect_body(&format!("refused {} (server full)", second.peer()));
+    guest.send_line("sekret");
+    chatd.expect_body(&format!("connect {} #1 (1 online)", guest.peer()));
+}
+
+/// A headless SIGHUP reads the password file again: the new password works and the old one
+/// no longer does; a file that cannot be read then keeps the password in force.
+#[test]
+fn sighup_rereads_the_password_file() {
+    let dir = Dir::new("sighup");
+    let path = dir.password("old");
+    let mut chatd = Chatd::spawn(&["--password-file", &path]);
+    std::fs::write(&path, "new\n").expect("write");
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_report("password file");
+    let try_password = |chatd: &mut Chatd, password: &str| {
+        let mut client = Client::connect_quiet(chatd.addr());
+        assert_eq!(client.read_line(), "password:");
+        client.send_line(password);
+        let answer = client.read_line();
+        if answer.contains("welcome") {
+            chatd.expect_report(&format!("connect {} ", client.peer()));
+        } else {
+            chatd.expect_body(&format!("refused {} (auth)", client.peer()));
+        }
+        answer.contains("welcome")
+    };
+    assert!(!try_password(&mut chatd, "old"));
+    assert!(try_password(&mut chatd, "new"));
+    std::fs::remove_file(&path).expect("remove");
+    chatd.signal(libc::SIGHUP);
+    chatd.expect_report("the old password stays");
+    assert!(try_password(&mut chatd, "new"));
+}
+
+/// A directory of the test's own for a password file.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("chatd-pw-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Dir(dir)
+    }
+
+    /// Writes `text` as the password file and gives its path.
+    fn password(&self, text: &str) -> String {
+        let path = self.0.join("password");
+        std::fs::write(&path, text).expect("write the password file");
+        path_str(&path)
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_str().expect("a UTF-8 temp path").to_owned()
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `/metrics` counts refusals at the gate by reason: `auth` for a wrong password, `tls` for a
+/// failed handshake.
+#[test]
+fn gate_refusals_are_counted_in_metrics() {
+    use std::io::{Read, Write};
+    let certs = Certs::new("metrics");
+    let dir = Dir::new("metrics");
+    let password = dir.password("sekret");
+    let more = ["--password-file", &password, "--metrics", "127.0.0.1:0"];
+    let (mut chatd, tls) = spawn_tls(&certs, &more);
+    let line = chatd.expect_report("metrics on ");
+    let metrics = line.rsplit(' ').next().expect("an address").to_owned();
+    let mut wrong = Client::connect_quiet(chatd.addr());
+    wrong.read_line();
+    wrong.send_line("guess");
+    chatd.expect_report("(auth)");
+    let mut garbage = std::net::TcpStream::connect(tls).expect("connect");
+    garbage.write_all(b"not tls at all\n").expect("send");
+    chatd.expect_report("(tls: ");
+    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to /metrics");
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut body = String::new();
+    scrape.read_to_string(&mut body).expect("read /metrics");
+    for sample in [
+        "chatd_connections_refused_total{reason=\"auth\"} 1",
+        "chatd_connections_refused_total{reason=\"tls\"} 1",
+        "chatd_connections_accepted_total 0",
+    ] {
+        assert!(body.lines().any(|l| l == sample), "{sample} not in {body}");
+    }
+}
