@@ -113,27 +113,36 @@ impl Chat {
         line: Line<'_>,
     ) -> bool {
         let exit = line.text == b"exit" && line.dropped == 0;
-        // A blank line (a keepalive, a stray Enter) is not someone talking to the operator. The
-        // first byte decides for nearly every line.
-        let speaks = match line.text.first() {
-            Some(&first) if first > b' ' => true,
-            _ => !line.text.iter().all(u8::is_ascii_whitespace),
-        };
         if !self.relay || exit {
             messages.message(label, line.text, line.dropped);
-            if speaks {
+            if speaks(line.text) {
                 self.last_speaker = Some((key, id));
             }
             return exit;
         }
+        self.hear_in_room(messages, key, id, label, line);
+        false
+    }
+
+    /// `hear` in the room: the line parsed, reported as a message or a command, and kept for
+    /// `Chat::act`. Kept out of `hear`, whose headless path is the per-line hot path.
+    #[inline(never)]
+    fn hear_in_room(
+        &mut self,
+        messages: &mut report::Messages,
+        key: usize,
+        id: ConnId,
+        label: &str,
+        line: Line<'_>,
+    ) {
         let mut said = room::parse(line.text);
         if said.is_command() {
             report::command(label, line.text, line.dropped);
         } else {
             messages.message(label, line.text, line.dropped);
         }
-        // Nor is a room command.
-        if speaks && matches!(said, Said::Text(_)) {
+        // A room command is not someone talking to the operator.
+        if matches!(said, Said::Text(_)) && speaks(line.text) {
             self.last_speaker = Some((key, id));
         }
         if let (Said::Text(text) | Said::Msg { text, .. }, 1..) = (&mut said, line.dropped) {
@@ -143,7 +152,6 @@ impl Chat {
             text.extend_from_slice(mark.as_bytes());
         }
         self.said.push((key, id, said));
-        false
     }
 
     /// A line the client was in the middle of when the server closed it: reported (and relayed)
@@ -400,6 +408,21 @@ const GOODBYE: &[u8] = b"goodbye";
 /// Why a client that opened with a TLS handshake on the plain port is refused.
 const TLS_ON_PLAIN: &str = "tls on the plain port";
 /// What follows a line the server closed its sender in the middle of.
+/// Whether a line someone sent is talking (to the operator, for the reply target): a blank line (a
+/// keepalive, a stray Enter) is not. The first byte decides for nearly every line.
+#[inline]
+fn speaks(text: &[u8]) -> bool {
+    match text.first() {
+        Some(&first) if first > b' ' => true,
+        _ => blank_or_not(text),
+    }
+}
+
+#[cold]
+fn blank_or_not(text: &[u8]) -> bool {
+    !text.iter().all(u8::is_ascii_whitespace)
+}
+
 const CUT: &[u8] = b" (cut)";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";
