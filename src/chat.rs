@@ -12,6 +12,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::bus::What;
 use crate::clients::Clients;
 use crate::connection::{Connection, NotQueued, ReadStatus, Stream};
 use crate::console::Command;
@@ -33,6 +34,8 @@ pub struct Chat {
     said: Vec<(usize, ConnId, Said)>,
     /// Room lines queued for a member, once per recipient (`/stats`, `/metrics`).
     relay_deliveries: u64,
+    /// With `--bus`: the room goes on in other instances.
+    across: Option<Across>,
 }
 
 impl Chat {
@@ -57,7 +60,13 @@ impl Chat {
             relay_deliveries: 0,
             last_speaker: None,
             said: Vec::new(),
+            across: None,
         }
+    }
+
+    /// The room is shared with other instances (`--bus`); this one is `node`.
+    pub fn span(&mut self, node: &str) {
+        self.across = Some(Across::new(node));
     }
 
     /// The work one heard line causes, beyond its bytes, with `members` connected: its report,
@@ -75,6 +84,7 @@ impl Chat {
             return;
         };
         report::connect(conn.peer(), conn.id(), clients.len());
+        self.share(|node| What::Join(across::member(conn, node)));
         let name = Rc::clone(conn.name());
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = clients.send(key, Rc::clone(&self.greeting));
@@ -83,9 +93,11 @@ impl Chat {
                 .open_ones()
                 .filter(|&(other, _)| other != key)
                 .map(|(_, conn)| &**conn.name());
-            let who = room::who(others);
+            let remote = self.remote_names();
+            let who = room::who(others.chain(remote.iter().copied()));
             let _ = clients.send(key, who);
-            clients.send_all(Some(key), &room::joined(&name, clients.len()));
+            let online = clients.len() + self.remote_online();
+            clients.send_all(Some(key), &room::joined(&name, online));
         }
     }
 
@@ -260,10 +272,15 @@ impl Chat {
                 Said::Text(text) => {
                     let sent = clients.send_all(Some(key), &room::message(&name, &text));
                     self.relay_deliveries += sent as u64;
+                    if let Some(sender) = clients.get(key) {
+                        self.share(|node| What::Message(across::member(sender, node), text));
+                    }
                 }
                 Said::Nick(new) => self.rename(clients, key, &new),
                 Said::Who => {
-                    let line = room::who(clients.open_ones().map(|(_, conn)| &**conn.name()));
+                    let remote = self.remote_names();
+                    let local = clients.open_ones().map(|(_, conn)| &**conn.name());
+                    let line = room::who(local.chain(remote.iter().copied()));
                     let _ = clients.send(key, line);
                 }
                 Said::Unknown(line) => {
@@ -287,6 +304,7 @@ impl Chat {
             }
         };
         let taken = room::reserved(new)
+            || self.remote_has(new)
             || clients
                 .open_ones()
                 .any(|(other, conn)| other != key && conn.name().eq_ignore_ascii_case(new));
@@ -297,6 +315,7 @@ impl Chat {
         let Some(conn) = clients.get_mut(key) else {
             return;
         };
+        self.share(|node| What::Nick(across::member(conn, node), new.to_owned()));
         let old = conn.rename(Rc::from(new));
         report::renamed(conn.label(), &old, new);
         clients.send_all(Some(key), &room::renamed(&old, new));
@@ -313,6 +332,7 @@ impl Chat {
     ) {
         let reason = gone.reason().unwrap_or(Reason::Closed);
         report::disconnect(gone.peer(), gone.id(), reason, clients.len());
+        self.share(|node| What::Left(across::member(gone, node), reason.to_string()));
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
         }
@@ -335,6 +355,7 @@ impl Chat {
                 };
                 let sent = clients.send_all(None, &line);
                 report::console_sent_all(sent);
+                self.share(|_| What::All(text.into_bytes()));
             }
             Command::List => {
                 let now = Instant::now();
@@ -412,6 +433,10 @@ const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
 const DEFAULT_ROOM_GREETING: &str =
     "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
+
+mod across;
+
+use across::Across;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,8 @@
 //! - `room`: the `--relay` room's lines and client commands (pure).
 //! - `stream`: what a connection needs of its socket (a trait: TCP, or memory in tests).
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
+//! - `bus`: `--bus`: the bus thread (async-nats on its own current-thread runtime), its channels,
+//!   the frames' bytes and what is known of the other instances.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
@@ -48,6 +50,7 @@
 )]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bus;
 mod chat;
 mod clients;
 mod clock;

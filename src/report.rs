@@ -25,9 +25,11 @@ use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::{Held, LogFormat, LogTime, TurnLogger};
 
+mod bus;
 mod console;
 mod terminal;
 
+pub use bus::*;
 pub use console::*;
 use terminal::Terminal;
 

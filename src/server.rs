@@ -42,7 +42,10 @@ use crate::signals::Interrupts;
 use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
+mod across;
 mod control;
+
+use across::Span;
 mod timing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub struct Server {
     metrics: Option<Metrics>,
     /// The loop's own figures for `/stats` and `/metrics` (the clients keep theirs).
     counts: LoopCounts,
+    /// `--bus`: the room's link to the other instances.
+    bus: Option<Span>,
 }
 
 /// What only the loop sees: turns, time busy, refusals. Plain integers, added to once per turn or
@@ -119,7 +124,14 @@ impl Server {
         let tokens = LISTENER_BASE..CLIENT_BASE;
         let addrs = config.listen_addrs(inherited.len());
         let registry = poll.registry();
-        let listeners = Listeners::bind(inherited, &addrs, config.backlog, registry, tokens)?;
+        let listeners = Listeners::bind(
+            inherited,
+            &addrs,
+            config.backlog,
+            config.reuse_port,
+            registry,
+            tokens,
+        )?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
         let metrics = match (passed_metrics, config.metrics) {
             (Some(listener), _) => {
@@ -133,12 +145,15 @@ impl Server {
         };
         let limits = config.limits();
         report::max_clients(limits.max_clients);
+        let waker = Arc::new(waker);
+        let mut chat = Chat::new(config.greeting.as_deref(), config.relay);
+        let bus = Span::start(config, &mut chat, &waker).map_err(BindError::Setup)?;
         Ok(Server {
             poll,
             listeners,
             clients: Clients::new(limits),
-            chat: Chat::new(config.greeting.as_deref(), config.relay),
-            waker: Arc::new(waker),
+            chat,
+            waker,
             console: Console::closed(),
             interrupts,
             timers: Timers::default(),
@@ -154,6 +169,7 @@ impl Server {
             status_sent: None,
             metrics,
             counts: LoopCounts::default(),
+            bus,
         })
     }
 
@@ -200,7 +216,8 @@ impl Server {
     /// Zero while clients or listeners wait to be read again, else until the next timer (or
     /// forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.clients.any_pending() || self.listeners.any_pending() {
+        let bus_waiting = self.bus.as_ref().is_some_and(Span::is_waiting);
+        if self.clients.any_pending() || self.listeners.any_pending() || bus_waiting {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -209,7 +226,10 @@ impl Server {
 
     fn dispatch(&mut self, event: &Event) {
         match event.token() {
-            WAKER => self.drain_console(),
+            WAKER => {
+                self.drain_console();
+                self.drain_bus();
+            }
             SIGNALS => self.drain_signals(),
             token if Metrics::owns(token) => self.scrape_event(token, event),
             token => match clients::key_of(token) {
@@ -325,6 +345,9 @@ impl Server {
         for key in self.clients.take_pending() {
             self.hear(key);
         }
+        if self.bus.as_ref().is_some_and(Span::is_waiting) {
+            self.drain_bus();
+        }
     }
 
     /// The end of a turn: hear out and close the clients whose write failed, write what is queued,
@@ -346,6 +369,7 @@ impl Server {
                 break;
             }
         }
+        self.share_out();
         let online = self.clients.len();
         if self.notifier.is_on() && self.status_sent != Some(online) {
             self.status_sent = Some(online);

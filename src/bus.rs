@@ -1,0 +1,166 @@
+//! `--bus`: the room shared with other chatd instances over NATS. The loop's end of it: a handle
+//! that numbers and hands frames to the bus thread without ever waiting, and takes what the thread
+//! heard, after the thread woke the loop through the loop's one `Waker` (shared with the console).
+//!
+//! The thread (`bus/link.rs`) owns the NATS client, async-nats on a current-thread tokio runtime
+//! that exists in that thread only: the loop stays one mio thread with no runtime in it. Both ways
+//! go through bounded channels. Past the outbound bound a frame is counted as not shared, never
+//! queued without limit; inbound, a full queue makes the thread stop reading, and NATS holds or
+//! drops what comes meanwhile (a dropped frame shows as a gap in the sender's numbers).
+//!
+//! Layout: `wire` (the frames' bytes, pure), `nodes` (what is known of the other instances:
+//! numbers, counts, names; pure), `link` (the thread).
+//!
+//! Deliberately not here: what a frame causes in the room (`chat/across.rs`), report text
+//! (`report/bus.rs`).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+
+use mio::Waker;
+use tokio::sync::mpsc;
+
+mod link;
+pub mod nodes;
+pub mod wire;
+
+pub use nodes::{Nodes, Seen};
+pub use wire::{Frame, Member, What};
+
+/// Where and as whom to join the room.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--bus`, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// `chatd.room.<--bus-room>`.
+    pub subject: String,
+    /// `--node`.
+    pub node: String,
+}
+
+/// What the bus thread tells the loop.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The first connection failed (or the runtime could not start); retrying.
+    Unavailable(String),
+    /// Connected, or connected again; `unshared` frames could not be published meanwhile.
+    Connected { unshared: u64 },
+    /// The connection dropped; async-nats is reconnecting.
+    Lost,
+    /// NATS dropped messages for this subscriber: it read too slowly.
+    SlowConsumer,
+    /// A frame another instance published.
+    Frame(Frame),
+    /// A message on the room's subject that is not a frame.
+    Malformed(String),
+}
+
+/// One numbered frame for the thread to publish.
+#[derive(Debug)]
+struct Outgoing {
+    seq: u64,
+    payload: Vec<u8>,
+}
+
+/// Wakes the loop once for however many things the thread queued since the loop last looked.
+#[derive(Clone)]
+struct Wake {
+    waker: Arc<Waker>,
+    pending: Arc<AtomicBool>,
+}
+
+impl Wake {
+    fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            // A failed wake leaves the loop to find the queue at its next turn.
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The loop's handle on the bus.
+pub struct Bus {
+    node: String,
+    out: mpsc::Sender<Outgoing>,
+    from_bus: mpsc::Receiver<Inbound>,
+    pending: Arc<AtomicBool>,
+    /// The loop's member count, read by the thread for its beats.
+    online: Arc<AtomicU64>,
+    /// The number of the last frame made (shared or not).
+    seq: u64,
+    /// Frames the outbound queue had no room for since they were last reported.
+    unshared: u64,
+}
+
+impl Bus {
+    /// Starts the bus thread; it connects in the background and says how that went.
+    pub fn start(settings: Settings, waker: Arc<Waker>) -> io::Result<Bus> {
+        let (out, out_rx) = mpsc::channel(OUTBOUND);
+        let (to_loop, from_bus) = mpsc::channel(INBOUND);
+        let pending = Arc::new(AtomicBool::new(false));
+        let online = Arc::new(AtomicU64::new(0));
+        let wake = Wake {
+            waker,
+            pending: Arc::clone(&pending),
+        };
+        let node = settings.node.clone();
+        let thread_online = Arc::clone(&online);
+        thread::Builder::new()
+            .name("bus".into())
+            .spawn(move || link::run(settings, out_rx, to_loop, wake, thread_online))?;
+        Ok(Bus {
+            node,
+            out,
+            from_bus,
+            pending,
+            online,
+            seq: 0,
+            unshared: 0,
+        })
+    }
+
+    /// Numbers `what` and hands it to the thread; if its queue is full, the frame is counted as
+    /// not shared (the number is used all the same, so receivers see the gap). Never waits.
+    pub fn publish(&mut self, what: &What, online: usize) {
+        self.seq += 1;
+        let online = online as u64;
+        self.online.store(online, Ordering::Relaxed);
+        let payload = wire::encode(&self.node, self.seq, online, what);
+        if self.out.try_send(Outgoing { seq: self.seq, payload }).is_err() {
+            self.unshared += 1;
+        }
+    }
+
+    /// Frames the queue had no room for since the last call.
+    pub fn take_unshared(&mut self) -> u64 {
+        std::mem::take(&mut self.unshared)
+    }
+
+    /// The next thing the thread heard, if any. Call `begin_drain` first.
+    pub fn next(&mut self) -> Option<Inbound> {
+        self.from_bus.try_recv().ok()
+    }
+
+    /// Before draining: what the thread queues from now on wakes the loop again.
+    pub fn begin_drain(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+
+    /// Whether the thread has queued something not yet taken (the loop then polls without
+    /// waiting).
+    pub fn is_waiting(&self) -> bool {
+        !self.from_bus.is_empty()
+    }
+
+    /// Keeps the count the beats carry current.
+    pub fn set_online(&self, online: usize) {
+        self.online.store(online as u64, Ordering::Relaxed);
+    }
+}
+
+/// Frames the loop may queue for the thread before they are counted as not shared.
+const OUTBOUND: usize = 8192;
+/// Frames the thread may queue for the loop before it stops reading the bus.
+const INBOUND: usize = 8192;

@@ -1,0 +1,191 @@
+//! The bus thread's side: one NATS connection (async-nats) on a current-thread tokio runtime that
+//! lives in this thread only. It takes numbered frames from the loop and publishes them on the
+//! room's subject, hands what the other instances publish back to the loop, says when the bus
+//! comes and goes, and publishes a `beat` every `BEAT`.
+//!
+//! Everything it tells the loop goes through one bounded channel and the loop's `Waker`; nothing
+//! here touches a client. A frame that cannot be published (no connection) is counted, and the
+//! count goes to the loop with the next `Connected`.
+//!
+//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, Subject};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
+
+use super::nodes::BEAT;
+use super::wire::{self, What};
+use super::{Inbound, Outgoing, Settings, Wake};
+
+/// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
+/// loop as a line for the operator.
+pub fn run(
+    settings: Settings,
+    out: mpsc::Receiver<Outgoing>,
+    to_loop: mpsc::Sender<Inbound>,
+    wake: Wake,
+    online: Arc<AtomicU64>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let mut link = Link {
+        settings,
+        out,
+        to_loop,
+        wake,
+        online,
+        unshared: 0,
+        last_seq: 0,
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(link.serve()),
+        Err(e) => {
+            // Without a runtime there is no bus; the loop keeps serving locally.
+            let _ = link.to_loop.try_send(Inbound::Unavailable(e.to_string()));
+            link.wake.wake();
+        }
+    }
+}
+
+struct Link {
+    settings: Settings,
+    out: mpsc::Receiver<Outgoing>,
+    to_loop: mpsc::Sender<Inbound>,
+    wake: Wake,
+    /// The loop's member count, for beats.
+    online: Arc<AtomicU64>,
+    /// Frames taken from the loop but not published since the last `Connected`.
+    unshared: u64,
+    /// The number of the last frame taken from the loop: what a beat repeats.
+    last_seq: u64,
+}
+
+impl Link {
+    async fn serve(&mut self) {
+        let Some((client, mut events)) = self.connect().await else {
+            return; // The loop is gone.
+        };
+        let subject = Subject::from(self.settings.subject.as_str());
+        let mut room = match client.subscribe(subject.clone()).await {
+            Ok(room) => room,
+            Err(e) => return self.tell(Inbound::Unavailable(format!("subscribe: {e}"))).await,
+        };
+        let unshared = std::mem::take(&mut self.unshared);
+        self.tell(Inbound::Connected { unshared }).await;
+        let mut up = true;
+        let mut beat = interval(BEAT);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                got = self.out.recv() => {
+                    let Some(frame) = got else {
+                        // The loop is shutting down: what was published goes out first.
+                        let _ = timeout(FLUSH_AT_EXIT, client.flush()).await;
+                        return;
+                    };
+                    self.last_seq = frame.seq;
+                    let connected = up && client.connection_state() == State::Connected;
+                    if !connected || client.publish(subject.clone(), frame.payload.into()).await.is_err() {
+                        self.unshared += 1;
+                    }
+                }
+                heard = room.next() => {
+                    let Some(message) = heard else {
+                        return self.tell(Inbound::Unavailable("subscription ended".into())).await;
+                    };
+                    let inbound = match wire::decode(&message.payload) {
+                        Ok(frame) => Inbound::Frame(frame),
+                        Err(e) => Inbound::Malformed(e.to_string()),
+                    };
+                    self.tell(inbound).await;
+                }
+                event = events.recv() => match event {
+                    Some(Event::Disconnected) if up => {
+                        up = false;
+                        self.tell(Inbound::Lost).await;
+                    }
+                    Some(Event::Connected) if !up => {
+                        up = true;
+                        let unshared = std::mem::take(&mut self.unshared);
+                        self.tell(Inbound::Connected { unshared }).await;
+                    }
+                    Some(Event::SlowConsumer(_)) => self.tell(Inbound::SlowConsumer).await,
+                    _ => {}
+                },
+                _ = beat.tick() => {
+                    if up && client.connection_state() == State::Connected {
+                        let online = self.online.load(Ordering::Relaxed);
+                        let node = &self.settings.node;
+                        let payload = wire::encode(node, self.last_seq, online, &What::Beat);
+                        let _ = client.publish(subject.clone(), payload.into()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects, telling the loop why not and trying again with a growing delay (frames from the
+    /// loop meanwhile are counted as not shared). `None` once the loop has gone.
+    async fn connect(&mut self) -> Option<(Client, mpsc::Receiver<Event>)> {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let (events_in, events) = mpsc::channel(EVENTS);
+            let options = ConnectOptions::new()
+                .no_echo()
+                .name(format!("chatd {}", self.settings.node))
+                .connection_timeout(CONNECT_TIMEOUT)
+                .reconnect_delay_callback(retry_delay)
+                .event_callback(move |event| {
+                    let events_in = events_in.clone();
+                    async move {
+                        // Only the link's own state changes matter; a full queue drops the rest.
+                        let _ = events_in.try_send(event);
+                    }
+                });
+            match options.connect(self.settings.url.as_str()).await {
+                Ok(client) => return Some((client, events)),
+                Err(e) => self.tell(Inbound::Unavailable(e.to_string())).await,
+            }
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    _ = sleep_until(until) => break,
+                    got = self.out.recv() => {
+                        let frame = got?;
+                        self.last_seq = frame.seq;
+                        self.unshared += 1;
+                    }
+                }
+            }
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// Hands one thing to the loop and wakes it. Waits while the loop's queue is full: the bus
+    /// then stops reading, and NATS, not chatd, holds (or drops) what comes meanwhile.
+    async fn tell(&mut self, inbound: Inbound) {
+        if self.to_loop.send(inbound).await.is_ok() {
+            self.wake.wake();
+        }
+    }
+}
+
+/// async-nats's delay before reconnect attempt `attempts`: as the first connection's.
+fn retry_delay(attempts: usize) -> Duration {
+    let doublings = u32::try_from(attempts.min(8)).unwrap_or(8);
+    (FIRST_RETRY * 2u32.pow(doublings)).min(MAX_RETRY)
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+/// Connection events queued between async-nats's callback and the link.
+const EVENTS: usize = 64;
