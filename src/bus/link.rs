@@ -77,6 +77,9 @@ impl Link {
             Ok(room) => room,
             Err(e) => return self.tell(Inbound::Unavailable(format!("subscribe: {e}"))).await,
         };
+        // A round trip, so that the server has the subscription before anyone is told the room
+        // is joined.
+        let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
         let unshared = std::mem::take(&mut self.unshared);
         self.tell(Inbound::Connected { unshared }).await;
         let mut up = true;
