@@ -128,7 +128,14 @@ impl Bus {
         let online = online as u64;
         self.online.store(online, Ordering::Relaxed);
         let payload = wire::encode(&self.node, self.seq, online, what);
-        if self.out.try_send(Outgoing { seq: self.seq, payload }).is_err() {
+        if self
+            .out
+            .try_send(Outgoing {
+                seq: self.seq,
+                payload,
+            })
+            .is_err()
+        {
             self.unshared += 1;
         }
     }

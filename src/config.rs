@@ -207,7 +207,11 @@ fn default_node() -> String {
     } else {
         String::new()
     };
-    let host = if host.is_empty() { "chatd".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "chatd".to_owned()
+    } else {
+        host
+    };
     format!("{host}-{}", std::process::id())
 }
 

@@ -177,7 +177,7 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         self.console = Console::start(Arc::clone(&self.waker), self.interrupts.quitting())?;
         report::flush(); // The `listening on` lines, before the first wait.
-        self.notify(&format!("READY=1\nSTATUS={}", status(0)));
+        self.notify(&format!("READY=1\nSTATUS={}", control::status(0)));
         self.status_sent = Some(0);
         if let Some(period) = self.watchdog {
             self.timers.arm(Instant::now() + period, Due::Watchdog);
@@ -370,19 +370,8 @@ impl Server {
             }
         }
         self.share_out();
-        let online = self.clients.len();
-        if self.notifier.is_on() && self.status_sent != Some(online) {
-            self.status_sent = Some(online);
-            self.notify(&format!("STATUS={}", status(online)));
-        }
+        self.notify_status();
         report::flush();
-    }
-
-    /// Sends one sd_notify message; the first failure is reported and turns notifying off.
-    fn notify(&mut self, state: &str) {
-        if let Err(e) = self.notifier.notify(state) {
-            report::notify_failed(&e);
-        }
     }
 
     /// Flushes one client, reaps it if it is closing and done, and sets its interest.
@@ -429,11 +418,6 @@ impl Server {
             self.timers.sweep(|key, id| clients.holds(key, id));
         }
     }
-}
-
-/// The `STATUS=` text systemd shows (`systemctl status chatd`).
-fn status(online: usize) -> String {
-    format!("{online} online")
 }
 
 const WAKER: Token = Token(0);

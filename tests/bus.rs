@@ -59,7 +59,11 @@ fn members_on_two_instances_are_one_room() {
 #[test]
 fn three_instances_keep_each_senders_order() {
     let nats = Nats::start();
-    let mut chatds = [instance(&nats, "A"), instance(&nats, "B"), instance(&nats, "C")];
+    let mut chatds = [
+        instance(&nats, "A"),
+        instance(&nats, "B"),
+        instance(&nats, "C"),
+    ];
     let mut a = Member::join(&chatds[0], "◆ nobody else is online");
     chatds[1].expect_report("joined A/");
     chatds[2].expect_report("joined A/");
@@ -70,7 +74,11 @@ fn three_instances_keep_each_senders_order() {
     a.expect("◆ #1@C joined (3 online)");
     b.expect("◆ #1@C joined (3 online)");
     let who = c.read();
-    let names: BTreeSet<&str> = who.strip_prefix("◆ 2 online: ").unwrap_or("").split(", ").collect();
+    let names: BTreeSet<&str> = who
+        .strip_prefix("◆ 2 online: ")
+        .unwrap_or("")
+        .split(", ")
+        .collect();
     assert_eq!(names, BTreeSet::from(["#1@A", "#1@B"]), "{who}");
 
     for i in 0..200 {
@@ -85,7 +93,11 @@ fn three_instances_keep_each_senders_order() {
     a.expect("#1@C: end");
     b.say("/who");
     let who = b.read();
-    let names: BTreeSet<&str> = who.strip_prefix("◆ 3 online: ").unwrap_or("").split(", ").collect();
+    let names: BTreeSet<&str> = who
+        .strip_prefix("◆ 3 online: ")
+        .unwrap_or("")
+        .split(", ")
+        .collect();
     assert_eq!(names, BTreeSet::from(["#1", "#1@A", "#1@C"]), "{who}");
     for chatd in &mut chatds {
         assert_eq!(chatd.seen_count("bus gap"), 0, "{:?}", chatd.seen());
@@ -106,7 +118,10 @@ fn the_room_spans_a_cluster_of_two_servers() {
     // until B hears one, then the room is whole.
     let deadline = Instant::now() + WAIT;
     for i in 0.. {
-        assert!(Instant::now() < deadline, "the room never spanned the cluster");
+        assert!(
+            Instant::now() < deadline,
+            "the room never spanned the cluster"
+        );
         a.say(&format!("ping {i}"));
         let heard = b_chatd.next_report(Duration::from_millis(200));
         if heard.is_some_and(|line| line.contains("message A/")) {
@@ -214,7 +229,10 @@ fn every_line_reaches_every_member_of_both_instances_once_in_order() {
                 };
                 let (from, n): (usize, usize) = (from.parse().unwrap(), n.parse().unwrap());
                 assert_ne!(from, i, "member {i} heard itself");
-                assert_eq!(n, tag[from], "member {i}: from {from} out of order or twice");
+                assert_eq!(
+                    n, tag[from],
+                    "member {i}: from {from} out of order or twice"
+                );
                 tag[from] += 1;
                 heard += 1;
             }
@@ -246,6 +264,51 @@ fn frames_chatd_would_not_send_are_refused() {
     a_chatd.expect_report("header is not printable ASCII");
     publish_raw(&nats, b"chatd1 X 2 1 msg 1 p ok\nfine");
     a.expect("ok: fine");
+}
+
+/// `--reuse-port`: two chatd processes listen on one port, the kernel spreads connections between
+/// them, and with `--bus` they are one room. Without the flag the second cannot listen there.
+#[test]
+fn reuse_port_spreads_one_room_over_two_processes() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let mut a_chatd = Chatd::spawn(&["--relay", "--reuse-port", "--bus", &url, "--node", "A"]);
+    let addr = a_chatd.addr().to_string();
+    let (code, said) = common::run_to_failure(&["--listen", &addr, "--relay"]);
+    assert_eq!(code, Some(1), "{said}");
+    let args = [
+        "--listen",
+        &addr,
+        "--relay",
+        "--reuse-port",
+        "--bus",
+        &url,
+        "--node",
+        "B",
+    ];
+    let mut b_chatd = Chatd::spawn(&args);
+    a_chatd.expect_report("bus connected");
+    b_chatd.expect_report("bus connected");
+    let mut members: Vec<Client> = (0..40).map(|_| Client::connect(a_chatd.addr())).collect();
+    // Each connect is reported by the process that took it.
+    let connects = |chatd: &Chatd| chatd.seen_count("] connect ");
+    let deadline = Instant::now() + WAIT;
+    while connects(&a_chatd) + connects(&b_chatd) < members.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} {:?}",
+            a_chatd.seen(),
+            b_chatd.seen()
+        );
+        a_chatd.next_report(Duration::from_millis(20));
+        b_chatd.next_report(Duration::from_millis(20));
+    }
+    let (on_a, on_b) = (connects(&a_chatd), connects(&b_chatd));
+    assert!(on_a > 0 && on_b > 0, "A took {on_a}, B took {on_b}");
+    // The last member hears the first, on whichever process each landed.
+    members[0].send_line("across the port");
+    let mut last = members.pop().expect("members");
+    while !last.read_line().ends_with(": across the port") {}
 }
 
 /// A chatd in the room on `nats`, named `node`, once it has joined the bus.

@@ -75,7 +75,11 @@ impl Link {
         let subject = Subject::from(self.settings.subject.as_str());
         let mut room = match client.subscribe(subject.clone()).await {
             Ok(room) => room,
-            Err(e) => return self.tell(Inbound::Unavailable(format!("subscribe: {e}"))).await,
+            Err(e) => {
+                return self
+                    .tell(Inbound::Unavailable(format!("subscribe: {e}")))
+                    .await;
+            }
         };
         // A round trip, so that the server has the subscription before anyone is told the room
         // is joined.

@@ -44,7 +44,8 @@ impl Nodes {
     /// Takes in a frame heard at `now`.
     pub fn see(&mut self, frame: &Frame, now: Instant) -> Seen {
         if !self.nodes.contains_key(&frame.node) {
-            self.nodes.retain(|_, node| now.duration_since(node.seen) < NODE_TTL);
+            self.nodes
+                .retain(|_, node| now.duration_since(node.seen) < NODE_TTL);
             if self.nodes.len() >= MAX_NODES {
                 return Seen::TooMany;
             }
@@ -58,7 +59,11 @@ impl Nodes {
         let node = self.nodes.entry(frame.node.clone()).or_insert_with(fresh);
         let expired = now.duration_since(node.seen) >= NODE_TTL;
         // A beat repeats the last number used; anything else uses a new one.
-        let next = if frame.what == What::Beat { node.seq } else { node.seq + 1 };
+        let next = if frame.what == What::Beat {
+            node.seq
+        } else {
+            node.seq + 1
+        };
         // Numbers are checked across a silence too: frames lost while the bus was down show as a
         // gap when the node is heard again.
         let seen = if node.seq == 0 {
@@ -67,8 +72,15 @@ impl Nodes {
             node.names.clear();
             Seen::Restarted
         } else if frame.seq > next {
-            let to = if frame.what == What::Beat { frame.seq } else { frame.seq - 1 };
-            Seen::Gap { from: node.seq + 1, to }
+            let to = if frame.what == What::Beat {
+                frame.seq
+            } else {
+                frame.seq - 1
+            };
+            Seen::Gap {
+                from: node.seq + 1,
+                to,
+            }
         } else {
             Seen::InOrder
         };
@@ -102,7 +114,8 @@ impl Nodes {
 
     /// Whether a member of another instance is known by `name` (any case).
     pub fn has_name(&self, name: &str, now: Instant) -> bool {
-        self.names(now).any(|known| known.eq_ignore_ascii_case(name))
+        self.names(now)
+            .any(|known| known.eq_ignore_ascii_case(name))
     }
 
     fn live(&self, now: Instant) -> impl Iterator<Item = &Node> {
@@ -161,7 +174,10 @@ mod tests {
         assert_eq!(nodes.see(&frame("a", 9, said(1, "x")), now), gap);
         let gap = Seen::Gap { from: 10, to: 12 };
         assert_eq!(nodes.see(&frame("a", 12, What::Beat), now), gap);
-        assert_eq!(nodes.see(&frame("a", 1, said(1, "x")), now), Seen::Restarted);
+        assert_eq!(
+            nodes.see(&frame("a", 1, said(1, "x")), now),
+            Seen::Restarted
+        );
         assert_eq!(nodes.see(&frame("b", 1, What::Beat), now), Seen::InOrder);
     }
 
@@ -179,7 +195,10 @@ mod tests {
             peer: "p".into(),
             name: "bob".into(),
         };
-        nodes.see(&frame("a", 3, What::Nick(member.clone(), "rob".into())), now);
+        nodes.see(
+            &frame("a", 3, What::Nick(member.clone(), "rob".into())),
+            now,
+        );
         assert!(!nodes.has_name("bob", now) && nodes.has_name("rob", now));
         member.name = "rob".into();
         nodes.see(&frame("a", 4, What::Left(member, "exit".into())), now);

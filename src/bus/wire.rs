@@ -86,10 +86,16 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
         }
         What::Join(m) => head(&mut out, &format!("join {} {} {}", m.id, m.peer, m.name)),
         What::Left(m, reason) => {
-            head(&mut out, &format!("left {} {} {} {reason}", m.id, m.peer, m.name));
+            head(
+                &mut out,
+                &format!("left {} {} {} {reason}", m.id, m.peer, m.name),
+            );
         }
         What::Nick(m, new) => {
-            head(&mut out, &format!("nick {} {} {} {new}", m.id, m.peer, m.name));
+            head(
+                &mut out,
+                &format!("nick {} {} {} {new}", m.id, m.peer, m.name),
+            );
         }
         What::All(text) => {
             head(&mut out, "all");

@@ -40,7 +40,9 @@ pub fn remote_all(node: &str, text: &[u8]) {
 pub fn bus_connected(unshared: u64) {
     match unshared {
         0 => info!(event = "bus_connected", unshared = 0; "bus connected"),
-        n => warn!(event = "bus_connected", unshared = n; "bus connected; {n} lines were not shared while it was away"),
+        n => {
+            warn!(event = "bus_connected", unshared = n; "bus connected; {n} lines were not shared while it was away")
+        }
     }
 }
 

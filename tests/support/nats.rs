@@ -4,7 +4,7 @@
 //! A killed server can be started again on the same port, as an operator restarting it would.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -76,7 +76,13 @@ impl Nats {
         let store = store.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("chatd-nats-{}-{n}", std::process::id()))
         });
-        let mut command = Command::new(NATS_SERVER);
+        // Debian installs it in /usr/sbin, which a user's PATH may lack.
+        let program = if Path::new(SBIN_NATS_SERVER).exists() {
+            SBIN_NATS_SERVER
+        } else {
+            NATS_SERVER
+        };
+        let mut command = Command::new(program);
         let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
         command.args(["-a", "127.0.0.1", "-p", &port_arg]);
         match &cluster {
@@ -142,7 +148,8 @@ fn wait_for_port(lines: &Receiver<String>, needle: &str) -> u16 {
     let line = wait_for_port_line(lines, needle);
     let (_, addr) = line.split_once(needle).expect("needle in line");
     let port = addr.trim().rsplit(':').next().expect("a port");
-    port.parse().unwrap_or_else(|_| panic!("no port in {line:?}"))
+    port.parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"))
 }
 
 #[track_caller]
@@ -159,4 +166,5 @@ fn wait_for_port_line(lines: &Receiver<String>, needle: &str) -> String {
 }
 
 const NATS_SERVER: &str = "nats-server";
+const SBIN_NATS_SERVER: &str = "/usr/sbin/nats-server";
 const START_WAIT: Duration = Duration::from_secs(10);
