@@ -281,6 +281,8 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
     shutdown, slow or timeout
   refused <peer> (server full)
   dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
+  with --bus: message <node>/<peer> #<id>: <text>, bus connected, bus lost,
+    bus unavailable: <reason>, bus gap: <n> lines from <node> never arrived
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a
