@@ -16,7 +16,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use mio::Waker;
@@ -88,6 +88,9 @@ pub struct Bus {
     pending: Arc<AtomicBool>,
     /// The loop's member count, read by the thread for its beats.
     online: Arc<AtomicU64>,
+    /// Payload bytes queued for the thread and not yet taken: with the queue's length, what
+    /// bounds the memory a flood of long lines can make the loop hold for the bus.
+    queued: Arc<AtomicUsize>,
     /// The number of the last frame made (shared or not).
     seq: u64,
     /// Frames the outbound queue had no room for since they were last reported.
@@ -101,21 +104,26 @@ impl Bus {
         let (to_loop, from_bus) = mpsc::channel(INBOUND);
         let pending = Arc::new(AtomicBool::new(false));
         let online = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
         let wake = Wake {
             waker,
             pending: Arc::clone(&pending),
         };
         let node = settings.node.clone();
-        let thread_online = Arc::clone(&online);
+        let counts = link::Counts {
+            online: Arc::clone(&online),
+            queued: Arc::clone(&queued),
+        };
         thread::Builder::new()
             .name("bus".into())
-            .spawn(move || link::run(settings, out_rx, to_loop, wake, thread_online))?;
+            .spawn(move || link::run(settings, out_rx, to_loop, wake, counts))?;
         Ok(Bus {
             node,
             out,
             from_bus,
             pending,
             online,
+            queued,
             seq: 0,
             unshared: 0,
         })
@@ -128,14 +136,13 @@ impl Bus {
         let online = online as u64;
         self.online.store(online, Ordering::Relaxed);
         let payload = wire::encode(&self.node, self.seq, online, what);
-        if self
-            .out
-            .try_send(Outgoing {
-                seq: self.seq,
-                payload,
-            })
-            .is_err()
-        {
+        let len = payload.len();
+        let room = self.queued.load(Ordering::Acquire) + len <= OUTBOUND_BYTES;
+        // Counted before it is sent, so that the thread never takes off more than was added.
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        let seq = self.seq;
+        if !room || self.out.try_send(Outgoing { seq, payload }).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
             self.unshared += 1;
         }
     }
@@ -167,7 +174,10 @@ impl Bus {
     }
 }
 
-/// Frames the loop may queue for the thread before they are counted as not shared.
-const OUTBOUND: usize = 8192;
+/// Frames the loop may queue for the thread before they are counted as not shared: a member's
+/// burst of a few thousand lines fits while the thread publishes them.
+const OUTBOUND: usize = 65_536;
+/// And their payload bytes (lines may be up to `--max-line` long).
+const OUTBOUND_BYTES: usize = 32 << 20;
 /// Frames the thread may queue for the loop before it stops reading the bus.
 const INBOUND: usize = 8192;

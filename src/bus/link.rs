@@ -10,7 +10,7 @@
 //! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -30,7 +30,7 @@ pub fn run(
     out: mpsc::Receiver<Outgoing>,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
-    online: Arc<AtomicU64>,
+    counts: Counts,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,7 +40,7 @@ pub fn run(
         out,
         to_loop,
         wake,
-        online,
+        counts,
         unshared: 0,
         last_seq: 0,
     };
@@ -54,13 +54,20 @@ pub fn run(
     }
 }
 
+/// What the loop and the thread share as plain numbers.
+pub struct Counts {
+    /// The loop's member count, for beats.
+    pub online: Arc<AtomicU64>,
+    /// Payload bytes in the loop's queue to this thread; taken off as frames are received.
+    pub queued: Arc<AtomicUsize>,
+}
+
 struct Link {
     settings: Settings,
     out: mpsc::Receiver<Outgoing>,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
-    /// The loop's member count, for beats.
-    online: Arc<AtomicU64>,
+    counts: Counts,
     /// Frames taken from the loop but not published since the last `Connected`.
     unshared: u64,
     /// The number of the last frame taken from the loop: what a beat repeats.
@@ -97,7 +104,7 @@ impl Link {
                         let _ = timeout(FLUSH_AT_EXIT, client.flush()).await;
                         return;
                     };
-                    self.last_seq = frame.seq;
+                    self.take(&frame);
                     let connected = up && client.connection_state() == State::Connected;
                     if !connected || client.publish(subject.clone(), frame.payload.into()).await.is_err() {
                         self.unshared += 1;
@@ -128,7 +135,7 @@ impl Link {
                 },
                 _ = beat.tick() => {
                     if up && client.connection_state() == State::Connected {
-                        let online = self.online.load(Ordering::Relaxed);
+                        let online = self.counts.online.load(Ordering::Relaxed);
                         let node = &self.settings.node;
                         let payload = wire::encode(node, self.last_seq, online, &What::Beat);
                         let _ = client.publish(subject.clone(), payload.into()).await;
@@ -166,13 +173,22 @@ impl Link {
                     _ = sleep_until(until) => break,
                     got = self.out.recv() => {
                         let frame = got?;
-                        self.last_seq = frame.seq;
+                        self.take(&frame);
                         self.unshared += 1;
                     }
                 }
             }
             delay = (delay * 2).min(MAX_RETRY);
         }
+    }
+
+    /// A frame is off the loop's queue: its number is the last one taken, its bytes no longer
+    /// count against the queue's bound.
+    fn take(&mut self, frame: &Outgoing) {
+        self.last_seq = frame.seq;
+        self.counts
+            .queued
+            .fetch_sub(frame.payload.len(), Ordering::AcqRel);
     }
 
     /// Hands one thing to the loop and wakes it. Waits while the loop's queue is full: the bus
