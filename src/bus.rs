@@ -22,6 +22,8 @@ use std::thread;
 use mio::Waker;
 use tokio::sync::mpsc;
 
+use crate::ids::ConnId;
+
 mod link;
 pub mod nodes;
 pub mod wire;
@@ -38,6 +40,20 @@ pub struct Settings {
     pub subject: String,
     /// `--node`.
     pub node: String,
+    /// The key-value bucket of names: `chatd-names-<--bus-room>`.
+    pub bucket: String,
+}
+
+/// A name asked of, or given back to, the bucket of names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameOp {
+    /// For member `id` in slot `key`.
+    Claim {
+        key: usize,
+        id: ConnId,
+        name: String,
+    },
+    Release(String),
 }
 
 /// What the bus thread tells the loop.
@@ -55,6 +71,17 @@ pub enum Inbound {
     Frame(Frame),
     /// A message on the room's subject that is not a frame.
     Malformed(String),
+    /// Names are claimed in the bucket from now on (`None`), or cannot be (why).
+    Names(Option<String>),
+    /// The bucket's answer to a `NameOp::Claim`.
+    Claimed {
+        key: usize,
+        id: ConnId,
+        name: String,
+        granted: bool,
+    },
+    /// A name held here was claimed elsewhere while the bus was away.
+    NameLost(String),
 }
 
 /// One numbered frame for the thread to publish.
@@ -84,6 +111,7 @@ impl Wake {
 pub struct Bus {
     node: String,
     out: mpsc::Sender<Outgoing>,
+    names: mpsc::Sender<NameOp>,
     from_bus: mpsc::Receiver<Inbound>,
     pending: Arc<AtomicBool>,
     /// The loop's member count, read by the thread for its beats.
@@ -102,6 +130,7 @@ impl Bus {
     pub fn start(settings: Settings, waker: Arc<Waker>) -> io::Result<Bus> {
         let (out, out_rx) = mpsc::channel(OUTBOUND);
         let (to_loop, from_bus) = mpsc::channel(INBOUND);
+        let (names, names_rx) = mpsc::channel(NAME_OPS);
         let pending = Arc::new(AtomicBool::new(false));
         let online = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -116,10 +145,11 @@ impl Bus {
         };
         thread::Builder::new()
             .name("bus".into())
-            .spawn(move || link::run(settings, out_rx, to_loop, wake, counts))?;
+            .spawn(move || link::run(settings, out_rx, names_rx, to_loop, wake, counts))?;
         Ok(Bus {
             node,
             out,
+            names,
             from_bus,
             pending,
             online,
@@ -145,6 +175,11 @@ impl Bus {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             self.unshared += 1;
         }
+    }
+
+    /// Hands a claim or a release to the thread; false if its queue is full.
+    pub fn name_op(&mut self, op: NameOp) -> bool {
+        self.names.try_send(op).is_ok()
     }
 
     /// Frames the queue had no room for since the last call.
@@ -179,5 +214,7 @@ impl Bus {
 const OUTBOUND: usize = 65_536;
 /// And their payload bytes (lines may be up to `--max-line` long).
 const OUTBOUND_BYTES: usize = 32 << 20;
+/// Claims and releases the loop may queue for the thread.
+const NAME_OPS: usize = 4096;
 /// Frames the thread may queue for the loop before it stops reading the bus.
 const INBOUND: usize = 8192;

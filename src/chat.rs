@@ -294,34 +294,6 @@ impl Chat {
         }
     }
 
-    /// `/nick NAME` from client `key`: checked, reported, announced, confirmed.
-    fn rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, new: &[u8]) {
-        let new = match std::str::from_utf8(new) {
-            Ok(new) if room::valid_name(new.as_bytes()) => new,
-            _ => {
-                let _ = clients.send(key, room::bad_name());
-                return;
-            }
-        };
-        let taken = room::reserved(new)
-            || self.remote_has(new)
-            || clients
-                .open_ones()
-                .any(|(other, conn)| other != key && conn.name().eq_ignore_ascii_case(new));
-        if taken {
-            let _ = clients.send(key, room::name_taken(new));
-            return;
-        }
-        let Some(conn) = clients.get_mut(key) else {
-            return;
-        };
-        self.share(|node| What::Nick(across::member(conn, node), new.to_owned()));
-        let old = conn.rename(Rc::from(new));
-        report::renamed(conn.label(), &old, new);
-        clients.send_all(Some(key), &room::renamed(&old, new));
-        let _ = clients.send(key, room::you_are(new));
-    }
-
     /// A client left and was taken out of the registry: its disconnect is reported, and while the
     /// server runs, the room is told.
     pub fn leave<S: Stream>(
@@ -333,6 +305,7 @@ impl Chat {
         let reason = gone.reason().unwrap_or(Reason::Closed);
         report::disconnect(gone.peer(), gone.id(), reason, clients.len());
         self.share(|node| What::Left(across::member(gone, node), reason.to_string()));
+        self.release(gone.name());
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
         }
@@ -435,6 +408,7 @@ const DEFAULT_ROOM_GREETING: &str =
     "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, exit to leave";
 
 mod across;
+mod names;
 
 use across::Across;
 

@@ -189,6 +189,7 @@ impl Config {
             url,
             subject: format!("chatd.room.{}", self.bus_room),
             node,
+            bucket: format!("chatd-names-{}", self.bus_room),
         })
     }
 }

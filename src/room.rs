@@ -126,6 +126,13 @@ pub fn name_taken(name: &str) -> Rc<[u8]> {
     queue::line(format!("{MARK} the name {name} is taken").as_bytes())
 }
 
+/// A member's name was claimed on another instance while the bus was away.
+pub fn name_lost(name: &str) -> Rc<[u8]> {
+    queue::line(
+        format!("{MARK} the name {name} was taken elsewhere while the room was split").as_bytes(),
+    )
+}
+
 pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
     let mut text = format!("{MARK} unknown command ");
     let command = line.split(|&b| b == b' ').next().unwrap_or_default();

@@ -53,6 +53,31 @@ fn members_on_two_instances_are_one_room() {
     a_chatd.expect_report("left B/");
 }
 
+/// Names are claimed in the bus's JetStream key-value bucket: an instance that started after a
+/// name was taken (so has seen no line about it) still cannot give it out, in any case, and the
+/// name is free again once its member leaves.
+#[test]
+fn names_are_claimed_across_instances_in_the_bucket() {
+    let nats = Nats::start();
+    let mut a_chatd = instance(&nats, "A");
+    a_chatd.expect_report("bus: names are claimed across the room");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    a.say("/nick carol");
+    a.expect("◆ you are now carol");
+    let mut b_chatd = instance(&nats, "B");
+    b_chatd.expect_report("bus: names are claimed across the room");
+    let mut b = Member::join_quiet(&b_chatd);
+    b.read(); // Whether B knows of carol yet: it has seen no frame about her.
+    b.say("/nick CAROL");
+    b.expect("◆ the name CAROL is taken");
+    a.say("exit");
+    a.read_until("◆ goodbye");
+    b_chatd.expect_report("left A/");
+    b.read_until("◆ carol left (exit)");
+    b.say("/nick Carol");
+    b.expect("◆ you are now Carol");
+}
+
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
 /// in the order sent (NATS keeps each publisher's order, and chatd numbers its frames), and
 /// `/who` lists all three.

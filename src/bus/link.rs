@@ -9,11 +9,14 @@
 //!
 //! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Store};
+use async_nats::jetstream::stream;
 use async_nats::{Client, ConnectOptions, Event, Subject};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -21,13 +24,14 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 
 use super::nodes::BEAT;
 use super::wire::{self, What};
-use super::{Inbound, Outgoing, Settings, Wake};
+use super::{Inbound, NameOp, Outgoing, Settings, Wake};
 
 /// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
 /// loop as a line for the operator.
 pub fn run(
     settings: Settings,
     out: mpsc::Receiver<Outgoing>,
+    names: mpsc::Receiver<NameOp>,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
     counts: Counts,
@@ -38,6 +42,8 @@ pub fn run(
     let mut link = Link {
         settings,
         out,
+        names,
+        held: HashMap::new(),
         to_loop,
         wake,
         counts,
@@ -65,6 +71,9 @@ pub struct Counts {
 struct Link {
     settings: Settings,
     out: mpsc::Receiver<Outgoing>,
+    names: mpsc::Receiver<NameOp>,
+    /// Names claimed here: bucket key -> (name, the value claimed with).
+    held: HashMap<String, (String, String)>,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
     counts: Counts,
@@ -93,7 +102,10 @@ impl Link {
         let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
         let unshared = std::mem::take(&mut self.unshared);
         self.tell(Inbound::Connected { unshared }).await;
+        let bucket = self.open_bucket(&client).await;
         let mut up = true;
+        let mut refresh = interval(REFRESH);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut beat = interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -129,10 +141,27 @@ impl Link {
                         up = true;
                         let unshared = std::mem::take(&mut self.unshared);
                         self.tell(Inbound::Connected { unshared }).await;
+                        if let Some(bucket) = &bucket {
+                            self.reclaim(bucket).await;
+                            self.tell(Inbound::Names(None)).await;
+                        }
                     }
                     Some(Event::SlowConsumer(_)) => self.tell(Inbound::SlowConsumer).await,
                     _ => {}
                 },
+                op = self.names.recv() => {
+                    if let Some(op) = op {
+                        self.name_op(bucket.as_ref(), op).await;
+                    }
+                }
+                _ = refresh.tick() => {
+                    if let (true, Some(bucket)) = (up, &bucket) {
+                        for (key, (_, value)) in &self.held {
+                            let put = bucket.put(key, value.clone().into());
+                            let _ = timeout(KV_TIMEOUT, put).await;
+                        }
+                    }
+                }
                 _ = beat.tick() => {
                     if up && client.connection_state() == State::Connected {
                         let online = self.counts.online.load(Ordering::Relaxed);
@@ -141,6 +170,114 @@ impl Link {
                         let _ = client.publish(subject.clone(), payload.into()).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Opens (creating if absent) the bucket of names, and tells the loop whether names are
+    /// claimed there. Without JetStream on the server, names are checked as each instance knows
+    /// them.
+    async fn open_bucket(&mut self, client: &Client) -> Option<Store> {
+        let jetstream = async_nats::jetstream::new(client.clone());
+        // The bucket's stream made by hand, as async-nats's `create_key_value` would make it:
+        // that one first asks for the account's info, whose reply from nats-server 2.9 lacks
+        // fields async-nats 0.51 requires (`reserved_memory`, `reserved_storage`).
+        let bucket = &self.settings.bucket;
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: NAME_AGE,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        let open = async {
+            jetstream
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            jetstream
+                .get_key_value(bucket.as_str())
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let opened = match timeout(KV_TIMEOUT, open).await {
+            Ok(opened) => opened,
+            Err(_) => Err("JetStream did not answer".to_owned()),
+        };
+        match opened {
+            Ok(store) => {
+                self.tell(Inbound::Names(None)).await;
+                Some(store)
+            }
+            Err(why) => {
+                self.tell(Inbound::Names(Some(why))).await;
+                None
+            }
+        }
+    }
+
+    /// A claim (create-if-absent, keyed by the case-folded name) or a release. A bucket that
+    /// cannot answer grants the claim: the loop checked the name against what it knows, and the
+    /// room goes on.
+    async fn name_op(&mut self, bucket: Option<&Store>, op: NameOp) {
+        match op {
+            NameOp::Claim { key, id, name } => {
+                let bucket_key = name.to_ascii_lowercase();
+                let value = format!("{} {}", self.settings.node, id.0);
+                let granted = match bucket {
+                    None => true,
+                    Some(bucket) => {
+                        let create = bucket.create(&bucket_key, value.clone().into());
+                        match timeout(KV_TIMEOUT, create).await {
+                            Ok(Ok(_)) => true,
+                            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                            _ => true,
+                        }
+                    }
+                };
+                if granted {
+                    self.held.insert(bucket_key, (name.clone(), value));
+                }
+                let claimed = Inbound::Claimed {
+                    key,
+                    id,
+                    name,
+                    granted,
+                };
+                self.tell(claimed).await;
+            }
+            NameOp::Release(name) => {
+                let bucket_key = name.to_ascii_lowercase();
+                if self.held.remove(&bucket_key).is_some()
+                    && let Some(bucket) = bucket
+                {
+                    let _ = timeout(KV_TIMEOUT, bucket.delete(&bucket_key)).await;
+                }
+            }
+        }
+    }
+
+    /// Back after a loss: each name held here is claimed again; one that another instance holds
+    /// now is lost, and the loop renames its member.
+    async fn reclaim(&mut self, bucket: &Store) {
+        let held: Vec<(String, (String, String))> = self.held.drain().collect();
+        for (key, (name, value)) in held {
+            let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
+                Ok(Ok(Some(entry))) => {
+                    entry.operation == kv::Operation::Put && entry.value != value.as_bytes()
+                }
+                _ => false,
+            };
+            if theirs {
+                self.tell(Inbound::NameLost(name)).await;
+            } else {
+                let _ = timeout(KV_TIMEOUT, bucket.put(&key, value.clone().into())).await;
+                self.held.insert(key, (name, value));
             }
         }
     }
@@ -209,6 +346,13 @@ fn retry_delay(attempts: usize) -> Duration {
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a claimed name lives in the bucket without a refresh: the names of an instance that
+/// died are free again within this.
+const NAME_AGE: Duration = Duration::from_secs(30);
+/// How often the names held here are refreshed.
+const REFRESH: Duration = Duration::from_secs(10);
+/// The longest a bucket operation may take before it is given up.
+const KV_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
 /// Connection events queued between async-nats's callback and the link.
 const EVENTS: usize = 64;

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::Chat;
-use crate::bus::{Frame, Member, Nodes, Seen, What};
+use crate::bus::{Frame, Member, NameOp, Nodes, Seen, What};
 use crate::clients::Clients;
 use crate::connection::{Connection, Stream};
 use crate::report;
@@ -24,6 +24,10 @@ pub struct Across {
     nodes: Nodes,
     /// Frames to publish, in the order they happened; the loop takes them each turn.
     outbox: Vec<What>,
+    /// Whether names are claimed in the bus's key-value bucket (connected, with JetStream).
+    pub(super) names_shared: bool,
+    /// Claims and releases for the bucket, in order; the loop takes them each turn.
+    pub(super) name_ops: Vec<NameOp>,
 }
 
 impl Across {
@@ -32,6 +36,8 @@ impl Across {
             node: node.to_owned(),
             nodes: Nodes::default(),
             outbox: Vec::new(),
+            names_shared: false,
+            name_ops: Vec::new(),
         }
     }
 }
@@ -41,6 +47,21 @@ impl Chat {
     pub fn take_outbox(&mut self, into: &mut Vec<What>) {
         if let Some(across) = &mut self.across {
             into.append(&mut across.outbox);
+        }
+    }
+
+    /// Claims and releases of names since the last call, in order.
+    pub fn take_name_ops(&mut self, into: &mut Vec<NameOp>) {
+        if let Some(across) = &mut self.across {
+            into.append(&mut across.name_ops);
+        }
+    }
+
+    /// Whether `/nick` claims names in the bus's bucket (while it is up) or checks what this
+    /// instance knows (while it is not).
+    pub fn share_names(&mut self, on: bool) {
+        if let Some(across) = &mut self.across {
+            across.names_shared = on;
         }
     }
 

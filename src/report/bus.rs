@@ -80,3 +80,18 @@ pub fn bus_slow_consumer() {
 pub fn bus_too_many_nodes(node: &str) {
     warn!(event = "bus_too_many_nodes", node = node; "bus: too many instances; ignoring {node}");
 }
+
+/// Whether names are claimed in the bus's key-value bucket (`None`: they are).
+pub fn bus_names(trouble: Option<&str>) {
+    match trouble {
+        None => info!(event = "bus_names", shared = true; "bus: names are claimed across the room"),
+        Some(why) => {
+            warn!(event = "bus_names", shared = false, reason = why; "bus: names are not claimed across the room ({why}); each instance checks what it knows")
+        }
+    }
+}
+
+/// A name held here was claimed elsewhere while the bus was away.
+pub fn bus_name_lost(name: &str) {
+    warn!(event = "bus_name_lost", name = name; "bus: the name {name} was claimed elsewhere while the bus was away");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mio::Waker;
 
 use super::Server;
-use crate::bus::{Bus, Inbound, What};
+use crate::bus::{Bus, Inbound, NameOp, What};
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::report;
@@ -22,6 +22,8 @@ pub(super) struct Span {
     trouble: Option<String>,
     /// The turn's frames on their way out (kept for its memory).
     outbox: Vec<What>,
+    /// The turn's claims and releases of names.
+    name_ops: Vec<NameOp>,
 }
 
 impl Span {
@@ -40,6 +42,7 @@ impl Span {
             up: false,
             trouble: None,
             outbox: Vec::new(),
+            name_ops: Vec::new(),
         }))
     }
 
@@ -74,6 +77,8 @@ impl Server {
                 }
                 Inbound::Lost => {
                     span.up = false;
+                    // Until it is back, names are checked as this instance knows them.
+                    self.chat.share_names(false);
                     report::bus_lost();
                 }
                 Inbound::Unavailable(reason) => {
@@ -81,6 +86,22 @@ impl Server {
                         report::bus_unavailable(&reason);
                         span.trouble = Some(reason);
                     }
+                }
+                Inbound::Names(trouble) => {
+                    self.chat.share_names(trouble.is_none());
+                    report::bus_names(trouble.as_deref());
+                }
+                Inbound::Claimed {
+                    key,
+                    id,
+                    name,
+                    granted,
+                } => self
+                    .chat
+                    .claimed(&mut self.clients, key, id, &name, granted),
+                Inbound::NameLost(name) => {
+                    report::bus_name_lost(&name);
+                    self.chat.name_lost(&mut self.clients, &name);
                 }
                 Inbound::SlowConsumer => report::bus_slow_consumer(),
                 Inbound::Malformed(why) => report::bus_malformed(&why),
@@ -95,6 +116,13 @@ impl Server {
             return;
         };
         self.chat.take_outbox(&mut span.outbox);
+        self.chat.take_name_ops(&mut span.name_ops);
+        for op in span.name_ops.drain(..) {
+            if let (false, NameOp::Claim { key, id, name }) = (span.bus.name_op(op.clone()), op) {
+                // The thread is that far behind: the name was checked here, and it stands.
+                self.chat.claimed(&mut self.clients, key, id, &name, true);
+            }
+        }
         let online = self.clients.len();
         for what in span.outbox.drain(..) {
             span.bus.publish(&what, online);
