@@ -218,3 +218,60 @@ const OUTBOUND_BYTES: usize = 32 << 20;
 const NAME_OPS: usize = 4096;
 /// Frames the thread may queue for the loop before it stops reading the bus.
 const INBOUND: usize = 8192;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle whose thread never takes anything: what a stuck bus looks like to the loop.
+    fn stuck() -> (Bus, mpsc::Receiver<Outgoing>) {
+        let (out, out_rx) = mpsc::channel(OUTBOUND);
+        let (names, _) = mpsc::channel(NAME_OPS);
+        let (_, from_bus) = mpsc::channel(INBOUND);
+        let bus = Bus {
+            node: "a".into(),
+            out,
+            names,
+            from_bus,
+            pending: Arc::new(AtomicBool::new(false)),
+            online: Arc::new(AtomicU64::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            seq: 0,
+            unshared: 0,
+        };
+        (bus, out_rx)
+    }
+
+    #[test]
+    fn a_stuck_bus_counts_lines_past_the_queue_and_never_waits() {
+        let (mut bus, _thread_end) = stuck();
+        for _ in 0..OUTBOUND + 5 {
+            bus.publish(&What::All(b"x".to_vec()), 1);
+        }
+        assert_eq!(bus.take_unshared(), 5);
+        assert_eq!(bus.take_unshared(), 0);
+        assert_eq!(
+            bus.seq,
+            OUTBOUND as u64 + 5,
+            "every line numbered, shared or not"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_bounded_in_bytes_too() {
+        let (mut bus, mut thread_end) = stuck();
+        let line = vec![b'x'; 64 * 1024];
+        let fits = OUTBOUND_BYTES / (line.len() + 40);
+        for _ in 0..fits + 10 {
+            bus.publish(&What::All(line.clone()), 1);
+        }
+        let unshared = bus.take_unshared();
+        assert!((10..=11).contains(&unshared), "{unshared}");
+        assert!(bus.queued.load(Ordering::Acquire) <= OUTBOUND_BYTES);
+        // What the thread takes off makes room again.
+        let taken = thread_end.try_recv().expect("a queued frame");
+        bus.queued.fetch_sub(taken.payload.len(), Ordering::AcqRel);
+        bus.publish(&What::All(line), 1);
+        assert_eq!(bus.take_unshared(), 0);
+    }
+}
