@@ -78,6 +78,45 @@ fn names_are_claimed_across_instances_in_the_bucket() {
     b.expect("◆ you are now Carol");
 }
 
+/// Two members take one name on two instances while the bus is down; when it is back each instance
+/// claims the names taken meanwhile, and the one that comes second loses it: its member is `#<id>`
+/// again and is told, and the rest of the room sees the rename.
+#[test]
+fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
+    let mut nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    nats.kill();
+    a_chatd.expect_report("bus lost");
+    b_chatd.expect_report("bus lost");
+    a.say("/nick erin");
+    a.expect("◆ you are now erin");
+    b.say("/nick erin");
+    b.expect("◆ you are now erin");
+    nats.restart();
+    // Whichever instance claims second loses the name.
+    let deadline = Instant::now() + WAIT;
+    let lost = "bus: the name erin was claimed elsewhere while the bus was away";
+    let (loser, winner, loser_node) = loop {
+        assert!(Instant::now() < deadline, "no instance lost the name");
+        a_chatd.next_report(Duration::from_millis(50));
+        b_chatd.next_report(Duration::from_millis(50));
+        if a_chatd.seen_count(lost) > 0 {
+            break (&mut a, &mut b, "A");
+        }
+        if b_chatd.seen_count(lost) > 0 {
+            break (&mut b, &mut a, "B");
+        }
+    };
+    loser.expect("◆ the name erin was taken elsewhere while the room was split");
+    loser.expect("◆ you are now #1");
+    winner.read_until(&format!("◆ erin is now #1@{loser_node}"));
+    assert_eq!(a_chatd.seen_count(lost) + b_chatd.seen_count(lost), 1);
+}
+
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
 /// in the order sent (NATS keeps each publisher's order, and chatd numbers its frames), and
 /// `/who` lists all three.

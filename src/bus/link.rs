@@ -229,8 +229,10 @@ impl Link {
             NameOp::Claim { key, id, name } => {
                 let bucket_key = name.to_ascii_lowercase();
                 let value = format!("{} {}", self.settings.node, id.0);
+                let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
                 let granted = match bucket {
                     None => true,
+                    Some(_) if ours => true,
                     Some(bucket) => {
                         let create = bucket.create(&bucket_key, value.clone().into());
                         match timeout(KV_TIMEOUT, create).await {

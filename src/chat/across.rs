@@ -176,7 +176,7 @@ fn frame_is_clean(frame: &Frame) -> bool {
     match &frame.what {
         What::Message(m, _) | What::Join(m) => name(&m.name),
         What::Left(m, reason) => name(&m.name) && reason.bytes().all(|b| b.is_ascii_lowercase()),
-        What::Nick(m, new) => name(&m.name) && room::valid_name(new.as_bytes()),
+        What::Nick(m, new) => name(&m.name) && name(new),
         What::All(_) | What::Beat => true,
     }
 }

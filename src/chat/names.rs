@@ -54,7 +54,20 @@ impl Chat {
         name: &str,
         granted: bool,
     ) {
-        let here = clients.slot(key, id).is_some_and(|conn| conn.is_open());
+        let Some(conn) = clients.slot(key, id) else {
+            if granted {
+                self.release(name);
+            }
+            return;
+        };
+        if &**conn.name() == name {
+            // A name taken while the bus was away, claimed now that it is back.
+            if !granted {
+                self.name_lost(clients, name);
+            }
+            return;
+        }
+        let here = conn.is_open();
         if !here || (granted && self.name_taken_here(clients, key, name)) {
             // Gone meanwhile, or the name was taken here while the claim was out.
             if granted {
@@ -75,6 +88,7 @@ impl Chat {
     /// A name this instance held was claimed elsewhere while the bus was away: its member goes
     /// back to `#<id>`, and is told.
     pub fn name_lost<S: Stream>(&mut self, clients: &mut Clients<S>, name: &str) {
+        report::bus_name_lost(name);
         let found = clients
             .open_ones()
             .find(|(_, conn)| &**conn.name() == name)
@@ -82,6 +96,20 @@ impl Chat {
         if let Some((key, id)) = found {
             let _ = clients.send(key, room::name_lost(name));
             self.apply_rename(clients, key, &id.to_string());
+        }
+    }
+
+    /// Names are claimed in the bucket again (the bus is back): every name taken here meanwhile is
+    /// claimed; one that another instance took first is lost (`claimed`).
+    pub fn claim_all<S: Stream>(&mut self, clients: &Clients<S>) {
+        let Some(across) = &mut self.across else {
+            return;
+        };
+        for (key, conn) in clients.open_ones() {
+            if !conn.name().starts_with('#') {
+                let (id, name) = (conn.id(), conn.name().to_string());
+                across.name_ops.push(NameOp::Claim { key, id, name });
+            }
         }
     }
 
@@ -109,7 +137,11 @@ impl Chat {
         let Some(conn) = clients.get_mut(key) else {
             return;
         };
-        self.share(|node| What::Nick(member(conn, node), new.to_owned()));
+        // Back to `#<id>` (a name lost): `#<id>@<node>` to the other instances.
+        self.share(|node| match new.starts_with('#') {
+            true => What::Nick(member(conn, node), format!("{new}@{node}")),
+            false => What::Nick(member(conn, node), new.to_owned()),
+        });
         let old = conn.rename(Rc::from(new));
         report::renamed(conn.label(), &old, new);
         clients.send_all(Some(key), &room::renamed(&old, new));

@@ -24,6 +24,8 @@ pub(super) struct Span {
     outbox: Vec<What>,
     /// The turn's claims and releases of names.
     name_ops: Vec<NameOp>,
+    /// What was last reported of the bucket of names: said again only when it changes.
+    names_shared: Option<bool>,
 }
 
 impl Span {
@@ -43,6 +45,7 @@ impl Span {
             trouble: None,
             outbox: Vec::new(),
             name_ops: Vec::new(),
+            names_shared: None,
         }))
     }
 
@@ -88,8 +91,15 @@ impl Server {
                     }
                 }
                 Inbound::Names(trouble) => {
-                    self.chat.share_names(trouble.is_none());
-                    report::bus_names(trouble.as_deref());
+                    let shared = trouble.is_none();
+                    self.chat.share_names(shared);
+                    if span.names_shared != Some(shared) {
+                        report::bus_names(trouble.as_deref());
+                        span.names_shared = Some(shared);
+                    }
+                    if shared {
+                        self.chat.claim_all(&self.clients);
+                    }
                 }
                 Inbound::Claimed {
                     key,
@@ -99,10 +109,7 @@ impl Server {
                 } => self
                     .chat
                     .claimed(&mut self.clients, key, id, &name, granted),
-                Inbound::NameLost(name) => {
-                    report::bus_name_lost(&name);
-                    self.chat.name_lost(&mut self.clients, &name);
-                }
+                Inbound::NameLost(name) => self.chat.name_lost(&mut self.clients, &name),
                 Inbound::SlowConsumer => report::bus_slow_consumer(),
                 Inbound::Malformed(why) => report::bus_malformed(&why),
             }
