@@ -289,13 +289,31 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         plan.push((relay(clients, load), Chatd));
         plan.push((relay(clients, load), Ncat));
         if clients == 100 {
-            // What JSON reports cost in the room: the same row with `--log-format json`.
-            let json = Scenario::Relay {
-                clients,
-                load,
-                variant: Variant::Json,
-            };
-            plan.push((json, Chatd));
+            // What JSON reports cost in the room, and what `--bus` costs with no other instance
+            // in the room (a nats-server on a free port): the same row with each.
+            for variant in [Variant::Json, Variant::Bus] {
+                plan.push((
+                    Scenario::Relay {
+                        clients,
+                        load,
+                        variant,
+                    },
+                    Chatd,
+                ));
+            }
+        }
+        if clients == *sizes.last().unwrap_or(&0) {
+            // The room over two processes on one port (`--reuse-port --bus`, the kernel splitting
+            // the members between them): the cross-instance row beside the single-instance one.
+            let variant = Variant::Pair;
+            plan.push((
+                Scenario::Relay {
+                    clients,
+                    load,
+                    variant,
+                },
+                Chatd,
+            ));
         }
         if clients == 100 || clients == 1_000 {
             // What flood control costs members under it (10 and 0.1 lines/s each): the same row
@@ -320,6 +338,27 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         };
         plan.push((relay(clients, load), Chatd));
         plan.push((relay(clients, load), Ncat));
+        if clients == 100 {
+            plan.push((
+                Scenario::Relay {
+                    clients,
+                    load,
+                    variant: Variant::Bus,
+                },
+                Chatd,
+            ));
+        }
+        if clients == *sizes.last().unwrap_or(&0) {
+            let variant = Variant::Pair;
+            plan.push((
+                Scenario::Relay {
+                    clients,
+                    load,
+                    variant,
+                },
+                Chatd,
+            ));
+        }
     }
     plan
 }

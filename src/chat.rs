@@ -13,6 +13,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::bus::What;
 use crate::clients::Clients;
 use crate::connection::{Connection, NotQueued, ReadStatus, Stream};
 use crate::console::Command;
@@ -40,6 +41,8 @@ pub struct Chat {
     relay_deliveries: u64,
     /// In the room: who has which nickname, and the names held after a leave.
     names: Names,
+    /// With `--bus`: the room goes on in other instances.
+    across: Option<Across>,
 }
 
 impl Chat {
@@ -66,7 +69,13 @@ impl Chat {
             sticky: None,
             said: Vec::new(),
             names: Names::default(),
+            across: None,
         }
+    }
+
+    /// The room is shared with other instances (`--bus`); this one is `node`.
+    pub fn span(&mut self, node: &str) {
+        self.across = Some(Across::new(node));
     }
 
     /// The work one heard line causes, beyond its bytes, with `members` connected: its report,
@@ -84,6 +93,7 @@ impl Chat {
             return;
         };
         report::connect(conn.peer(), conn.id(), conn.is_tls(), clients.len());
+        self.share(|node| What::Join(across::member(conn, node)));
         let name = Rc::clone(conn.name());
         // A greeting longer than --max-queue is not sent; the client is still served.
         let _ = clients.send(key, Rc::clone(&self.greeting));
@@ -92,9 +102,11 @@ impl Chat {
                 .open_ones()
                 .filter(|&(other, _)| other != key)
                 .map(|(_, conn)| &**conn.name());
-            let who = room::who(others);
+            let remote = self.remote_names();
+            let who = room::who(others.chain(remote.iter().copied()));
             let _ = clients.send(key, who);
-            clients.send_all(Some(key), &room::joined(&name, clients.len()));
+            let online = clients.len() + self.remote_online();
+            clients.send_all(Some(key), &room::joined(&name, online));
         }
     }
 
@@ -296,10 +308,12 @@ impl Chat {
     ) {
         let reason = gone.reason().unwrap_or(Reason::Closed);
         report::disconnect(gone.peer(), gone.id(), reason, clients.len());
+        self.share(|node| What::Left(across::member(gone, node), reason.to_string()));
         if self.relay {
             let from = gone.peer().0.ip().to_canonical();
             self.names
                 .release(gone.id(), gone.name(), from, Instant::now());
+            self.release(gone.name());
         }
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
@@ -326,6 +340,7 @@ impl Chat {
                 };
                 let sent = clients.send_all(None, &line);
                 report::console_sent_all(sent);
+                self.share(|_| What::All(text.into_bytes()));
             }
             Command::List => {
                 let now = Instant::now();
@@ -432,8 +447,13 @@ const DEFAULT_GREETING: &str =
     "welcome to chatd: type a line to talk to the operator, exit to leave";
 const DEFAULT_ROOM_GREETING: &str = "welcome to chatd: what you type goes to everyone here; /nick NAME, /who, /msg NAME text (to one member only), /help, exit to leave";
 
+mod across;
+mod claims;
 mod members;
 mod target;
+
+use across::Across;
 pub use target::{Aim, target};
+
 #[cfg(test)]
 mod tests;

@@ -180,6 +180,27 @@ pub struct Config {
     #[arg(skip)]
     pub rules: Rules,
 
+    /// Share the room with other chatd instances over NATS at this server, nats://HOST:PORT
+    /// (needs --relay): every relayed line is published on `chatd.room.<--bus-room>`, and the
+    /// lines of the other instances reach the members here. Started without the server, chatd
+    /// serves locally and keeps trying (`bus unavailable: ...`, then `bus connected`).
+    #[arg(long, value_name = "URL", requires = "relay", value_parser = parse_bus_url)]
+    pub bus: Option<String>,
+
+    /// The room's name on the bus: instances with the same --bus and --bus-room are one room.
+    #[arg(long, value_name = "NAME", default_value = "chatd", value_parser = parse_bus_room)]
+    pub bus_room: String,
+
+    /// This instance's name on the bus (letters, digits, `-`, `_`, `.`; at most 64), shown in
+    /// reports of lines from other instances and in `#<id>@<node>`. Default: HOST-PID.
+    #[arg(long, value_name = "NAME", value_parser = parse_node)]
+    pub node: Option<String>,
+
+    /// Listen with SO_REUSEPORT, so that several chatd processes can listen on one port and the
+    /// kernel spreads connections between them (with --bus, one room over several cores).
+    #[arg(long)]
+    pub reuse_port: bool,
+
     /// Print the man page or a shell's completion script to stdout and exit (for packagers; see
     /// README.md, Install).
     #[arg(long, value_name = "WHAT", hide = true)]
@@ -295,6 +316,73 @@ fn per_minute(text: &str) -> Result<u32, String> {
     }
 }
 
+impl Config {
+    /// `--bus`'s settings, if given: the subject and the node name made whole.
+    pub fn bus(&self) -> Option<crate::bus::Settings> {
+        let url = self.bus.clone()?;
+        let node = self.node.clone().unwrap_or_else(default_node);
+        Some(crate::bus::Settings {
+            url,
+            subject: format!("chatd.room.{}", self.bus_room),
+            node,
+            bucket: format!("chatd-names-{}", self.bus_room),
+        })
+    }
+}
+
+/// `HOST-PID`, the host name cut to what a node name may hold.
+fn default_node() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own for the call.
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end])
+            .chars()
+            .filter(|&c| node_char(c))
+            .take(MAX_NODE - 12)
+            .collect()
+    } else {
+        String::new()
+    };
+    let host = if host.is_empty() {
+        "chatd".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+fn node_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+fn parse_node(s: &str) -> Result<String, String> {
+    if (1..=MAX_NODE).contains(&s.len()) && s.chars().all(node_char) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("1 to {MAX_NODE} letters, digits, -, _ or ."))
+    }
+}
+
+fn parse_bus_room(s: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+    if (1..=MAX_NODE).contains(&s.len()) && s.chars().all(ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("1 to {MAX_NODE} letters, digits, - or _"))
+    }
+}
+
+fn parse_bus_url(s: &str) -> Result<String, String> {
+    match s.strip_prefix("nats://") {
+        Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(s.to_owned()),
+        _ => Err("nats://HOST:PORT".to_owned()),
+    }
+}
+
+/// The longest `--node` and `--bus-room`.
+const MAX_NODE: usize = 64;
+
 /// The soft RLIMIT_NOFILE, or a conservative guess if it cannot be read.
 fn open_files_limit() -> u64 {
     let mut limit = libc::rlimit {
@@ -333,6 +421,11 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
     tls: <reason> or tls on the plain port
   dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s, or
     over --max-rate; a flooder's backlog is never heard)
+    shutdown, slow or timeout
+  refused <peer> (server full)
+  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
+  with --bus: message <node>/<peer> #<id>: <text>, bus connected, bus lost,
+    bus unavailable: <reason>, bus gap: <n> lines from <node> never arrived
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a

@@ -33,6 +33,8 @@
 //! - `socket`: `Socket`, plain TCP or TLS: the socket the registry holds.
 //! - `password`: `--password-file`, and the constant-time check.
 //! - `connection`: one peer's I/O: socket, framing state, output queue, state.
+//! - `bus`: `--bus`: the bus thread (async-nats on its own current-thread runtime), its channels,
+//!   the frames' bytes and what is known of the other instances.
 //! - `clients`: the registry: every connection, the never-reused ids, the loop's marks.
 //! - `chat`: what a line, a command, a join and a leave cause; no sockets, no poll.
 //! - `config`: the command line → [`Config`].
@@ -63,6 +65,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod access;
+mod bus;
 mod chat;
 mod clients;
 mod clock;

@@ -75,6 +75,7 @@ impl Listeners {
         addrs: &[SocketAddr],
         tls_addrs: &[SocketAddr],
         backlog: u32,
+        reuse_port: bool,
         registry: &Registry,
         tokens: std::ops::Range<usize>,
     ) -> Result<Listeners, BindError> {
@@ -103,7 +104,7 @@ impl Listeners {
                     .iter()
                     .any(|other| other.is_ipv4() && other.port() == addr.port());
             let listen_error = |source| BindError::Listen { addr, source };
-            let mut listener = listen(addr, backlog, only_v6).map_err(listen_error)?;
+            let mut listener = listen(addr, backlog, only_v6, reuse_port).map_err(listen_error)?;
             registry
                 .register(
                     &mut listener,
@@ -229,13 +230,23 @@ pub fn refuse(mut stream: TcpStream, peer: Peer, line: &[u8], buf: &mut [u8], wh
 }
 
 /// A non-blocking listener with our backlog (mio's own `bind` listens with 128, which a burst of
-/// connects overflows) and SO_REUSEADDR, so a restart need not wait out TIME_WAIT.
-fn listen(addr: SocketAddr, backlog: u32, only_v6: bool) -> io::Result<TcpListener> {
+/// connects overflows) and SO_REUSEADDR, so a restart need not wait out TIME_WAIT; with
+/// `--reuse-port` also SO_REUSEPORT, so other processes may listen on the same port and the kernel
+/// spreads new connections between them.
+fn listen(
+    addr: SocketAddr,
+    backlog: u32,
+    only_v6: bool,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(only_v6)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;

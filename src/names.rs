@@ -122,6 +122,12 @@ impl Names {
         self.taken.get(&*fold(name)).copied()
     }
 
+    /// Takes `name` off member `id` without a hold (a name it waited for and did not get, or lost
+    /// to another instance).
+    pub fn forget(&mut self, id: ConnId, name: &str) {
+        self.free(id, name);
+    }
+
     /// Takes `name` off member `id`, if it is the one that has it; says whether it was.
     fn free(&mut self, id: ConnId, name: &str) -> bool {
         let key = fold(name);

@@ -25,10 +25,12 @@ use crate::ids::{ConnId, Peer, Reason};
 use crate::logfile::{self, LogFile};
 use crate::logger::{Held, LogFormat, LogTime, TurnLogger};
 
+mod bus;
 mod console;
 mod service;
 mod terminal;
 
+pub use bus::*;
 pub use console::*;
 pub use service::*;
 use terminal::{Out, Terminal, TurnText};

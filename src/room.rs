@@ -154,6 +154,13 @@ pub fn name_taken(name: &str) -> Rc<[u8]> {
     queue::line(format!("{MARK} the name {name} is taken").as_bytes())
 }
 
+/// A member's name was claimed on another instance while the bus was away.
+pub fn name_lost(name: &str) -> Rc<[u8]> {
+    queue::line(
+        format!("{MARK} the name {name} was taken elsewhere while the room was split").as_bytes(),
+    )
+}
+
 /// A name whose holder left less than a minute ago, from another address.
 pub fn name_held(name: &str) -> Rc<[u8]> {
     queue::line(

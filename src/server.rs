@@ -44,9 +44,12 @@ use crate::systemd::{self, Notifier, Passed};
 use crate::timers::{Due, Timers};
 
 mod access;
+mod across;
 mod admission;
 mod control;
 mod timing;
+
+use across::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -96,6 +99,8 @@ pub struct Server {
     metrics: Option<Metrics>,
     /// The loop's own figures for `/stats` and `/metrics` (the clients keep theirs).
     counts: LoopCounts,
+    /// `--bus`: the room's link to the other instances.
+    bus: Option<Span>,
 }
 
 /// What only the loop sees: turns, time busy, refusals. Plain integers, added to once per turn or
@@ -146,8 +151,10 @@ impl Server {
         let addrs = config.listen_addrs(inherited.len());
         let registry = poll.registry();
         let tls_addrs = &config.tls_listen;
-        let backlog = config.backlog;
-        let listeners = Listeners::bind(inherited, &addrs, tls_addrs, backlog, registry, tokens)?;
+        let (backlog, reuse_port) = (config.backlog, config.reuse_port);
+        let listeners = Listeners::bind(
+            inherited, &addrs, tls_addrs, backlog, reuse_port, registry, tokens,
+        )?;
         let watchdog = systemd::watchdog_period().filter(|_| notifier.is_on());
         let metrics = match (passed_metrics, config.metrics) {
             (Some(listener), _) => {
@@ -161,6 +168,9 @@ impl Server {
         };
         let limits = config.limits();
         report::max_clients(limits.max_clients);
+        let waker = Arc::new(waker);
+        let mut chat = Chat::new(config.greeting.as_deref(), config.relay);
+        let bus = Span::start(config, &mut chat, &waker).map_err(BindError::Setup)?;
         Ok(Server {
             poll,
             listeners,
@@ -172,8 +182,8 @@ impl Server {
                 config.auth_timeout(),
                 limits.max_queue,
             ),
-            chat: Chat::new(config.greeting.as_deref(), config.relay),
-            waker: Arc::new(waker),
+            chat,
+            waker,
             console: Console::closed(),
             console_aim: None,
             interrupts,
@@ -191,6 +201,7 @@ impl Server {
             metrics,
             access: config.access(),
             counts: LoopCounts::default(),
+            bus,
         })
     }
 
@@ -198,7 +209,7 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         self.console = Console::start(Arc::clone(&self.waker), self.interrupts.quitting())?;
         report::flush(); // The `listening on` lines, before the first wait.
-        self.notify(&format!("READY=1\nSTATUS={}", status(0)));
+        self.notify(&format!("READY=1\nSTATUS={}", control::status(0)));
         self.status_sent = Some(0);
         if let Some(period) = self.watchdog {
             self.timers.arm(Instant::now() + period, Due::Watchdog);
@@ -237,7 +248,12 @@ impl Server {
     /// Zero while clients or listeners wait to be read again, else until the next timer (or
     /// forever).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.clients.any_pending() || self.listeners.any_pending() || self.gate.any_pending() {
+        let bus_waiting = self.bus.as_ref().is_some_and(Span::is_waiting);
+        if self.clients.any_pending()
+            || self.listeners.any_pending()
+            || self.gate.any_pending()
+            || bus_waiting
+        {
             return Some(Duration::ZERO);
         }
         let next = self.timers.next_deadline()?;
@@ -246,7 +262,10 @@ impl Server {
 
     fn dispatch(&mut self, event: &Event) {
         match event.token() {
-            WAKER => self.drain_console(),
+            WAKER => {
+                self.drain_console();
+                self.drain_bus();
+            }
             SIGNALS => self.drain_signals(),
             token if Metrics::owns(token) => self.scrape_event(token, event),
             token if gate::owns(token) => {
@@ -330,6 +349,9 @@ impl Server {
         for (key, serial) in self.gate.take_pending() {
             self.guest_event(key, serial);
         }
+        if self.bus.as_ref().is_some_and(Span::is_waiting) {
+            self.drain_bus();
+        }
     }
 
     /// The end of a turn: hear out and close the clients whose write failed, write what is queued,
@@ -351,20 +373,10 @@ impl Server {
                 break;
             }
         }
-        let online = self.clients.len();
-        if self.notifier.is_on() && self.status_sent != Some(online) {
-            self.status_sent = Some(online);
-            self.notify(&format!("STATUS={}", status(online)));
-        }
+        self.share_out();
+        self.notify_status();
         self.aim_console();
         report::flush();
-    }
-
-    /// Sends one sd_notify message; the first failure is reported and turns notifying off.
-    fn notify(&mut self, state: &str) {
-        if let Err(e) = self.notifier.notify(state) {
-            report::notify_failed(&e);
-        }
     }
 
     /// Flushes one client, reaps it if it is closing and done, and sets its interest.
@@ -412,11 +424,6 @@ impl Server {
             self.timers.sweep(|key, id| clients.holds(key, id));
         }
     }
-}
-
-/// The `STATUS=` text systemd shows (`systemctl status chatd`).
-fn status(online: usize) -> String {
-    format!("{online} online")
 }
 
 const WAKER: Token = Token(0);

@@ -64,6 +64,11 @@ pub enum Variant {
     /// `--max-rate` at its default (in the room: 20 lines/s, burst 200) rather than 0: what flood
     /// control costs a room whose members stay under it.
     MaxRate,
+    /// `--bus` to a nats-server with no other instance in the room: what sharing costs.
+    Bus,
+    /// Two chatd processes with `--reuse-port --bus` on one port, one room: the kernel spreads
+    /// the clients, so members are split over the two instances.
+    Pair,
 }
 
 /// What the relay room's clients do once seated.
@@ -93,6 +98,8 @@ impl Variant {
             Variant::Json => " json",
             Variant::Metrics => " metrics",
             Variant::MaxRate => " max-rate=20",
+            Variant::Bus => " bus",
+            Variant::Pair => " 2 procs",
         }
     }
 }
@@ -140,6 +147,13 @@ impl Scenario {
                 };
                 format!("C={clients} {load}{}", variant.suffix())
             }
+        }
+    }
+
+    fn variant(&self) -> Variant {
+        match self {
+            Scenario::Ingest { variant, .. } | Scenario::Relay { variant, .. } => *variant,
+            _ => Variant::Default,
         }
     }
 
@@ -276,9 +290,11 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                     rate,
                     duration,
                 } => broadcast(target, clients, rate, duration, budget, &mut row),
-                Scenario::Relay { clients, load, .. } => {
-                    relay(target, clients, load, budget, &mut row)
-                }
+                Scenario::Relay {
+                    clients,
+                    load,
+                    variant,
+                } => relay(target, clients, load, variant, budget, &mut row),
                 Scenario::Tls { .. } => {} // Run above.
             }
         }
@@ -310,9 +326,15 @@ enum Start {
 fn start(kind: Kind, scenario: &Scenario, context: &Context, dir: &Path) -> Result<Target, Start> {
     let failed = |e: std::io::Error| Start::Failed(format!("{} did not start: {e}", kind.name()));
     match kind {
-        Kind::Chatd => Chatd::spawn(dir, scenario.chatd_args())
-            .map(Target::Chatd)
-            .map_err(failed),
+        Kind::Chatd => match scenario.variant() {
+            Variant::Bus | Variant::Pair => {
+                let pair = scenario.variant() == Variant::Pair;
+                Chatd::spawn_bus(dir, scenario.chatd_args(), pair)
+            }
+            _ => Chatd::spawn(dir, scenario.chatd_args()),
+        }
+        .map(Target::Chatd)
+        .map_err(failed),
         Kind::Sink => Sink::spawn().map(Target::Sink).map_err(failed),
         Kind::Ncat => match &context.ncat {
             None => Err(Start::Skipped("ncat is not on PATH".into())),
@@ -608,7 +630,15 @@ fn broadcast(
 
 /// The chat room: `clients` clients take their seats (each is told who is online and then of
 /// everyone who comes after it), then talk as `load` says.
-fn relay(mut target: Target, clients: usize, load: RelayLoad, budget: Duration, row: &mut Row) {
+fn relay(
+    mut target: Target,
+    clients: usize,
+    load: RelayLoad,
+    variant: Variant,
+    budget: Duration,
+    row: &mut Row,
+) {
+    let pair_wait = variant == Variant::Pair;
     let deadline = Instant::now() + budget;
     // As hold: fewer clients waiting at once than the listen backlog (ncat's is 10).
     let window = match target.kind() {
@@ -648,10 +678,13 @@ fn relay(mut target: Target, clients: usize, load: RelayLoad, budget: Duration, 
     if let Target::Chatd(chatd) = &mut target {
         // chatd's own view: its reports catch up within a turn or two of the last delivery.
         let counts = wait_for_log(chatd, Instant::now() + LOG_CATCH_UP, |c| {
-            c.connects >= seating.connected as u64 && c.messages >= sent
+            (pair_wait || c.connects >= seating.connected as u64) && c.messages >= sent
         });
+        // Two processes: this one reports only the connects it took (the other's are `joined`
+        // lines), but every line once, its own members' and the other's.
+        let pair = variant == Variant::Pair;
         row.check(
-            counts.connects == seating.connected as u64,
+            pair || counts.connects == seating.connected as u64,
             format!(
                 "connect reports: {} of {}",
                 counts.connects, seating.connected
@@ -661,6 +694,16 @@ fn relay(mut target: Target, clients: usize, load: RelayLoad, budget: Duration, 
             counts.messages == sent,
             format!("message reports: {} of {sent} lines sent", counts.messages),
         );
+        if matches!(variant, Variant::Bus | Variant::Pair) {
+            let warnings = chatd.bus_warnings();
+            match warnings.len() {
+                0 => row.note("bus: no line lost or not shared (no `bus` warning)"),
+                n => row.note(format!(
+                    "bus: {n} warnings: {}",
+                    warnings[..n.min(4)].join("; ")
+                )),
+            }
+        }
         row.check(
             counts.slow == 0,
             format!(

@@ -158,6 +158,10 @@ pub struct Chatd {
     pub addr: SocketAddr,
     /// The `--log-file`, read incrementally.
     pub log: LogTail,
+    /// With `--bus`: the nats-server and a second chatd on the same port, stopped with this one.
+    companions: Vec<Child>,
+    /// The row's directory: `stdout.log`, and the second chatd's in `b/`.
+    dir: PathBuf,
 }
 
 impl Chatd {
@@ -199,7 +203,89 @@ impl Chatd {
             console,
             addr,
             log,
+            companions: Vec::new(),
+            dir: dir.to_owned(),
         })
+    }
+
+    /// Starts a nats-server on a free port, then chatd with `args` and `--bus` to it; with `pair`,
+    /// both with `--reuse-port`, and a second chatd on the first one's port, in the same room
+    /// (the kernel spreads the clients between them). Waits until each says `bus connected`.
+    pub fn spawn_bus(dir: &Path, args: &[&str], pair: bool) -> io::Result<Chatd> {
+        let nats_log = dir.join("nats.log");
+        let mut command = Command::new(NATS_SERVER);
+        command
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .stdout(Stdio::null())
+            .stderr(File::create(&nats_log)?);
+        die_with_parent(&mut command);
+        let mut nats = command.spawn()?;
+        let listening = "Listening for client connections on ";
+        let port = match wait_for_text(&mut nats, &nats_log, listening) {
+            Ok(line) => line.rsplit(':').next().unwrap_or("").trim().to_owned(),
+            Err(e) => {
+                stop(&mut nats);
+                return Err(e);
+            }
+        };
+        let url = format!("nats://127.0.0.1:{port}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--bus", &url, "--node", "a"]);
+        if pair {
+            all.push("--reuse-port");
+        }
+        let mut chatd = match Chatd::spawn(dir, &all) {
+            Ok(chatd) => chatd,
+            Err(e) => {
+                stop(&mut nats);
+                return Err(e);
+            }
+        };
+        chatd.companions.push(nats);
+        wait_for_text(&mut chatd.child, &dir.join("stdout.log"), "bus connected")?;
+        if pair {
+            let second = dir.join("b");
+            fs::create_dir_all(&second)?;
+            let addr = chatd.addr.to_string();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+            command
+                .args(["--listen", &addr, "--log-file"])
+                .arg(second.join("chatd.log"))
+                .args(args)
+                .args(["--reuse-port", "--bus", &url, "--node", "b"])
+                .stdin(Stdio::piped())
+                .stdout(File::create(second.join("stdout.log"))?)
+                .stderr(File::create(second.join("stderr.log"))?);
+            die_with_parent(&mut command);
+            let mut b = command.spawn()?;
+            let up = wait_for_text(&mut b, &second.join("stdout.log"), "bus connected");
+            chatd.companions.push(b);
+            up?;
+        }
+        Ok(chatd)
+    }
+
+    /// With `--bus`: every `bus ...` warning both instances wrote (lines not shared, gaps, a slow
+    /// consumer), so that a row says what the bus lost, and that it was counted.
+    pub fn bus_warnings(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for path in [
+            self.dir.join("stdout.log"),
+            self.dir.join("b").join("stdout.log"),
+        ] {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let node = if path.parent() == Some(self.dir.as_path()) {
+                "a"
+            } else {
+                "b"
+            };
+            for line in text.lines() {
+                if line.contains("[WARN] bus") {
+                    found.push(format!("{node}: {}", report_lines::body(line)));
+                }
+            }
+        }
+        found
     }
 
     /// Types one line at the operator's console.
@@ -217,6 +303,32 @@ impl Drop for Chatd {
     fn drop(&mut self) {
         self.console = None;
         stop(&mut self.child);
+        for child in self.companions.iter_mut().rev() {
+            stop(child);
+        }
+    }
+}
+
+/// Polls `path` (a child's output) until a line holds `needle`, and returns that line.
+fn wait_for_text(child: &mut Child, path: &Path, needle: &str) -> io::Result<String> {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            return Ok(line.to_owned());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "exited before {needle:?} ({status})"
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                format!("no {needle:?}"),
+            ));
+        }
+        thread::sleep(POLL_FILE);
     }
 }
 
@@ -607,6 +719,8 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
+/// Debian's nats-server (`.ci/run` installs it).
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
 /// How long a server may take to start listening.
 const START_WAIT: Duration = Duration::from_secs(10);
 /// How often a file written by a child is looked at again while waiting on it.

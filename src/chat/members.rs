@@ -5,14 +5,12 @@
 //! (`room.rs`), or which names may be taken (`names.rs`).
 
 use std::rc::Rc;
-use std::time::Instant;
 
-use super::Chat;
+use super::{Chat, across};
+use crate::bus::What;
 use crate::clients::Clients;
 use crate::connection::Stream;
 use crate::ids::ConnId;
-use crate::names::Refused;
-use crate::report;
 use crate::room::{self, Said};
 
 impl Chat {
@@ -36,10 +34,15 @@ impl Chat {
                 Said::Text(text) => {
                     let sent = clients.send_all(Some(key), &room::message(&name, &text));
                     self.relay_deliveries += sent as u64;
+                    if let Some(sender) = clients.get(key) {
+                        self.share(|node| What::Message(across::member(sender, node), text));
+                    }
                 }
                 Said::Nick(new) => self.rename(clients, key, id, &new),
                 Said::Who => {
-                    let line = room::who(clients.open_ones().map(|(_, conn)| &**conn.name()));
+                    let remote = self.remote_names();
+                    let local = clients.open_ones().map(|(_, conn)| &**conn.name());
+                    let line = room::who(local.chain(remote.iter().copied()));
                     let _ = clients.send(key, line);
                 }
                 Said::Msg { to, text } => self.private(clients, key, &name, &to, &text),
@@ -55,41 +58,6 @@ impl Chat {
         if self.said.is_empty() {
             self.said = said;
         }
-    }
-
-    /// `/nick NAME` from client `(key, id)`: checked, reported, announced, confirmed.
-    fn rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, id: ConnId, new: &[u8]) {
-        let Some(conn) = clients.get(key) else {
-            return;
-        };
-        let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
-        let claimed = match std::str::from_utf8(new) {
-            Ok(new) => self
-                .names
-                .claim((key, id), &old, new, from, Instant::now())
-                .map(|()| new),
-            Err(_) => Err(Refused::Invalid),
-        };
-        let new = match claimed {
-            Ok(new) => new,
-            Err(refused) => {
-                let name = String::from_utf8_lossy(new);
-                let line = match refused {
-                    Refused::Invalid => room::bad_name(),
-                    Refused::Taken => room::name_taken(&name),
-                    Refused::Held => room::name_held(&name),
-                };
-                let _ = clients.send(key, line);
-                return;
-            }
-        };
-        let Some(conn) = clients.get_mut(key) else {
-            return;
-        };
-        conn.rename(Rc::from(new));
-        report::renamed(conn.label(), &old, new);
-        clients.send_all(Some(key), &room::renamed(&old, new));
-        let _ = clients.send(key, room::you_are(new));
     }
 
     /// `/msg NAME text` from client `key`, called `from`: `text` for the member called `to` alone,

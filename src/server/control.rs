@@ -17,6 +17,21 @@ use crate::stats::Stats;
 use crate::timers::Due;
 
 impl Server {
+    /// Sends one sd_notify message; the first failure is reported and turns notifying off.
+    pub(super) fn notify(&mut self, state: &str) {
+        if let Err(e) = self.notifier.notify(state) {
+            report::notify_failed(&e);
+        }
+    }
+
+    /// Tells systemd the online count when it changed, at most once a turn.
+    pub(super) fn notify_status(&mut self) {
+        let online = self.clients.len();
+        if self.notifier.is_on() && self.status_sent != Some(online) {
+            self.status_sent = Some(online);
+            self.notify(&format!("STATUS={}", status(online)));
+        }
+    }
     /// A `--metrics` event: new scrapes get their timer; a whole request gets its answer, from a
     /// snapshot taken now.
     pub(super) fn scrape_event(&mut self, token: Token, event: &Event) {
@@ -172,4 +187,9 @@ impl Server {
         // Each client that cannot flush at once gets its `Due::Linger` grace in `tend`.
         self.phase = Phase::Draining;
     }
+}
+
+/// The `STATUS=` text systemd shows (`systemctl status chatd`).
+pub(super) fn status(online: usize) -> String {
+    format!("{online} online")
 }

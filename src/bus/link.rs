@@ -1,0 +1,360 @@
+//! The bus thread's side: one NATS connection (async-nats) on a current-thread tokio runtime that
+//! lives in this thread only. It takes numbered frames from the loop and publishes them on the
+//! room's subject, hands what the other instances publish back to the loop, says when the bus
+//! comes and goes, and publishes a `beat` every `BEAT`.
+//!
+//! Everything it tells the loop goes through one bounded channel and the loop's `Waker`; nothing
+//! here touches a client. A frame that cannot be published (no connection) is counted, and the
+//! count goes to the loop with the next `Connected`.
+//!
+//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Store};
+use async_nats::jetstream::stream;
+use async_nats::{Client, ConnectOptions, Event, Subject};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
+
+use super::nodes::BEAT;
+use super::wire::{self, What};
+use super::{Inbound, NameOp, Outgoing, Settings, Wake};
+
+/// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
+/// loop as a line for the operator.
+pub fn run(
+    settings: Settings,
+    out: mpsc::Receiver<Outgoing>,
+    names: mpsc::Receiver<NameOp>,
+    to_loop: mpsc::Sender<Inbound>,
+    wake: Wake,
+    counts: Counts,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let mut link = Link {
+        settings,
+        out,
+        names,
+        held: HashMap::new(),
+        to_loop,
+        wake,
+        counts,
+        unshared: 0,
+        last_seq: 0,
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(link.serve()),
+        Err(e) => {
+            // Without a runtime there is no bus; the loop keeps serving locally.
+            let _ = link.to_loop.try_send(Inbound::Unavailable(e.to_string()));
+            link.wake.wake();
+        }
+    }
+}
+
+/// What the loop and the thread share as plain numbers.
+pub struct Counts {
+    /// The loop's member count, for beats.
+    pub online: Arc<AtomicU64>,
+    /// Payload bytes in the loop's queue to this thread; taken off as frames are received.
+    pub queued: Arc<AtomicUsize>,
+}
+
+struct Link {
+    settings: Settings,
+    out: mpsc::Receiver<Outgoing>,
+    names: mpsc::Receiver<NameOp>,
+    /// Names claimed here: bucket key -> (name, the value claimed with).
+    held: HashMap<String, (String, String)>,
+    to_loop: mpsc::Sender<Inbound>,
+    wake: Wake,
+    counts: Counts,
+    /// Frames taken from the loop but not published since the last `Connected`.
+    unshared: u64,
+    /// The number of the last frame taken from the loop: what a beat repeats.
+    last_seq: u64,
+}
+
+impl Link {
+    async fn serve(&mut self) {
+        let Some((client, mut events)) = self.connect().await else {
+            return; // The loop is gone.
+        };
+        let subject = Subject::from(self.settings.subject.as_str());
+        let mut room = match client.subscribe(subject.clone()).await {
+            Ok(room) => room,
+            Err(e) => {
+                return self
+                    .tell(Inbound::Unavailable(format!("subscribe: {e}")))
+                    .await;
+            }
+        };
+        // A round trip, so that the server has the subscription before anyone is told the room
+        // is joined.
+        let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
+        let unshared = std::mem::take(&mut self.unshared);
+        self.tell(Inbound::Connected { unshared }).await;
+        let bucket = self.open_bucket(&client).await;
+        let mut up = true;
+        let mut refresh = interval(REFRESH);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut beat = interval(BEAT);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                got = self.out.recv() => {
+                    let Some(frame) = got else {
+                        // The loop is shutting down: what was published goes out first.
+                        let _ = timeout(FLUSH_AT_EXIT, client.flush()).await;
+                        return;
+                    };
+                    self.take(&frame);
+                    let connected = up && client.connection_state() == State::Connected;
+                    if !connected || client.publish(subject.clone(), frame.payload.into()).await.is_err() {
+                        self.unshared += 1;
+                    }
+                }
+                heard = room.next() => {
+                    let Some(message) = heard else {
+                        return self.tell(Inbound::Unavailable("subscription ended".into())).await;
+                    };
+                    let inbound = match wire::decode(&message.payload) {
+                        Ok(frame) => Inbound::Frame(frame),
+                        Err(e) => Inbound::Malformed(e.to_string()),
+                    };
+                    self.tell(inbound).await;
+                }
+                event = events.recv() => match event {
+                    Some(Event::Disconnected) if up => {
+                        up = false;
+                        self.tell(Inbound::Lost).await;
+                    }
+                    Some(Event::Connected) if !up => {
+                        up = true;
+                        let unshared = std::mem::take(&mut self.unshared);
+                        self.tell(Inbound::Connected { unshared }).await;
+                        if let Some(bucket) = &bucket {
+                            self.reclaim(bucket).await;
+                            self.tell(Inbound::Names(None)).await;
+                        }
+                    }
+                    Some(Event::SlowConsumer(_)) => self.tell(Inbound::SlowConsumer).await,
+                    _ => {}
+                },
+                op = self.names.recv() => {
+                    if let Some(op) = op {
+                        self.name_op(bucket.as_ref(), op).await;
+                    }
+                }
+                _ = refresh.tick() => {
+                    if let (true, Some(bucket)) = (up, &bucket) {
+                        for (key, (_, value)) in &self.held {
+                            let put = bucket.put(key, value.clone().into());
+                            let _ = timeout(KV_TIMEOUT, put).await;
+                        }
+                    }
+                }
+                _ = beat.tick() => {
+                    if up && client.connection_state() == State::Connected {
+                        let online = self.counts.online.load(Ordering::Relaxed);
+                        let node = &self.settings.node;
+                        let payload = wire::encode(node, self.last_seq, online, &What::Beat);
+                        let _ = client.publish(subject.clone(), payload.into()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens (creating if absent) the bucket of names, and tells the loop whether names are
+    /// claimed there. Without JetStream on the server, names are checked as each instance knows
+    /// them.
+    async fn open_bucket(&mut self, client: &Client) -> Option<Store> {
+        let jetstream = async_nats::jetstream::new(client.clone());
+        // The bucket's stream made by hand, as async-nats's `create_key_value` would make it:
+        // that one first asks for the account's info, whose reply from nats-server 2.9 lacks
+        // fields async-nats 0.51 requires (`reserved_memory`, `reserved_storage`).
+        let bucket = &self.settings.bucket;
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: NAME_AGE,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        let open = async {
+            jetstream
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            jetstream
+                .get_key_value(bucket.as_str())
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let opened = match timeout(KV_TIMEOUT, open).await {
+            Ok(opened) => opened,
+            Err(_) => Err("JetStream did not answer".to_owned()),
+        };
+        match opened {
+            Ok(store) => {
+                self.tell(Inbound::Names(None)).await;
+                Some(store)
+            }
+            Err(why) => {
+                self.tell(Inbound::Names(Some(why))).await;
+                None
+            }
+        }
+    }
+
+    /// A claim (create-if-absent, keyed by the case-folded name) or a release. A bucket that
+    /// cannot answer grants the claim: the loop checked the name against what it knows, and the
+    /// room goes on.
+    async fn name_op(&mut self, bucket: Option<&Store>, op: NameOp) {
+        match op {
+            NameOp::Claim { key, id, name } => {
+                let bucket_key = name.to_ascii_lowercase();
+                let value = format!("{} {}", self.settings.node, id.0);
+                let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
+                let granted = match bucket {
+                    None => true,
+                    Some(_) if ours => true,
+                    Some(bucket) => {
+                        let create = bucket.create(&bucket_key, value.clone().into());
+                        match timeout(KV_TIMEOUT, create).await {
+                            Ok(Ok(_)) => true,
+                            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                            _ => true,
+                        }
+                    }
+                };
+                if granted {
+                    self.held.insert(bucket_key, (name.clone(), value));
+                }
+                let claimed = Inbound::Claimed {
+                    key,
+                    id,
+                    name,
+                    granted,
+                };
+                self.tell(claimed).await;
+            }
+            NameOp::Release(name) => {
+                let bucket_key = name.to_ascii_lowercase();
+                if self.held.remove(&bucket_key).is_some()
+                    && let Some(bucket) = bucket
+                {
+                    let _ = timeout(KV_TIMEOUT, bucket.delete(&bucket_key)).await;
+                }
+            }
+        }
+    }
+
+    /// Back after a loss: each name held here is claimed again; one that another instance holds
+    /// now is lost, and the loop renames its member.
+    async fn reclaim(&mut self, bucket: &Store) {
+        let held: Vec<(String, (String, String))> = self.held.drain().collect();
+        for (key, (name, value)) in held {
+            let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
+                Ok(Ok(Some(entry))) => {
+                    entry.operation == kv::Operation::Put && entry.value != value.as_bytes()
+                }
+                _ => false,
+            };
+            if theirs {
+                self.tell(Inbound::NameLost(name)).await;
+            } else {
+                let _ = timeout(KV_TIMEOUT, bucket.put(&key, value.clone().into())).await;
+                self.held.insert(key, (name, value));
+            }
+        }
+    }
+
+    /// Connects, telling the loop why not and trying again with a growing delay (frames from the
+    /// loop meanwhile are counted as not shared). `None` once the loop has gone.
+    async fn connect(&mut self) -> Option<(Client, mpsc::Receiver<Event>)> {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let (events_in, events) = mpsc::channel(EVENTS);
+            let options = ConnectOptions::new()
+                .no_echo()
+                .name(format!("chatd {}", self.settings.node))
+                .connection_timeout(CONNECT_TIMEOUT)
+                .reconnect_delay_callback(retry_delay)
+                .event_callback(move |event| {
+                    let events_in = events_in.clone();
+                    async move {
+                        // Only the link's own state changes matter; a full queue drops the rest.
+                        let _ = events_in.try_send(event);
+                    }
+                });
+            match options.connect(self.settings.url.as_str()).await {
+                Ok(client) => return Some((client, events)),
+                Err(e) => self.tell(Inbound::Unavailable(e.to_string())).await,
+            }
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    _ = sleep_until(until) => break,
+                    got = self.out.recv() => {
+                        let frame = got?;
+                        self.take(&frame);
+                        self.unshared += 1;
+                    }
+                }
+            }
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// A frame is off the loop's queue: its number is the last one taken, its bytes no longer
+    /// count against the queue's bound.
+    fn take(&mut self, frame: &Outgoing) {
+        self.last_seq = frame.seq;
+        self.counts
+            .queued
+            .fetch_sub(frame.payload.len(), Ordering::AcqRel);
+    }
+
+    /// Hands one thing to the loop and wakes it. Waits while the loop's queue is full: the bus
+    /// then stops reading, and NATS, not chatd, holds (or drops) what comes meanwhile.
+    async fn tell(&mut self, inbound: Inbound) {
+        if self.to_loop.send(inbound).await.is_ok() {
+            self.wake.wake();
+        }
+    }
+}
+
+/// async-nats's delay before reconnect attempt `attempts`: as the first connection's.
+fn retry_delay(attempts: usize) -> Duration {
+    let doublings = u32::try_from(attempts.min(8)).unwrap_or(8);
+    (FIRST_RETRY * 2u32.pow(doublings)).min(MAX_RETRY)
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a claimed name lives in the bucket without a refresh: the names of an instance that
+/// died are free again within this.
+const NAME_AGE: Duration = Duration::from_secs(30);
+/// How often the names held here are refreshed.
+const REFRESH: Duration = Duration::from_secs(10);
+/// The longest a bucket operation may take before it is given up.
+const KV_TIMEOUT: Duration = Duration::from_secs(2);
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+/// Connection events queued between async-nats's callback and the link.
+const EVENTS: usize = 64;

@@ -1,0 +1,210 @@
+//! What this instance knows of the others in the room: per node, the last frame number seen (so
+//! that a lost frame is a reported gap, never silent), its member count, when it was last heard
+//! from, and the names of its members seen so far.
+//!
+//! A node not heard from for `NODE_TTL` (three of its beats missed) counts no more: its members
+//! leave the global count and `/who`. Pure: the caller passes the time.
+//!
+//! Deliberately not here: the connection (`bus/link.rs`) or what a frame says to members.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use super::wire::{Frame, What};
+
+/// The other instances of the room, as their frames tell.
+#[derive(Debug, Default)]
+pub struct Nodes {
+    nodes: HashMap<String, Node>,
+}
+
+#[derive(Debug)]
+struct Node {
+    seq: u64,
+    online: u64,
+    seen: Instant,
+    /// Its members seen so far (joins, renames, messages), by `#id`, until they leave.
+    names: BTreeMap<u64, String>,
+}
+
+/// How a frame's number follows the node's last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The next one, or the first heard from that node.
+    InOrder,
+    /// Frames `from..=to` never arrived.
+    Gap { from: u64, to: u64 },
+    /// The number went back: the node started again; nothing is known of what it lost.
+    Restarted,
+    /// Past `MAX_NODES`: ignored.
+    TooMany,
+}
+
+impl Nodes {
+    /// Takes in a frame heard at `now`.
+    pub fn see(&mut self, frame: &Frame, now: Instant) -> Seen {
+        if !self.nodes.contains_key(&frame.node) {
+            self.nodes
+                .retain(|_, node| now.duration_since(node.seen) < NODE_TTL);
+            if self.nodes.len() >= MAX_NODES {
+                return Seen::TooMany;
+            }
+        }
+        let fresh = || Node {
+            seq: 0,
+            online: 0,
+            seen: now,
+            names: BTreeMap::new(),
+        };
+        let node = self.nodes.entry(frame.node.clone()).or_insert_with(fresh);
+        let expired = now.duration_since(node.seen) >= NODE_TTL;
+        // A beat repeats the last number used; anything else uses a new one.
+        let next = if frame.what == What::Beat {
+            node.seq
+        } else {
+            node.seq + 1
+        };
+        // Numbers are checked across a silence too: frames lost while the bus was down show as a
+        // gap when the node is heard again.
+        let seen = if node.seq == 0 {
+            Seen::InOrder
+        } else if frame.seq < next {
+            node.names.clear();
+            Seen::Restarted
+        } else if frame.seq > next {
+            let to = if frame.what == What::Beat {
+                frame.seq
+            } else {
+                frame.seq - 1
+            };
+            Seen::Gap {
+                from: node.seq + 1,
+                to,
+            }
+        } else {
+            Seen::InOrder
+        };
+        if expired {
+            node.names.clear();
+        }
+        node.seq = frame.seq;
+        node.online = frame.online;
+        node.seen = now;
+        match &frame.what {
+            What::Message(m, _) | What::Join(m) => remember(&mut node.names, m.id, &m.name),
+            What::Nick(m, new) => remember(&mut node.names, m.id, new),
+            What::Left(m, _) => {
+                node.names.remove(&m.id);
+            }
+            What::All(_) | What::Beat => {}
+        }
+        seen
+    }
+
+    /// Members on the other instances still heard from.
+    pub fn online(&self, now: Instant) -> u64 {
+        self.live(now).map(|node| node.online).sum()
+    }
+
+    /// The names of the members of the other instances seen so far.
+    pub fn names(&self, now: Instant) -> impl Iterator<Item = &str> {
+        self.live(now)
+            .flat_map(|node| node.names.values().map(String::as_str))
+    }
+
+    /// Whether a member of another instance is known by `name` (any case).
+    pub fn has_name(&self, name: &str, now: Instant) -> bool {
+        self.names(now)
+            .any(|known| known.eq_ignore_ascii_case(name))
+    }
+
+    fn live(&self, now: Instant) -> impl Iterator<Item = &Node> {
+        self.nodes
+            .values()
+            .filter(move |node| now.duration_since(node.seen) < NODE_TTL)
+    }
+}
+
+fn remember(names: &mut BTreeMap<u64, String>, id: u64, name: &str) {
+    if names.len() < MAX_NAMES || names.contains_key(&id) {
+        names.insert(id, name.to_owned());
+    }
+}
+
+/// How often an instance says it is still there (`beat`).
+pub const BEAT: Duration = Duration::from_secs(2);
+/// A node silent this long is gone.
+const NODE_TTL: Duration = Duration::from_secs(7);
+/// The most instances tracked: a bound on what frames can make this one hold.
+const MAX_NODES: usize = 256;
+/// The most names kept per instance (`/who` shows at most 100 anyway).
+const MAX_NAMES: usize = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::wire::Member;
+
+    fn frame(node: &str, seq: u64, what: What) -> Frame {
+        Frame {
+            node: node.into(),
+            seq,
+            online: 2,
+            what,
+        }
+    }
+
+    fn said(id: u64, name: &str) -> What {
+        let member = Member {
+            id,
+            peer: "p".into(),
+            name: name.into(),
+        };
+        What::Message(member, b"x".to_vec())
+    }
+
+    #[test]
+    fn gaps_are_seen_in_messages_and_beats() {
+        let now = Instant::now();
+        let mut nodes = Nodes::default();
+        assert_eq!(nodes.see(&frame("a", 5, said(1, "x")), now), Seen::InOrder);
+        assert_eq!(nodes.see(&frame("a", 6, said(1, "x")), now), Seen::InOrder);
+        assert_eq!(nodes.see(&frame("a", 6, What::Beat), now), Seen::InOrder);
+        let gap = Seen::Gap { from: 7, to: 8 };
+        assert_eq!(nodes.see(&frame("a", 9, said(1, "x")), now), gap);
+        let gap = Seen::Gap { from: 10, to: 12 };
+        assert_eq!(nodes.see(&frame("a", 12, What::Beat), now), gap);
+        assert_eq!(
+            nodes.see(&frame("a", 1, said(1, "x")), now),
+            Seen::Restarted
+        );
+        assert_eq!(nodes.see(&frame("b", 1, What::Beat), now), Seen::InOrder);
+    }
+
+    #[test]
+    fn counts_and_names_of_live_nodes_only() {
+        let now = Instant::now();
+        let mut nodes = Nodes::default();
+        nodes.see(&frame("a", 1, said(1, "#1@a")), now);
+        nodes.see(&frame("a", 2, said(2, "bob")), now);
+        nodes.see(&frame("b", 1, said(1, "#1@b")), now + NODE_TTL / 2);
+        assert_eq!(nodes.online(now + NODE_TTL / 2), 4);
+        assert!(nodes.has_name("BOB", now));
+        let mut member = Member {
+            id: 2,
+            peer: "p".into(),
+            name: "bob".into(),
+        };
+        nodes.see(
+            &frame("a", 3, What::Nick(member.clone(), "rob".into())),
+            now,
+        );
+        assert!(!nodes.has_name("bob", now) && nodes.has_name("rob", now));
+        member.name = "rob".into();
+        nodes.see(&frame("a", 4, What::Left(member, "exit".into())), now);
+        assert!(!nodes.has_name("rob", now));
+        let later = now + NODE_TTL;
+        assert_eq!(nodes.online(later), 2);
+        assert_eq!(nodes.names(later).collect::<Vec<_>>(), ["#1@b"]);
+    }
+}

@@ -1,0 +1,235 @@
+//! What one chatd says to the others on the bus: a frame per room line, encoded as one header line
+//! of space-separated words and, for text, the member's raw bytes after it.
+//!
+//! ```text
+//! chatd1 <node> <seq> <online> msg <id> <peer> <name>\n<text bytes>
+//! chatd1 <node> <seq> <online> join <id> <peer> <name>
+//! chatd1 <node> <seq> <online> left <id> <peer> <name> <reason>
+//! chatd1 <node> <seq> <online> nick <id> <peer> <old> <new>
+//! chatd1 <node> <seq> <online> all\n<text bytes>
+//! chatd1 <node> <seq> <online> beat
+//! ```
+//!
+//! `seq` numbers the frames one instance publishes (from 1, one more each, whether or not the
+//! frame made it onto the bus), so that receivers see what core NATS lost; a `beat` carries the
+//! last number used, so a loss at the end shows too. `online` is the publisher's own member count.
+//! Names, peers, nodes and reasons never hold a space or a newline (names are checked by the room,
+//! nodes by `--node`), and the text is sent raw: each receiver escapes it as it escapes a local
+//! member's, so the line is the same everywhere.
+//!
+//! Deliberately not here: the NATS connection (`bus/link.rs`) or what a frame causes (`chat.rs`).
+//! Pure: no I/O, no clock.
+
+use std::fmt;
+
+/// One frame off the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The publishing instance (`--node`).
+    pub node: String,
+    pub seq: u64,
+    /// Members on the publishing instance when it published.
+    pub online: u64,
+    pub what: What,
+}
+
+/// What a frame says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A member's line, relayed to everyone: `<name>: <text>`.
+    Message(Member, Vec<u8>),
+    Join(Member),
+    Left(Member, String),
+    Nick(Member, String),
+    /// The operator's `/all`.
+    All(Vec<u8>),
+    /// "Still here": the count and the last number used.
+    Beat,
+}
+
+/// A member of another instance, as that instance names it to the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its `#id` on its own instance.
+    pub id: u64,
+    /// Its address, as its instance reports it.
+    pub peer: String,
+    /// Its name in the room: chosen with /nick, else `#<id>@<node>`.
+    pub name: String,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Encodes a frame about to be published by `node` as number `seq`.
+pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
+    let text_len = match what {
+        What::Message(_, text) | What::All(text) => text.len(),
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(64 + text_len);
+    let head = |out: &mut Vec<u8>, kind: &str| {
+        out.extend_from_slice(format!("{MAGIC} {node} {seq} {online} {kind}").as_bytes());
+    };
+    match what {
+        What::Message(m, text) => {
+            head(&mut out, &format!("msg {} {} {}", m.id, m.peer, m.name));
+            out.push(b'\n');
+            out.extend_from_slice(text);
+        }
+        What::Join(m) => head(&mut out, &format!("join {} {} {}", m.id, m.peer, m.name)),
+        What::Left(m, reason) => {
+            head(
+                &mut out,
+                &format!("left {} {} {} {reason}", m.id, m.peer, m.name),
+            );
+        }
+        What::Nick(m, new) => {
+            head(
+                &mut out,
+                &format!("nick {} {} {} {new}", m.id, m.peer, m.name),
+            );
+        }
+        What::All(text) => {
+            head(&mut out, "all");
+            out.push(b'\n');
+            out.extend_from_slice(text);
+        }
+        What::Beat => head(&mut out, "beat"),
+    }
+    out
+}
+
+/// Reads one frame; anything not written by `encode` is `Malformed`, never a panic.
+pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
+    let (head, text) = match payload.iter().position(|&b| b == b'\n') {
+        Some(at) => (&payload[..at], Some(&payload[at + 1..])),
+        None => (payload, None),
+    };
+    let head = std::str::from_utf8(head).map_err(|_| Malformed("header is not UTF-8"))?;
+    if head.len() > MAX_HEADER {
+        return Err(Malformed("header too long"));
+    }
+    // Nodes, peers, names and reasons reach reports and members' screens: printable ASCII only.
+    if !head.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(Malformed("header is not printable ASCII"));
+    }
+    let words = &mut head.split(' ');
+    if next(words) != Some(MAGIC) {
+        return Err(Malformed("not a chatd frame"));
+    }
+    let node = next(words).ok_or(Malformed("no node"))?.to_owned();
+    let seq = number(next(words))?;
+    let online = number(next(words))?;
+    let kind = next(words).ok_or(Malformed("no kind"))?;
+    let what = match (kind, text) {
+        ("msg", Some(text)) => What::Message(member(words)?, text.to_vec()),
+        ("join", None) => What::Join(member(words)?),
+        ("left", None) => {
+            let m = member(words)?;
+            What::Left(m, next(words).ok_or(Malformed("no reason"))?.to_owned())
+        }
+        ("nick", None) => {
+            let m = member(words)?;
+            What::Nick(m, next(words).ok_or(Malformed("no new name"))?.to_owned())
+        }
+        ("all", Some(text)) => What::All(text.to_vec()),
+        ("beat", None) => What::Beat,
+        _ => return Err(Malformed("unknown kind")),
+    };
+    if next(words).is_some() {
+        return Err(Malformed("trailing words"));
+    }
+    Ok(Frame {
+        node,
+        seq,
+        online,
+        what,
+    })
+}
+
+/// The next word; an empty one (two spaces in a row) is none.
+fn next<'a>(words: &mut std::str::Split<'a, char>) -> Option<&'a str> {
+    words.next().filter(|w| !w.is_empty())
+}
+
+fn member(words: &mut std::str::Split<'_, char>) -> Result<Member, Malformed> {
+    let id = number(next(words))?;
+    let peer = next(words).ok_or(Malformed("no peer"))?.to_owned();
+    let name = next(words).ok_or(Malformed("no name"))?.to_owned();
+    Ok(Member { id, peer, name })
+}
+
+fn number(word: Option<&str>) -> Result<u64, Malformed> {
+    word.and_then(|w| w.parse().ok())
+        .ok_or(Malformed("bad number"))
+}
+
+/// The first word of every frame: the format's name and version.
+const MAGIC: &str = "chatd1";
+/// The longest header read: nodes, names, peers and reasons are short.
+const MAX_HEADER: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bob() -> Member {
+        Member {
+            id: 7,
+            peer: "127.0.0.1:5000".into(),
+            name: "#7@a".into(),
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_back() {
+        let kinds = [
+            What::Message(bob(), b"hi \x1b[2J\xff there".to_vec()),
+            What::Message(bob(), Vec::new()),
+            What::Join(bob()),
+            What::Left(bob(), "closed".into()),
+            What::Nick(bob(), "bob".into()),
+            What::All(b"hello all".to_vec()),
+            What::Beat,
+        ];
+        for what in kinds {
+            let frame = decode(&encode("a.1", 42, 3, &what)).unwrap();
+            assert_eq!(
+                frame,
+                Frame {
+                    node: "a.1".into(),
+                    seq: 42,
+                    online: 3,
+                    what
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn junk_is_malformed_not_a_panic() {
+        for junk in [
+            &b""[..],
+            b"chatd1",
+            b"chatd1 a x 1 beat",
+            b"chatd1 a 1 1 msg 7 p n",
+            b"chatd1 a 1 1 join 7 p",
+            b"chatd1 a 1 1 beat extra",
+            b"chatd1 a 1 1 nope",
+            b"chatd2 a 1 1 beat",
+            b"\xff\xfe",
+            b"chatd1  a 1 1 beat",
+        ] {
+            assert!(decode(junk).is_err(), "{junk:?}");
+        }
+        assert!(decode(&[b'a'; 10_000]).is_err());
+    }
+}

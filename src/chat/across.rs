@@ -1,0 +1,182 @@
+//! The room across instances (`--bus`): what this instance shares of its room, and what a frame
+//! from another instance causes here. A frame is delivered to the local members exactly as the
+//! line would be if its sender were local (same text, same escaping, once each); unnamed members
+//! of other instances are `#<id>@<node>`.
+//!
+//! Deliberately not here: the bus itself (`bus.rs`), or when frames are published (the loop drains
+//! `outbox` once a turn).
+
+use std::time::Instant;
+
+use super::Chat;
+use crate::bus::{Frame, Member, NameOp, Nodes, Seen, What};
+use crate::clients::Clients;
+use crate::connection::{Connection, Stream};
+use crate::report;
+use crate::room;
+
+/// The room's reach beyond this instance.
+#[derive(Debug)]
+pub struct Across {
+    /// This instance's `--node`.
+    node: String,
+    /// What the other instances said of themselves.
+    nodes: Nodes,
+    /// Frames to publish, in the order they happened; the loop takes them each turn.
+    outbox: Vec<What>,
+    /// Whether names are claimed in the bus's key-value bucket (connected, with JetStream).
+    pub(super) names_shared: bool,
+    /// Claims and releases for the bucket, in order; the loop takes them each turn.
+    pub(super) name_ops: Vec<NameOp>,
+}
+
+impl Across {
+    pub fn new(node: &str) -> Across {
+        Across {
+            node: node.to_owned(),
+            nodes: Nodes::default(),
+            outbox: Vec::new(),
+            names_shared: false,
+            name_ops: Vec::new(),
+        }
+    }
+}
+
+impl Chat {
+    /// Frames to publish since the last call, in order.
+    pub fn take_outbox(&mut self, into: &mut Vec<What>) {
+        if let Some(across) = &mut self.across {
+            into.append(&mut across.outbox);
+        }
+    }
+
+    /// Claims and releases of names since the last call, in order.
+    pub fn take_name_ops(&mut self, into: &mut Vec<NameOp>) {
+        if let Some(across) = &mut self.across {
+            into.append(&mut across.name_ops);
+        }
+    }
+
+    /// Whether `/nick` claims names in the bus's bucket (while it is up) or checks what this
+    /// instance knows (while it is not).
+    pub fn share_names(&mut self, on: bool) {
+        if let Some(across) = &mut self.across {
+            across.names_shared = on;
+        }
+    }
+
+    /// Queues `what` for the other instances, if the room has any.
+    pub(super) fn share(&mut self, what: impl FnOnce(&str) -> What) {
+        if let Some(across) = &mut self.across {
+            let what = what(&across.node);
+            across.outbox.push(what);
+        }
+    }
+
+    /// Members of the other instances still heard from.
+    pub(super) fn remote_online(&self) -> usize {
+        match &self.across {
+            Some(across) => across.nodes.online(Instant::now()) as usize,
+            None => 0,
+        }
+    }
+
+    /// The names of the members of other instances this one knows.
+    pub(super) fn remote_names(&self) -> Vec<&str> {
+        match &self.across {
+            Some(across) => across.nodes.names(Instant::now()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether a member of another instance is known by `name`.
+    pub(super) fn remote_has(&self, name: &str) -> bool {
+        self.across
+            .as_ref()
+            .is_some_and(|across| across.nodes.has_name(name, Instant::now()))
+    }
+
+    /// A frame from another instance: its numbering checked (a gap is reported), reported, and
+    /// delivered to every local member as the line would be from a local sender.
+    pub fn hear_across<S: Stream>(&mut self, clients: &mut Clients<S>, frame: Frame) {
+        let Some(across) = &mut self.across else {
+            return;
+        };
+        if !frame_is_clean(&frame) {
+            return report::bus_malformed("a name or reason chatd would not send");
+        }
+        match across.nodes.see(&frame, Instant::now()) {
+            Seen::InOrder => {}
+            Seen::Gap { from, to } => report::bus_gap(&frame.node, from, to),
+            Seen::Restarted => report::bus_restarted(&frame.node),
+            Seen::TooMany => return report::bus_too_many_nodes(&frame.node),
+        }
+        let online = clients.len() + across.nodes.online(Instant::now()) as usize;
+        let node = &frame.node;
+        let line = match &frame.what {
+            What::Message(m, text) => {
+                report::remote_message(node, &m.peer, m.id, text);
+                room::message(&m.name, text)
+            }
+            What::Join(m) => {
+                let label = report::remote_label(node, &m.peer, m.id);
+                report::remote_join(&label, &m.name, online);
+                room::joined(&m.name, online)
+            }
+            What::Left(m, reason) => {
+                let label = report::remote_label(node, &m.peer, m.id);
+                report::remote_left(&label, reason, online);
+                room::left(&m.name, reason)
+            }
+            What::Nick(m, new) => {
+                let label = report::remote_label(node, &m.peer, m.id);
+                report::remote_nick(&label, &m.name, new);
+                room::renamed(&m.name, new)
+            }
+            What::All(text) => {
+                report::remote_all(node, text);
+                room::from_server(&String::from_utf8_lossy(text))
+            }
+            What::Beat => return,
+        };
+        let sent = clients.send_all(None, &line);
+        self.relay_deliveries += sent as u64;
+    }
+}
+
+/// Member `conn` as the other instances see it: its name, or `#<id>@<node>` while it has none.
+pub(super) fn member<S: Stream>(conn: &Connection<S>, node: &str) -> Member {
+    let name = conn.name();
+    let name = if name.starts_with('#') {
+        format!("{name}@{node}")
+    } else {
+        name.to_string()
+    };
+    Member {
+        id: conn.id().0,
+        peer: conn.peer().to_string(),
+        name,
+    }
+}
+
+/// Whether a frame's names and reason are ones chatd sends: a frame never puts on a member's
+/// screen what a local member could not (a control character, the server's mark).
+fn frame_is_clean(frame: &Frame) -> bool {
+    let name = |name: &str| {
+        crate::names::valid(name.as_bytes())
+            || name.strip_prefix('#').is_some_and(|rest| {
+                rest.split_once('@').is_some_and(|(id, node)| {
+                    id.bytes().all(|b| b.is_ascii_digit())
+                        && node
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                })
+            })
+    };
+    match &frame.what {
+        What::Message(m, _) | What::Join(m) => name(&m.name),
+        What::Left(m, reason) => name(&m.name) && reason.bytes().all(|b| b.is_ascii_lowercase()),
+        What::Nick(m, new) => name(&m.name) && name(new),
+        What::All(_) | What::Beat => true,
+    }
+}

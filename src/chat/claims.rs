@@ -1,0 +1,174 @@
+//! `/nick`, here and across instances: a name is checked against the room's names here (`names.rs`:
+//! the rule, the names in use, the names held a minute after a leave) and the names of other
+//! instances this one has seen, and, while the bus's key-value bucket of names is up (`--bus` with
+//! JetStream), claimed there first: the rename completes when the claim is granted (`claimed`). A
+//! name is released when its member leaves or takes another.
+//!
+//! Deliberately not here: the bucket itself (`bus/link.rs`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::Chat;
+use super::across::member;
+use crate::bus::{NameOp, What};
+use crate::clients::Clients;
+use crate::connection::Stream;
+use crate::ids::ConnId;
+use crate::names::Refused;
+use crate::report;
+use crate::room;
+
+impl Chat {
+    /// `/nick NAME` from client `(key, id)`: checked against the room's names here (the rule, the
+    /// names in use, the names held a minute after a leave: `names.rs`) and those of other
+    /// instances this one has seen; then, while names are shared, claimed across instances, and
+    /// renamed once the claim is granted (`claimed`); else renamed now.
+    pub(super) fn rename<S: Stream>(
+        &mut self,
+        clients: &mut Clients<S>,
+        key: usize,
+        id: ConnId,
+        new: &[u8],
+    ) {
+        let Some(conn) = clients.get(key) else {
+            return;
+        };
+        let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
+        let claimed = match std::str::from_utf8(new) {
+            Ok(new) if self.remote_has(new) && !old.eq_ignore_ascii_case(new) => {
+                Err(Refused::Taken)
+            }
+            Ok(new) => self
+                .names
+                .claim((key, id), &old, new, from, Instant::now())
+                .map(|()| new),
+            Err(_) => Err(Refused::Invalid),
+        };
+        let new = match claimed {
+            Ok(new) => new,
+            Err(refused) => {
+                let name = String::from_utf8_lossy(new);
+                let line = match refused {
+                    Refused::Invalid => room::bad_name(),
+                    Refused::Taken => room::name_taken(&name),
+                    Refused::Held => room::name_held(&name),
+                };
+                let _ = clients.send(key, line);
+                return;
+            }
+        };
+        if let Some(across) = &mut self.across
+            && across.names_shared
+            && !old.eq_ignore_ascii_case(new)
+        {
+            // Held here meanwhile (`names` has it for this member), renamed once granted.
+            let name = new.to_owned();
+            across.name_ops.push(NameOp::Claim { key, id, name });
+            return;
+        }
+        self.apply_rename(clients, key, new);
+    }
+
+    /// The bucket answered a claim for member `(key, id)`.
+    pub fn claimed<S: Stream>(
+        &mut self,
+        clients: &mut Clients<S>,
+        key: usize,
+        id: ConnId,
+        name: &str,
+        granted: bool,
+    ) {
+        let Some(conn) = clients.slot(key, id) else {
+            if granted {
+                self.release(name);
+            }
+            return;
+        };
+        if &**conn.name() == name {
+            // A name taken while the bus was away, claimed now that it is back.
+            if !granted {
+                self.name_lost(clients, name);
+            }
+            return;
+        }
+        if !conn.is_open() {
+            // Gone meanwhile: the name it waited for is nobody's (its own was released as it left).
+            self.names.forget(id, name);
+            if granted {
+                self.release(name);
+            }
+            return;
+        }
+        if !granted {
+            // Another instance has it: this member keeps its name, and is told.
+            let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
+            if self
+                .names
+                .claim((key, id), name, &old, from, Instant::now())
+                .is_err()
+            {
+                self.names.forget(id, name);
+            }
+            let _ = clients.send(key, room::name_taken(name));
+            return;
+        }
+        self.apply_rename(clients, key, name);
+    }
+
+    /// A name this instance held was claimed elsewhere while the bus was away: its member goes
+    /// back to `#<id>`, and is told.
+    pub fn name_lost<S: Stream>(&mut self, clients: &mut Clients<S>, name: &str) {
+        report::bus_name_lost(name);
+        let found = clients
+            .open_ones()
+            .find(|(_, conn)| &**conn.name() == name)
+            .map(|(key, conn)| (key, conn.id()));
+        if let Some((key, id)) = found {
+            self.names.forget(id, name);
+            let _ = clients.send(key, room::name_lost(name));
+            self.apply_rename(clients, key, &id.to_string());
+        }
+    }
+
+    /// Names are claimed in the bucket again (the bus is back): every name taken here meanwhile is
+    /// claimed; one that another instance took first is lost (`claimed`).
+    pub fn claim_all<S: Stream>(&mut self, clients: &Clients<S>) {
+        let Some(across) = &mut self.across else {
+            return;
+        };
+        for (key, conn) in clients.open_ones() {
+            if !conn.name().starts_with('#') {
+                let (id, name) = (conn.id(), conn.name().to_string());
+                across.name_ops.push(NameOp::Claim { key, id, name });
+            }
+        }
+    }
+
+    /// Gives a name back to the bucket, if it is one (not `#<id>`) and names are shared.
+    pub(super) fn release(&mut self, name: &str) {
+        if let Some(across) = &mut self.across
+            && across.names_shared
+            && !name.starts_with('#')
+        {
+            across.name_ops.push(NameOp::Release(name.to_owned()));
+        }
+    }
+
+    /// Renames member `key`: reported, shared, announced, confirmed; its old name released.
+    fn apply_rename<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize, new: &str) {
+        let Some(conn) = clients.get_mut(key) else {
+            return;
+        };
+        // Back to `#<id>` (a name lost): `#<id>@<node>` to the other instances.
+        self.share(|node| match new.starts_with('#') {
+            true => What::Nick(member(conn, node), format!("{new}@{node}")),
+            false => What::Nick(member(conn, node), new.to_owned()),
+        });
+        let old = conn.rename(Rc::from(new));
+        report::renamed(conn.label(), &old, new);
+        clients.send_all(Some(key), &room::renamed(&old, new));
+        let _ = clients.send(key, room::you_are(new));
+        self.release(&old);
+    }
+}

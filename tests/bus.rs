@@ -1,0 +1,460 @@
+//! `--bus`: one room over several chatd instances joined through real nats-servers (started by
+//! the tests on free ports, JetStream on, killed at the end). Members on different instances talk,
+//! unnamed ones are `#<id>@<node>`, names collide across instances, `/who` is global, leaves are
+//! announced everywhere; the room spans a two-server cluster; nats-server unreachable at start,
+//! killed mid-conversation and restarted; per-sender order; and the soak's accounting (every line
+//! reaches every member of both instances exactly once, in order).
+//!
+//! A member's next line is always checked exactly, so "never received" is shown by the line that
+//! comes instead.
+//!
+//! Deliberately not here: speed (benches/load.rs has the cross-instance rows).
+
+mod common;
+#[path = "support/nats.rs"]
+mod nats;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Chatd, Client, WAIT};
+use nats::Nats;
+
+/// Two instances on one nats-server are one room: lines, names, renames, `/who` and leaves cross
+/// over, each member reads each line once, and nobody hears themselves.
+#[test]
+fn members_on_two_instances_are_one_room() {
+    let nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let peer_a = a.client.peer();
+    b_chatd.expect_report(&format!("joined A/{peer_a} #1 as #1@A (1 online)"));
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+
+    a.say("hi \x1b[2J there");
+    b.expect("#1@A: hi \\x1b[2J there");
+    b_chatd.expect_body(&format!("message A/{peer_a} #1: hi \\x1b[2J there"));
+    b.say("/nick bob");
+    b.expect("◆ you are now bob");
+    a.expect("◆ #1@B is now bob");
+    a.say("/nick BOB");
+    a.expect("◆ the name BOB is taken");
+    b.say("/who");
+    b.expect("◆ 2 online: bob, #1@A");
+    a.say("/who");
+    a.expect("◆ 2 online: #1, bob");
+    b.say("exit");
+    b.expect("◆ goodbye");
+    a.expect("◆ bob left (exit)");
+    a_chatd.expect_report("left B/");
+}
+
+/// Names are claimed in the bus's JetStream key-value bucket: an instance that started after a
+/// name was taken (so has seen no line about it) still cannot give it out, in any case, and the
+/// name is free again once its member leaves.
+#[test]
+fn names_are_claimed_across_instances_in_the_bucket() {
+    let nats = Nats::start();
+    let mut a_chatd = instance(&nats, "A");
+    a_chatd.expect_report("bus: names are claimed across the room");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    a.say("/nick carol");
+    a.expect("◆ you are now carol");
+    let mut b_chatd = instance(&nats, "B");
+    b_chatd.expect_report("bus: names are claimed across the room");
+    let mut b = Member::join_quiet(&b_chatd);
+    b.read(); // Whether B knows of carol yet: it has seen no frame about her.
+    b.say("/nick CAROL");
+    b.expect("◆ the name CAROL is taken");
+    a.say("exit");
+    a.read_until("◆ goodbye");
+    b_chatd.expect_report("left A/");
+    b.read_until("◆ carol left (exit)");
+    b.say("/nick Carol");
+    b.expect("◆ you are now Carol");
+}
+
+/// Two members take one name on two instances while the bus is down; when it is back each instance
+/// claims the names taken meanwhile, and the one that comes second loses it: its member is `#<id>`
+/// again and is told, and the rest of the room sees the rename.
+#[test]
+fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
+    let mut nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    nats.kill();
+    a_chatd.expect_report("bus lost");
+    b_chatd.expect_report("bus lost");
+    a.say("/nick erin");
+    a.expect("◆ you are now erin");
+    b.say("/nick erin");
+    b.expect("◆ you are now erin");
+    nats.restart();
+    // Whichever instance claims second loses the name.
+    let deadline = Instant::now() + WAIT;
+    let lost = "bus: the name erin was claimed elsewhere while the bus was away";
+    let (loser, winner, loser_node) = loop {
+        assert!(Instant::now() < deadline, "no instance lost the name");
+        a_chatd.next_report(Duration::from_millis(50));
+        b_chatd.next_report(Duration::from_millis(50));
+        if a_chatd.seen_count(lost) > 0 {
+            break (&mut a, &mut b, "A");
+        }
+        if b_chatd.seen_count(lost) > 0 {
+            break (&mut b, &mut a, "B");
+        }
+    };
+    loser.expect("◆ the name erin was taken elsewhere while the room was split");
+    loser.expect("◆ you are now #1");
+    winner.read_until(&format!("◆ erin is now #1@{loser_node}"));
+    assert_eq!(a_chatd.seen_count(lost) + b_chatd.seen_count(lost), 1);
+}
+
+/// Three instances: a member's 200 lines reach the members of both other instances once each and
+/// in the order sent (NATS keeps each publisher's order, and chatd numbers its frames), and
+/// `/who` lists all three.
+#[test]
+fn three_instances_keep_each_senders_order() {
+    let nats = Nats::start();
+    let mut chatds = [
+        instance(&nats, "A"),
+        instance(&nats, "B"),
+        instance(&nats, "C"),
+    ];
+    let mut a = Member::join(&chatds[0], "◆ nobody else is online");
+    chatds[1].expect_report("joined A/");
+    chatds[2].expect_report("joined A/");
+    let mut b = Member::join(&chatds[1], "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    chatds[2].expect_report("joined B/");
+    let mut c = Member::join_quiet(&chatds[2]);
+    a.expect("◆ #1@C joined (3 online)");
+    b.expect("◆ #1@C joined (3 online)");
+    let who = c.read();
+    let names: BTreeSet<&str> = who
+        .strip_prefix("◆ 2 online: ")
+        .unwrap_or("")
+        .split(", ")
+        .collect();
+    assert_eq!(names, BTreeSet::from(["#1@A", "#1@B"]), "{who}");
+
+    for i in 0..200 {
+        a.say(&format!("n{i}"));
+    }
+    for i in 0..200 {
+        b.expect(&format!("#1@A: n{i}"));
+        c.expect(&format!("#1@A: n{i}"));
+    }
+    c.say("end");
+    b.expect("#1@C: end");
+    a.expect("#1@C: end");
+    b.say("/who");
+    let who = b.read();
+    let names: BTreeSet<&str> = who
+        .strip_prefix("◆ 3 online: ")
+        .unwrap_or("")
+        .split(", ")
+        .collect();
+    assert_eq!(names, BTreeSet::from(["#1", "#1@A", "#1@C"]), "{who}");
+    for chatd in &mut chatds {
+        assert_eq!(chatd.seen_count("bus gap"), 0, "{:?}", chatd.seen());
+    }
+}
+
+/// Two nats-servers joined by routes, one chatd on each (the shape of two machines): the room
+/// spans both.
+#[test]
+fn the_room_spans_a_cluster_of_two_servers() {
+    let seed = Nats::start_seed();
+    let other = Nats::start_joining(&seed);
+    let (a_chatd, mut b_chatd) = (instance(&seed, "A"), instance(&other, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut b = Member::join_quiet(&b_chatd);
+    b.read(); // The who-line: whether B has heard of a yet depends on the route.
+    // The route between the servers carries interest a moment after both are up: say "ping"
+    // until B hears one, then the room is whole.
+    let deadline = Instant::now() + WAIT;
+    for i in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "the room never spanned the cluster"
+        );
+        a.say(&format!("ping {i}"));
+        let heard = b_chatd.next_report(Duration::from_millis(200));
+        if heard.is_some_and(|line| line.contains("message A/")) {
+            break;
+        }
+    }
+    a.say("hello over the route");
+    b.read_until("#1@A: hello over the route");
+    b.say("and back");
+    a.read_until("#1@B: and back");
+}
+
+/// nats-server is not there at start: chatd serves its local room, says `bus unavailable`, and
+/// joins the bus once the server is up, telling how many lines it could not share meanwhile.
+#[test]
+fn an_unreachable_bus_at_start_is_retried() {
+    let mut nats = Nats::start();
+    nats.kill();
+    let mut a_chatd = Chatd::spawn(&["--relay", "--bus", &nats.url(), "--node", "A"]);
+    a_chatd.expect_report("bus unavailable: ");
+    let mut a1 = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut a2 = Member::join(&a_chatd, "◆ 1 online: #1");
+    a1.expect("◆ #2 joined (2 online)");
+    a1.say("local");
+    a2.expect("#1: local");
+    nats.restart();
+    // Two joins and a message were not shared.
+    a_chatd.expect_report("bus connected; 3 lines were not shared while it was away");
+    let b_chatd = instance(&nats, "B");
+    let mut b = Member::join_quiet(&b_chatd);
+    b.read();
+    a1.expect("◆ #1@B joined (3 online)");
+    a1.say("shared");
+    b.read_until("#1@A: shared");
+}
+
+/// nats-server killed mid-conversation: both instances keep their local rooms, say `bus lost`,
+/// and when it is back the sender reports how many lines it could not share and the receiver
+/// reports the gap in the sender's numbers; the lines are not delivered late or twice.
+#[test]
+fn a_bus_killed_mid_conversation_loses_nothing_silently() {
+    let mut nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    a.say("before");
+    b.expect("#1@A: before");
+
+    nats.kill();
+    a_chatd.expect_report("bus lost");
+    b_chatd.expect_report("bus lost");
+    let mut a2 = Member::join(&a_chatd, "◆ 2 online: #1, #1@B");
+    a.expect("◆ #2 joined (3 online)");
+    for i in 0..3 {
+        a.say(&format!("down {i}"));
+        a2.expect(&format!("#1: down {i}"));
+    }
+    nats.restart();
+    // a2's join and three messages.
+    a_chatd.expect_report("bus connected; 4 lines were not shared while it was away");
+    b_chatd.expect_report("bus connected");
+    b_chatd.expect_report("bus gap: 4 lines from A never arrived");
+    a.say("back");
+    b.expect("#1@A: back");
+    b.say("and you");
+    a.expect("#1@B: and you");
+}
+
+/// The soak's accounting across two instances: three members on each send 100 numbered lines at
+/// once; every member reads every other member's lines exactly once, in each sender's order, and
+/// no instance sees a gap.
+#[test]
+fn every_line_reaches_every_member_of_both_instances_once_in_order() {
+    const PER: usize = 3;
+    const LINES: usize = 100;
+    let nats = Nats::start();
+    let mut chatds = [instance(&nats, "A"), instance(&nats, "B")];
+    let mut members = Vec::new();
+    for _ in 0..PER {
+        members.push(Member::join_quiet(&chatds[0]));
+        chatds[1].expect_report("joined A/");
+    }
+    for _ in 0..PER {
+        members.push(Member::join_quiet(&chatds[1]));
+    }
+    // Everyone is in the room once every member has heard the last join.
+    let total = 2 * PER;
+    wait_until_online(&mut members, total);
+    let mut readers = Vec::new();
+    for (i, mut member) in members.into_iter().enumerate() {
+        readers.push(thread::spawn(move || {
+            let mut tag = [0usize; 2 * PER];
+            for n in 0..LINES {
+                member.say(&format!("s{i} {n}"));
+            }
+            let expected = (total - 1) * LINES;
+            let mut heard = 0;
+            while heard < expected {
+                let line = member.read();
+                let text = line.split_once(": ").map_or("", |(_, t)| t);
+                let Some((from, n)) = text.strip_prefix('s').and_then(|t| t.split_once(' ')) else {
+                    continue; // Room announcements.
+                };
+                let (from, n): (usize, usize) = (from.parse().unwrap(), n.parse().unwrap());
+                assert_ne!(from, i, "member {i} heard itself");
+                assert_eq!(
+                    n, tag[from],
+                    "member {i}: from {from} out of order or twice"
+                );
+                tag[from] += 1;
+                heard += 1;
+            }
+            member
+        }));
+    }
+    let mut members: Vec<Member> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    // Nothing more was on its way: the next line each member reads is this one.
+    members[0].say("end");
+    for (i, member) in members.iter_mut().enumerate().skip(1) {
+        member.expect(if i < PER { "#1: end" } else { "#1@A: end" });
+    }
+    for chatd in &mut chatds {
+        assert_eq!(chatd.seen_count("bus gap"), 0, "{:?}", chatd.seen());
+    }
+}
+
+/// What is published on the room's subject but is not a chatd frame, or would put on a member's
+/// screen what no member may send (a control character in a name), is reported and never
+/// delivered.
+#[test]
+fn frames_chatd_would_not_send_are_refused() {
+    let nats = Nats::start();
+    let mut a_chatd = instance(&nats, "A");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    publish_raw(&nats, b"just text");
+    a_chatd.expect_report("bus: ignored a message that is not a chatd frame (not a chatd frame)");
+    publish_raw(&nats, b"chatd1 X 1 1 msg 1 p ev\x1bil\nhi");
+    a_chatd.expect_report("header is not printable ASCII");
+    publish_raw(&nats, b"chatd1 X 2 1 msg 1 p ok\nfine");
+    a.expect("ok: fine");
+}
+
+/// `--reuse-port`: two chatd processes listen on one port, the kernel spreads connections between
+/// them, and with `--bus` they are one room. Without the flag the second cannot listen there.
+#[test]
+fn reuse_port_spreads_one_room_over_two_processes() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let mut a_chatd = Chatd::spawn(&["--relay", "--reuse-port", "--bus", &url, "--node", "A"]);
+    let addr = a_chatd.addr().to_string();
+    let (code, said) = common::run_to_failure(&["--listen", &addr, "--relay"]);
+    assert_eq!(code, Some(1), "{said}");
+    let args = [
+        "--listen",
+        &addr,
+        "--relay",
+        "--reuse-port",
+        "--bus",
+        &url,
+        "--node",
+        "B",
+    ];
+    let mut b_chatd = Chatd::spawn(&args);
+    a_chatd.expect_report("bus connected");
+    b_chatd.expect_report("bus connected");
+    let mut members: Vec<Client> = (0..40).map(|_| Client::connect(a_chatd.addr())).collect();
+    // Each connect is reported by the process that took it.
+    let connects = |chatd: &Chatd| chatd.seen_count("] connect ");
+    let deadline = Instant::now() + WAIT;
+    while connects(&a_chatd) + connects(&b_chatd) < members.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} {:?}",
+            a_chatd.seen(),
+            b_chatd.seen()
+        );
+        a_chatd.next_report(Duration::from_millis(20));
+        b_chatd.next_report(Duration::from_millis(20));
+    }
+    let (on_a, on_b) = (connects(&a_chatd), connects(&b_chatd));
+    assert!(on_a > 0 && on_b > 0, "A took {on_a}, B took {on_b}");
+    // The last member hears the first, on whichever process each landed.
+    members[0].send_line("across the port");
+    let mut last = members.pop().expect("members");
+    while !last.read_line().ends_with(": across the port") {}
+}
+
+/// A chatd in the room on `nats`, named `node`, once it has joined the bus. `--max-rate 0`: the
+/// order and accounting tests send faster than a person, on purpose.
+#[track_caller]
+fn instance(nats: &Nats, node: &str) -> Chatd {
+    let url = nats.url();
+    let mut chatd = Chatd::spawn(&["--relay", "--bus", &url, "--node", node, "--max-rate", "0"]);
+    chatd.expect_report("bus connected");
+    chatd
+}
+
+/// Publishes `payload` on the default room's subject with the NATS text protocol over a socket.
+fn publish_raw(nats: &Nats, payload: &[u8]) {
+    let mut stream = TcpStream::connect(("127.0.0.1", nats.port)).expect("connect nats");
+    let mut out = b"CONNECT {\"verbose\":false}\r\n".to_vec();
+    out.extend_from_slice(format!("PUB chatd.room.chatd {}\r\n", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\nPING\r\n");
+    stream.write_all(&out).expect("publish");
+    // PONG: the server has taken the message.
+    let mut client = Client::from_stream(stream);
+    let mut line = client.read_line();
+    while !line.starts_with("PONG") {
+        line = client.read_line();
+    }
+}
+
+/// Waits until every member has read a join line saying `total` are online.
+fn wait_until_online(members: &mut [Member], total: usize) {
+    let want = format!("joined ({total} online)");
+    for member in members.iter_mut() {
+        loop {
+            let line = member.read();
+            if line.ends_with(&want) || line.contains(&format!("{} online:", total - 1)) {
+                break;
+            }
+        }
+    }
+}
+
+/// A client in the room.
+struct Member {
+    client: Client,
+}
+
+impl Member {
+    /// Connects, reads the greeting and expects `who` as the who-line.
+    #[track_caller]
+    fn join(chatd: &Chatd, who: &str) -> Member {
+        let mut member = Member::join_quiet(chatd);
+        member.expect(who);
+        member
+    }
+
+    /// Connects and reads the greeting only.
+    #[track_caller]
+    fn join_quiet(chatd: &Chatd) -> Member {
+        Member {
+            client: Client::connect(chatd.addr()),
+        }
+    }
+
+    #[track_caller]
+    fn say(&mut self, text: &str) {
+        self.client.send_line(text);
+    }
+
+    #[track_caller]
+    fn read(&mut self) -> String {
+        self.client.read_line()
+    }
+
+    /// The very next line is `line`.
+    #[track_caller]
+    fn expect(&mut self, line: &str) {
+        assert_eq!(self.read(), line);
+    }
+
+    /// Reads until a line that is `line` (passing over others).
+    #[track_caller]
+    fn read_until(&mut self, line: &str) {
+        while self.read() != line {}
+    }
+}
