@@ -444,7 +444,3 @@ const EVENTS_PER_TURN: usize = 1024;
 const GRACE: Duration = Duration::from_secs(2);
 /// Timers beyond twice the clients that are tolerated before dead ones are swept.
 const TIMER_SWEEP_SLACK: usize = 1024;
-/// Connections accepted from one listener per turn.
-const ACCEPT_BUDGET: usize = 256;
-/// How soon to try `accept` again after it failed (typically out of descriptors).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);

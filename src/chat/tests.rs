@@ -7,6 +7,8 @@ use mio::{Interest, Poll, Registry, Token};
 
 use super::*;
 use crate::config::Limits;
+use crate::console::Command;
+use crate::ids::Peer;
 
 /// One end of an in-memory client: what the server wrote to it, what it has for the server to
 /// read, whether its writes fail, and how often it was read.

@@ -2,11 +2,11 @@
 //! seating a client; those that must pass TLS and/or the password first wait in the gate
 //! (`gate.rs`) with a deadline on the one timer queue, and are seated or refused from there.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::{ACCEPT_BUDGET, ACCEPT_RETRY, Server};
+use super::Server;
 use crate::chat;
 use crate::escape::escape;
 use crate::gate::{self, Outcome};
@@ -156,3 +156,8 @@ impl Server {
 /// budget: a server-side handshake costs about 0.25 ms of CPU, what reading some 128 KiB of short
 /// lines does; so a turn moves at most a few handshakes on before everyone else's input.
 const GUEST_STEP: usize = 64 * 1024;
+
+/// Connections accepted from one listener per turn.
+const ACCEPT_BUDGET: usize = 256;
+/// How soon to try `accept` again after it failed (typically out of descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
