@@ -25,12 +25,14 @@ pub trait Stream: Read + Write + mio::event::Source {
     /// Reads into `buf` as `read` does, but no more than `lines` whole lines: past the `lines`-th
     /// newline, bytes are left in the socket (`--max-rate`). Reading at most `lines` bytes would
     /// do that too, one byte at a time for a long line; a peek finds where to stop instead.
-    fn read_lines(&mut self, buf: &mut [u8], lines: usize) -> io::Result<usize> {
+    /// With `cr`, a `\r` counts as a line end too (a telnet client's bare `CR` and `CR NUL` end
+    /// lines; its `CR LF` is then counted twice, which only stops a read early).
+    fn read_lines(&mut self, buf: &mut [u8], lines: usize, cr: bool) -> io::Result<usize> {
         if lines >= buf.len() {
             return self.read(buf); // Fewer bytes than lines: it cannot read one line too many.
         }
         let seen = self.peek(buf)?;
-        let end = lines_end(&buf[..seen], lines);
+        let end = lines_end(&buf[..seen], lines, cr);
         // 0 only when the peek saw the end of the stream: the read sees it too.
         self.read(&mut buf[..end])
     }
@@ -80,14 +82,26 @@ impl Stream for TcpStream {
 }
 
 /// How many of `peeked`'s bytes make up at most `lines` whole lines: all of them if they hold no
-/// more newlines than that, else up to and including the `lines`-th newline.
-pub fn lines_end(peeked: &[u8], lines: usize) -> usize {
-    // Counting first is one vectorized pass; finding the `lines`-th newline is one `memchr` call
-    // per line, paid only when the client is at its limit.
-    let newlines = memchr::memchr_iter(b'\n', peeked).count();
-    if newlines <= lines {
-        return peeked.len();
+/// more newlines than that, else up to and including the `lines`-th newline (with `cr`, a `\r`
+/// is a newline too, as it is once these bytes show a telnet command: the read that brings a
+/// client's first one is counted as a telnet client's).
+pub fn lines_end(peeked: &[u8], lines: usize, cr: bool) -> usize {
+    if cr || memchr::memchr(0xFF, peeked).is_some() {
+        return nth_end(
+            memchr::memchr2_iter(b'\n', b'\r', peeked),
+            peeked.len(),
+            lines,
+        );
     }
-    let last = memchr::memchr_iter(b'\n', peeked).nth(lines.saturating_sub(1));
-    last.map_or(peeked.len(), |newline| newline + 1)
+    nth_end(memchr::memchr_iter(b'\n', peeked), peeked.len(), lines)
+}
+
+/// Counting first is one vectorized pass; finding the `lines`-th end is one `memchr` call per
+/// line, paid only when the client is at its limit.
+fn nth_end(ends: impl Iterator<Item = usize> + Clone, len: usize, lines: usize) -> usize {
+    if ends.clone().count() <= lines {
+        return len;
+    }
+    let mut ends = ends;
+    ends.nth(lines.saturating_sub(1)).map_or(len, |end| end + 1)
 }

@@ -177,6 +177,45 @@ fn a_client_that_ended_a_line_waits_for_its_newline() {
     assert_eq!(texts, ["first", "hello", "exit"]);
 }
 
+/// `--max-rate` counts a telnet client's lines as it ends them: 150 lines pasted with bare `CR`
+/// or `CR NUL` line ends (NVT), over a burst of 50 at 100 lines a second, take a second to reach
+/// the room, as `CR LF` lines do, not all at once.
+#[test]
+fn flood_control_holds_for_telnet_line_ends() {
+    let args = [
+        "--relay",
+        "--max-rate",
+        "100",
+        "--burst",
+        "50",
+        "--flood-timeout",
+        "5",
+    ];
+    for end in [&b"\r"[..], b"\r\0"] {
+        let chatd = Chatd::spawn(&args);
+        let mut reader = Client::connect(chatd.addr());
+        assert_eq!(reader.read_line(), "◆ nobody else is online");
+        let mut paster = Client::connect(chatd.addr());
+        assert_eq!(reader.read_line(), "◆ #2 joined (2 online)");
+        // A telnet NOP first: it speaks telnet, so a bare `CR` ends its lines.
+        let mut paste = b"\xff\xf1".to_vec();
+        for i in 0..150 {
+            paste.extend_from_slice(format!("pasted {i}").as_bytes());
+            paste.extend_from_slice(end);
+        }
+        let started = Instant::now();
+        paster.send(&paste);
+        for i in 0..150 {
+            assert_eq!(reader.read_line(), format!("#2: pasted {i}"), "{end:?}");
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{end:?}: 150 lines in {took:?}"
+        );
+    }
+}
+
 /// Waits for client `#id`'s connect report and returns its address as the server saw it.
 #[track_caller]
 fn connected_peer(chatd: &mut Chatd, id: usize) -> String {
