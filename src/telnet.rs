@@ -103,6 +103,16 @@ impl Telnet {
         self.interrupted
     }
 
+    /// A 0xFF that ended the last read, taken as text now that no command byte follows it (the
+    /// client's unfinished line is due: its EOF, a reset, the line timeout).
+    pub fn take_stray_iac(&mut self) -> Option<u8> {
+        (self.state == State::Iac && !self.interrupted).then(|| {
+            self.state = State::Text;
+            self.utf8_due = 0;
+            IAC
+        })
+    }
+
     /// Whether the client has sent a telnet command.
     pub fn speaks(&self) -> bool {
         self.spoken

@@ -216,6 +216,30 @@ fn flood_control_holds_for_telnet_line_ends() {
     }
 }
 
+/// A stray 0xFF that is a client's last byte before its EOF is text like any other stray 0xFF:
+/// heard in its last line, not lost waiting for a command byte that never comes.
+#[test]
+fn a_last_stray_0xff_before_eof_is_heard() {
+    let mut chatd = Chatd::spawn(&[]);
+    for (id, sent, heard) in [(1, &b"x\xff"[..], "x\\xff"), (2, b"y\n\xff", "\\xff")] {
+        let mut client = Client::connect(chatd.addr());
+        let peer = client.peer();
+        client.send(sent);
+        client
+            .stream()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        chatd.expect_body(&format!("disconnect {peer} #{id} closed (0 online)"));
+        let last = chatd
+            .seen()
+            .iter()
+            .rev()
+            .find_map(|line| report_body(line).strip_prefix(&format!("message {peer} #{id}: ")))
+            .map(str::to_owned);
+        assert_eq!(last.as_deref(), Some(heard), "{:#?}", chatd.seen());
+    }
+}
+
 /// Waits for client `#id`'s connect report and returns its address as the server saw it.
 #[track_caller]
 fn connected_peer(chatd: &mut Chatd, id: usize) -> String {

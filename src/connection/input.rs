@@ -156,6 +156,10 @@ impl<S: Stream> Connection<S> {
 
     /// Hands out the unfinished line as a message of its own, if there is one.
     pub fn take_partial(&mut self, on_line: impl FnOnce(Line<'_>)) {
+        if let Some(byte) = self.telnet.take_stray_iac() {
+            // Not a newline: it completes no line.
+            self.decoder.feed(&[byte], |_| {});
+        }
         let lines_in = &mut self.lines_in;
         self.decoder.take_partial(|line| {
             *lines_in += 1;
