@@ -113,6 +113,12 @@ impl Telnet {
         })
     }
 
+    /// Whether the client has sent a telnet command, or its last read ended inside what may be
+    /// its first (its next bytes may end lines NVT-style).
+    pub fn speaks_or_may(&self) -> bool {
+        self.spoken || self.state != State::Text
+    }
+
     /// Whether the client has sent a telnet command.
     pub fn speaks(&self) -> bool {
         self.spoken

@@ -59,7 +59,7 @@ impl<S: Stream> Connection<S> {
                         }
                         // A telnet client's bare `CR` ends a line as its `LF` does.
                         lines => {
-                            let cr = self.telnet.speaks();
+                            let cr = self.telnet.speaks_or_may();
                             self.stream.read_lines(&mut buf[..want], lines as usize, cr)
                         }
                     }
