@@ -104,7 +104,7 @@ impl Telnet {
     }
 
     /// A 0xFF that ended the last read, taken as text now that no command byte follows it (the
-    /// client's unfinished line is due: its EOF, a reset, the line timeout).
+    /// client's input ended).
     pub fn take_stray_iac(&mut self) -> Option<u8> {
         (self.state == State::Iac && !self.interrupted).then(|| {
             self.state = State::Text;

@@ -240,6 +240,27 @@ fn a_last_stray_0xff_before_eof_is_heard() {
     }
 }
 
+/// A 0xFF that ends a read when the line timeout comes is not taken for text yet: the command
+/// byte may still follow (a first command split by the network), and is then a command.
+#[test]
+fn a_command_split_over_the_line_timeout_is_still_a_command() {
+    let mut chatd = Chatd::spawn(&["--line-timeout", "30"]);
+    let mut client = Client::connect(chatd.addr());
+    let peer = client.peer();
+    client.send(b"hello\xff");
+    chatd.expect_body(&format!("message {peer} #1: hello"));
+    client.send(b"\xfd\x06x\r\n");
+    chatd.expect_body(&format!("message {peer} #1: x"));
+    let mut answers = [0; 6];
+    client
+        .stream()
+        .try_clone()
+        .expect("clone")
+        .read_exact(&mut answers)
+        .expect("the answers");
+    assert_eq!(&answers, b"\xff\xfd\x00\xff\xfb\x06");
+}
+
 /// Waits for client `#id`'s connect report and returns its address as the server saw it.
 #[track_caller]
 fn connected_peer(chatd: &mut Chatd, id: usize) -> String {

@@ -69,7 +69,10 @@ impl<S: Stream> Connection<S> {
                 self.bytes_in += n as u64;
             }
             match read {
-                Ok(0) => return ReadStatus::Eof,
+                Ok(0) => {
+                    self.input_ended();
+                    return ReadStatus::Eof;
+                }
                 Ok(n) if discarding => {
                     self.quiet = false;
                     self.discarded += n;
@@ -122,7 +125,10 @@ impl<S: Stream> Connection<S> {
                     return ReadStatus::Drained;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadStatus::Failed,
+                Err(_) => {
+                    self.input_ended();
+                    return ReadStatus::Failed;
+                }
             }
         }
     }
@@ -134,6 +140,15 @@ impl<S: Stream> Connection<S> {
     fn answer(&mut self, answers: Vec<u8>) {
         if self.write_error.is_none() {
             let _ = self.out.push(Rc::from(answers), self.max_queue);
+        }
+    }
+
+    /// The client's input ended (EOF, a reset): a 0xFF that ended its last read is text, no
+    /// command byte will follow it. (Not at the line timeout: the command may still come.)
+    fn input_ended(&mut self) {
+        if let Some(byte) = self.telnet.take_stray_iac() {
+            // Not a newline: it completes no line.
+            self.decoder.feed(&[byte], |_| {});
         }
     }
 
@@ -156,10 +171,6 @@ impl<S: Stream> Connection<S> {
 
     /// Hands out the unfinished line as a message of its own, if there is one.
     pub fn take_partial(&mut self, on_line: impl FnOnce(Line<'_>)) {
-        if let Some(byte) = self.telnet.take_stray_iac() {
-            // Not a newline: it completes no line.
-            self.decoder.feed(&[byte], |_| {});
-        }
         let lines_in = &mut self.lines_in;
         self.decoder.take_partial(|line| {
             *lines_in += 1;
