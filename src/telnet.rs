@@ -103,6 +103,22 @@ impl Telnet {
         self.interrupted
     }
 
+    /// A 0xFF that ended the last read, taken as text now that no command byte follows it (the
+    /// client's input ended).
+    pub fn take_stray_iac(&mut self) -> Option<u8> {
+        (self.state == State::Iac && !self.interrupted).then(|| {
+            self.state = State::Text;
+            self.utf8_due = 0;
+            IAC
+        })
+    }
+
+    /// Whether the client has sent a telnet command, or its last read ended inside what may be
+    /// its first (its next bytes may end lines NVT-style).
+    pub fn speaks_or_may(&self) -> bool {
+        self.spoken || self.state != State::Text
+    }
+
     /// Whether the client has sent a telnet command.
     pub fn speaks(&self) -> bool {
         self.spoken

@@ -177,6 +177,90 @@ fn a_client_that_ended_a_line_waits_for_its_newline() {
     assert_eq!(texts, ["first", "hello", "exit"]);
 }
 
+/// `--max-rate` counts a telnet client's lines as it ends them: 150 lines pasted with bare `CR`
+/// or `CR NUL` line ends (NVT), over a burst of 50 at 100 lines a second, take a second to reach
+/// the room, as `CR LF` lines do, not all at once.
+#[test]
+fn flood_control_holds_for_telnet_line_ends() {
+    let args = [
+        "--relay",
+        "--max-rate",
+        "100",
+        "--burst",
+        "50",
+        "--flood-timeout",
+        "5",
+    ];
+    for end in [&b"\r"[..], b"\r\0"] {
+        let chatd = Chatd::spawn(&args);
+        let mut reader = Client::connect(chatd.addr());
+        assert_eq!(reader.read_line(), "◆ nobody else is online");
+        let mut paster = Client::connect(chatd.addr());
+        assert_eq!(reader.read_line(), "◆ #2 joined (2 online)");
+        // A telnet NOP first: it speaks telnet, so a bare `CR` ends its lines.
+        let mut paste = b"\xff\xf1".to_vec();
+        for i in 0..150 {
+            paste.extend_from_slice(format!("pasted {i}").as_bytes());
+            paste.extend_from_slice(end);
+        }
+        let started = Instant::now();
+        paster.send(&paste);
+        for i in 0..150 {
+            assert_eq!(reader.read_line(), format!("#2: pasted {i}"), "{end:?}");
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{end:?}: 150 lines in {took:?}"
+        );
+    }
+}
+
+/// A stray 0xFF that is a client's last byte before its EOF is text like any other stray 0xFF:
+/// heard in its last line, not lost waiting for a command byte that never comes.
+#[test]
+fn a_last_stray_0xff_before_eof_is_heard() {
+    let mut chatd = Chatd::spawn(&[]);
+    for (id, sent, heard) in [(1, &b"x\xff"[..], "x\\xff"), (2, b"y\n\xff", "\\xff")] {
+        let mut client = Client::connect(chatd.addr());
+        let peer = client.peer();
+        client.send(sent);
+        client
+            .stream()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        chatd.expect_body(&format!("disconnect {peer} #{id} closed (0 online)"));
+        let last = chatd
+            .seen()
+            .iter()
+            .rev()
+            .find_map(|line| report_body(line).strip_prefix(&format!("message {peer} #{id}: ")))
+            .map(str::to_owned);
+        assert_eq!(last.as_deref(), Some(heard), "{:#?}", chatd.seen());
+    }
+}
+
+/// A 0xFF that ends a read when the line timeout comes is not taken for text yet: the command
+/// byte may still follow (a first command split by the network), and is then a command.
+#[test]
+fn a_command_split_over_the_line_timeout_is_still_a_command() {
+    let mut chatd = Chatd::spawn(&["--line-timeout", "30"]);
+    let mut client = Client::connect(chatd.addr());
+    let peer = client.peer();
+    client.send(b"hello\xff");
+    chatd.expect_body(&format!("message {peer} #1: hello"));
+    client.send(b"\xfd\x06x\r\n");
+    chatd.expect_body(&format!("message {peer} #1: x"));
+    let mut answers = [0; 6];
+    client
+        .stream()
+        .try_clone()
+        .expect("clone")
+        .read_exact(&mut answers)
+        .expect("the answers");
+    assert_eq!(&answers, b"\xff\xfd\x00\xff\xfb\x06");
+}
+
 /// Waits for client `#id`'s connect report and returns its address as the server saw it.
 #[track_caller]
 fn connected_peer(chatd: &mut Chatd, id: usize) -> String {

@@ -57,7 +57,11 @@ impl<S: Stream> Connection<S> {
                             bucket.hold(now);
                             return ReadStatus::Throttled;
                         }
-                        lines => self.stream.read_lines(&mut buf[..want], lines as usize),
+                        // A telnet client's bare `CR` ends a line as its `LF` does.
+                        lines => {
+                            let cr = self.telnet.speaks_or_may();
+                            self.stream.read_lines(&mut buf[..want], lines as usize, cr)
+                        }
                     }
                 }
             };
@@ -65,7 +69,10 @@ impl<S: Stream> Connection<S> {
                 self.bytes_in += n as u64;
             }
             match read {
-                Ok(0) => return ReadStatus::Eof,
+                Ok(0) => {
+                    self.input_ended();
+                    return ReadStatus::Eof;
+                }
                 Ok(n) if discarding => {
                     self.quiet = false;
                     self.discarded += n;
@@ -118,7 +125,10 @@ impl<S: Stream> Connection<S> {
                     return ReadStatus::Drained;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadStatus::Failed,
+                Err(_) => {
+                    self.input_ended();
+                    return ReadStatus::Failed;
+                }
             }
         }
     }
@@ -130,6 +140,15 @@ impl<S: Stream> Connection<S> {
     fn answer(&mut self, answers: Vec<u8>) {
         if self.write_error.is_none() {
             let _ = self.out.push(Rc::from(answers), self.max_queue);
+        }
+    }
+
+    /// The client's input ended (EOF, a reset): a 0xFF that ended its last read is text, no
+    /// command byte will follow it. (Not at the line timeout: the command may still come.)
+    fn input_ended(&mut self) {
+        if let Some(byte) = self.telnet.take_stray_iac() {
+            // Not a newline: it completes no line.
+            self.decoder.feed(&[byte], |_| {});
         }
     }
 
