@@ -373,6 +373,7 @@ mod across;
 mod claims;
 mod members;
 mod operator;
+mod private;
 mod target;
 
 use across::Across;

@@ -117,6 +117,49 @@ fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
     assert_eq!(a_chatd.seen_count(lost) + b_chatd.seen_count(lost), 1);
 }
 
+/// `/msg` reaches a member of another instance, by name or as `#<id>@<node>`, as `<from> (to you):
+/// <text>` escaped as a local one, and nobody else; the receiving operator sees it as the sender's
+/// `command`; a name nobody has on any instance gets the one-line error (no answer within 2 s).
+#[test]
+fn msg_reaches_a_member_on_another_instance_and_nobody_else() {
+    let nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let peer_a = a.client.peer();
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    let mut b2 = Member::join(&b_chatd, "◆ 2 online: #1, #1@A");
+    a.expect("◆ #2@B joined (3 online)");
+    b.expect("◆ #2 joined (3 online)");
+    b.say("/nick bob");
+    b.expect("◆ you are now bob");
+    a.expect("◆ #1@B is now bob");
+    b2.expect("◆ #1 is now bob");
+
+    a.say("/msg BOB hi \x1b[2J bob");
+    b.expect("#1@A (to you): hi \\x1b[2J bob");
+    a_chatd.expect_report(&format!("command {peer_a} #1: /msg BOB hi"));
+    b_chatd.expect_body(&format!("command A/{peer_a} #1: /msg BOB hi \\x1b[2J bob"));
+    b2.say("/msg #1@A back to you");
+    a.expect("#2@B (to you): back to you");
+    a.say("/msg #2@B and to you");
+    b2.expect("#1@A (to you): and to you");
+    b2.say("/msg bob hi bob, from here");
+    b.expect("#2 (to you): hi bob, from here");
+
+    let asked = Instant::now();
+    a.say("/msg nobody hello?");
+    a.expect("◆ nobody here is called nobody (try /who)");
+    a.say("/msg #9@B hello?");
+    a.expect("◆ nobody here is called #9@B (try /who)");
+    assert!(asked.elapsed() < WAIT, "{:?}", asked.elapsed());
+    // Nobody else got any of it: the next line each reads is this one.
+    a.say("end");
+    b.expect("#1@A: end");
+    b2.expect("#1@A: end");
+}
+
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
 /// in the order sent (NATS keeps each publisher's order, and chatd numbers its frames), and
 /// `/who` lists all three.

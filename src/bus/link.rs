@@ -22,9 +22,10 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 
+use super::asks::Asks;
 use super::nodes::BEAT;
 use super::wire::{self, What};
-use super::{Inbound, NameOp, Outgoing, Settings, Wake};
+use super::{Inbound, NameOp, Outgoing, Route, Settings, Wake};
 
 /// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
 /// loop as a line for the operator.
@@ -44,6 +45,7 @@ pub fn run(
         out,
         names,
         held: HashMap::new(),
+        asks: Asks::default(),
         to_loop,
         wake,
         counts,
@@ -74,6 +76,8 @@ struct Link {
     names: mpsc::Receiver<NameOp>,
     /// Names claimed here: bucket key -> (name, the value claimed with).
     held: HashMap<String, (String, String)>,
+    /// This instance's `/msg`s waiting for the instance that delivers them to say so.
+    asks: Asks,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
     counts: Counts,
@@ -97,6 +101,17 @@ impl Link {
                     .await;
             }
         };
+        // Answers to this instance's `/msg`s come on `<inbox>.<ask>`.
+        let inbox = client.new_inbox();
+        let mut answers = match client.subscribe(format!("{inbox}.*")).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                return self
+                    .tell(Inbound::Unavailable(format!("subscribe: {e}")))
+                    .await;
+            }
+        };
+        let mut expired = Vec::new();
         // A round trip, so that the server has the subscription before anyone is told the room
         // is joined.
         let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
@@ -109,6 +124,7 @@ impl Link {
         let mut beat = interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let due = self.asks.next_due().map(Instant::from_std);
             tokio::select! {
                 got = self.out.recv() => {
                     let Some(frame) = got else {
@@ -118,8 +134,40 @@ impl Link {
                     };
                     self.take(&frame);
                     let connected = up && client.connection_state() == State::Connected;
-                    if !connected || client.publish(subject.clone(), frame.payload.into()).await.is_err() {
-                        self.unshared += 1;
+                    let payload = frame.payload.into();
+                    match frame.route {
+                        Route::Room => {
+                            if !connected || client.publish(subject.clone(), payload).await.is_err() {
+                                self.unshared += 1;
+                            }
+                        }
+                        Route::Ask(ask) => {
+                            let reply = Subject::from(format!("{inbox}.{ask}"));
+                            let sent = connected
+                                && self.asks.start(ask, Instant::now().into_std())
+                                && client.publish_with_reply(subject.clone(), reply, payload).await.is_ok();
+                            if !sent {
+                                self.unshared += 1;
+                                self.asks.end(ask);
+                                self.tell(Inbound::Answered { ask, delivered: false }).await;
+                            }
+                        }
+                        Route::Answer(to) if connected => {
+                            let _ = client.publish(Subject::from(to), payload).await;
+                        }
+                        Route::Answer(_) => {}
+                    }
+                }
+                Some(answer) = answers.next() => {
+                    let ask = answer.subject.rsplit('.').next().and_then(|t| t.parse().ok());
+                    if let Some(ask) = ask && self.asks.end(ask) {
+                        self.tell(Inbound::Answered { ask, delivered: true }).await;
+                    }
+                }
+                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.asks.expire(Instant::now().into_std(), &mut expired);
+                    for ask in expired.drain(..) {
+                        self.tell(Inbound::Answered { ask, delivered: false }).await;
                     }
                 }
                 heard = room.next() => {
@@ -127,7 +175,7 @@ impl Link {
                         return self.tell(Inbound::Unavailable("subscription ended".into())).await;
                     };
                     let inbound = match wire::decode(&message.payload) {
-                        Ok(frame) => Inbound::Frame(frame),
+                        Ok(frame) => Inbound::Frame(frame, message.reply.map(|r| r.to_string())),
                         Err(e) => Inbound::Malformed(e.to_string()),
                     };
                     self.tell(inbound).await;
@@ -324,6 +372,9 @@ impl Link {
     /// A frame is off the loop's queue: its number is the last one taken, its bytes no longer
     /// count against the queue's bound.
     fn take(&mut self, frame: &Outgoing) {
+        if let Route::Answer(_) = frame.route {
+            return; // Not numbered, not counted in the queue's bytes.
+        }
         self.last_seq = frame.seq;
         self.counts
             .queued

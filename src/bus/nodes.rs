@@ -91,7 +91,9 @@ impl Nodes {
         node.online = frame.online;
         node.seen = now;
         match &frame.what {
-            What::Message(m, _) | What::Join(m) => remember(&mut node.names, m.id, &m.name),
+            What::Message(m, _) | What::Join(m) | What::To(m, ..) => {
+                remember(&mut node.names, m.id, &m.name)
+            }
             What::Nick(m, new) => remember(&mut node.names, m.id, new),
             What::Left(m, _) => {
                 node.names.remove(&m.id);

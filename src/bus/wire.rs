@@ -7,12 +7,14 @@
 //! chatd1 <node> <seq> <online> left <id> <peer> <name> <reason>
 //! chatd1 <node> <seq> <online> nick <id> <peer> <old> <new>
 //! chatd1 <node> <seq> <online> all\n<text bytes>
+//! chatd1 <node> <seq> <online> to <id> <peer> <name> <to-name>\n<text bytes>
 //! chatd1 <node> <seq> <online> beat
 //! ```
 //!
 //! `seq` numbers the frames one instance publishes (from 1, one more each, whether or not the
 //! frame made it onto the bus), so that receivers see what core NATS lost; a `beat` carries the
-//! last number used, so a loss at the end shows too. `online` is the publisher's own member count.
+//! last number used, so a loss at the end shows too. A `to` frame (`/msg`) is for the member called
+//! `<to-name>` alone, and carries a NATS reply subject that the instance delivering it answers. `online` is the publisher's own member count.
 //! Names, peers, nodes and reasons never hold a space or a newline (names are checked by the room,
 //! nodes by `--node`), and the text is sent raw: each receiver escapes it as it escapes a local
 //! member's, so the line is the same everywhere.
@@ -43,6 +45,8 @@ pub enum What {
     Nick(Member, String),
     /// The operator's `/all`.
     All(Vec<u8>),
+    /// A member's `/msg`: the text for the member called `.1` (a name, or `#<id>@<node>`) alone.
+    To(Member, String, Vec<u8>),
     /// "Still here": the count and the last number used.
     Beat,
 }
@@ -71,7 +75,7 @@ impl fmt::Display for Malformed {
 /// Encodes a frame about to be published by `node` as number `seq`.
 pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
     let text_len = match what {
-        What::Message(_, text) | What::All(text) => text.len(),
+        What::Message(_, text) | What::All(text) | What::To(_, _, text) => text.len(),
         _ => 0,
     };
     let mut out = Vec::with_capacity(64 + text_len);
@@ -99,6 +103,11 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
         }
         What::All(text) => {
             head(&mut out, "all");
+            out.push(b'\n');
+            out.extend_from_slice(text);
+        }
+        What::To(m, to, text) => {
+            head(&mut out, &format!("to {} {} {} {to}", m.id, m.peer, m.name));
             out.push(b'\n');
             out.extend_from_slice(text);
         }
@@ -141,6 +150,11 @@ pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
             What::Nick(m, next(words).ok_or(Malformed("no new name"))?.to_owned())
         }
         ("all", Some(text)) => What::All(text.to_vec()),
+        ("to", Some(text)) => {
+            let m = member(words)?;
+            let to = next(words).ok_or(Malformed("no recipient"))?.to_owned();
+            What::To(m, to, text.to_vec())
+        }
         ("beat", None) => What::Beat,
         _ => return Err(Malformed("unknown kind")),
     };
@@ -198,6 +212,7 @@ mod tests {
             What::Left(bob(), "closed".into()),
             What::Nick(bob(), "bob".into()),
             What::All(b"hello all".to_vec()),
+            What::To(bob(), "alice".into(), b"psst \x1b".to_vec()),
             What::Beat,
         ];
         for what in kinds {
@@ -222,6 +237,8 @@ mod tests {
             b"chatd1 a x 1 beat",
             b"chatd1 a 1 1 msg 7 p n",
             b"chatd1 a 1 1 join 7 p",
+            b"chatd1 a 1 1 to 7 p n\nno recipient",
+            b"chatd1 a 1 1 to 7 p n bob",
             b"chatd1 a 1 1 beat extra",
             b"chatd1 a 1 1 nope",
             b"chatd2 a 1 1 beat",
