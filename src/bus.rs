@@ -16,6 +16,7 @@
 //! (`report/bus.rs`).
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
@@ -24,6 +25,7 @@ use mio::Waker;
 use tokio::sync::mpsc;
 
 use crate::ids::ConnId;
+use crate::names::Refused;
 
 pub mod asks;
 mod link;
@@ -49,13 +51,15 @@ pub struct Settings {
 /// A name asked of, or given back to, the bucket of names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameOp {
-    /// For member `id` in slot `key`.
+    /// For member `id` in slot `key`, connected from `from`.
     Claim {
         key: usize,
         id: ConnId,
         name: String,
+        from: IpAddr,
     },
-    Release(String),
+    /// Given back: on a leave, held for a minute for the address `hold`.
+    Release { name: String, hold: Option<IpAddr> },
 }
 
 /// What the bus thread tells the loop.
@@ -78,12 +82,12 @@ pub enum Inbound {
     Malformed(String),
     /// Names are claimed in the bucket from now on (`None`), or cannot be (why).
     Names(Option<String>),
-    /// The bucket's answer to a `NameOp::Claim`.
+    /// The bucket's answer to a `NameOp::Claim`: granted (`None`), or why not.
     Claimed {
         key: usize,
         id: ConnId,
         name: String,
-        granted: bool,
+        refused: Option<Refused>,
     },
     /// A name held here was claimed elsewhere while the bus was away.
     NameLost(String),

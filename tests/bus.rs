@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{Chatd, Client, WAIT};
 use nats::Nats;
+use socket2::{Domain, Socket, Type};
 
 /// Two instances on one nats-server are one room: lines, names, renames, `/who` and leaves cross
 /// over, each member reads each line once, and nobody hears themselves.
@@ -158,6 +159,52 @@ fn msg_reaches_a_member_on_another_instance_and_nobody_else() {
     a.say("end");
     b.expect("#1@A: end");
     b2.expect("#1@A: end");
+}
+
+/// A name freed by a leave is held a minute across instances (in the bucket's entry): a member
+/// of another instance from another address cannot take it, one from the address it left from
+/// can.
+#[test]
+fn a_freed_name_is_held_a_minute_across_instances() {
+    let nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    a_chatd.expect_report("bus: names are claimed across the room");
+    b_chatd.expect_report("bus: names are claimed across the room");
+    let mut alice = Member::join(&a_chatd, "◆ nobody else is online");
+    alice.say("/nick alice");
+    alice.expect("◆ you are now alice");
+    let mut other = Member {
+        client: connect_from("127.0.0.2", b_chatd.addr()),
+    };
+    other.read(); // The greeting.
+    let mut same = Member::join_quiet(&b_chatd);
+    alice.say("exit");
+    alice.read_until("◆ goodbye");
+    other.read_until("◆ alice left (exit)");
+    same.read_until("◆ alice left (exit)");
+    // Until A's thread has written the hold, the entry is still alice's: taken.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the name was never held");
+        other.say("/nick alice");
+        match other.read().as_str() {
+            "◆ the name alice is taken" => continue,
+            line => {
+                let held = "◆ the name alice was in use until just now: it is kept for its last holder for a minute";
+                assert_eq!(line, held);
+                break;
+            }
+        }
+    }
+    other.say("/nick ALICE");
+    other.expect(
+        "◆ the name ALICE was in use until just now: it is kept for its last holder for a minute",
+    );
+    same.say("/nick alice");
+    same.expect("◆ you are now alice");
+    other.read_until("◆ #2 is now alice");
+    other.say("/nick alice");
+    other.expect("◆ the name alice is taken");
 }
 
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
@@ -426,6 +473,16 @@ fn instance(nats: &Nats, node: &str) -> Chatd {
     let mut chatd = Chatd::spawn(&["--relay", "--bus", &url, "--node", node, "--max-rate", "0"]);
     chatd.expect_report("bus connected");
     chatd
+}
+
+/// A client from `local` (an IP address), connected to `addr`, nothing read yet.
+#[track_caller]
+fn connect_from(local: &str, addr: std::net::SocketAddr) -> Client {
+    let local: std::net::SocketAddr = format!("{local}:0").parse().expect("a local address");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    socket.bind(&local.into()).expect("bind the client");
+    socket.connect(&addr.into()).expect("connect to chatd");
+    Client::from_stream(TcpStream::from(socket))
 }
 
 /// Publishes `payload` on the default room's subject with the NATS text protocol over a socket.

@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::kv::{self, CreateErrorKind, Store};
-use async_nats::jetstream::stream;
 use async_nats::{Client, ConnectOptions, Event, Subject};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -26,6 +24,10 @@ use super::asks::Asks;
 use super::nodes::BEAT;
 use super::wire::{self, What};
 use super::{Inbound, NameOp, Outgoing, Route, Settings, Wake};
+
+mod bucket;
+
+use bucket::REFRESH;
 
 /// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
 /// loop as a line for the operator.
@@ -45,6 +47,7 @@ pub fn run(
         out,
         names,
         held: HashMap::new(),
+        holds: HashMap::new(),
         asks: Asks::default(),
         to_loop,
         wake,
@@ -76,6 +79,9 @@ struct Link {
     names: mpsc::Receiver<NameOp>,
     /// Names claimed here: bucket key -> (name, the value claimed with).
     held: HashMap<String, (String, String)>,
+    /// Names freed here by a leave and held for their last holder's address: bucket key -> the
+    /// hold, kept in the bucket until it ends (`bucket.rs`).
+    holds: HashMap<String, bucket::Hold>,
     /// This instance's `/msg`s waiting for the instance that delivers them to say so.
     asks: Asks,
     to_loop: mpsc::Sender<Inbound>,
@@ -204,10 +210,7 @@ impl Link {
                 }
                 _ = refresh.tick() => {
                     if let (true, Some(bucket)) = (up, &bucket) {
-                        for (key, (_, value)) in &self.held {
-                            let put = bucket.put(key, value.clone().into());
-                            let _ = timeout(KV_TIMEOUT, put).await;
-                        }
+                        self.refresh(bucket).await;
                     }
                 }
                 _ = beat.tick() => {
@@ -218,116 +221,6 @@ impl Link {
                         let _ = client.publish(subject.clone(), payload.into()).await;
                     }
                 }
-            }
-        }
-    }
-
-    /// Opens (creating if absent) the bucket of names, and tells the loop whether names are
-    /// claimed there. Without JetStream on the server, names are checked as each instance knows
-    /// them.
-    async fn open_bucket(&mut self, client: &Client) -> Option<Store> {
-        let jetstream = async_nats::jetstream::new(client.clone());
-        // The bucket's stream made by hand, as async-nats's `create_key_value` would make it:
-        // that one first asks for the account's info, whose reply from nats-server 2.9 lacks
-        // fields async-nats 0.51 requires (`reserved_memory`, `reserved_storage`).
-        let bucket = &self.settings.bucket;
-        let config = stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: NAME_AGE,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let open = async {
-            jetstream
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| e.to_string())?;
-            jetstream
-                .get_key_value(bucket.as_str())
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let opened = match timeout(KV_TIMEOUT, open).await {
-            Ok(opened) => opened,
-            Err(_) => Err("JetStream did not answer".to_owned()),
-        };
-        match opened {
-            Ok(store) => {
-                self.tell(Inbound::Names(None)).await;
-                Some(store)
-            }
-            Err(why) => {
-                self.tell(Inbound::Names(Some(why))).await;
-                None
-            }
-        }
-    }
-
-    /// A claim (create-if-absent, keyed by the case-folded name) or a release. A bucket that
-    /// cannot answer grants the claim: the loop checked the name against what it knows, and the
-    /// room goes on.
-    async fn name_op(&mut self, bucket: Option<&Store>, op: NameOp) {
-        match op {
-            NameOp::Claim { key, id, name } => {
-                let bucket_key = name.to_ascii_lowercase();
-                let value = format!("{} {}", self.settings.node, id.0);
-                let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
-                let granted = match bucket {
-                    None => true,
-                    Some(_) if ours => true,
-                    Some(bucket) => {
-                        let create = bucket.create(&bucket_key, value.clone().into());
-                        match timeout(KV_TIMEOUT, create).await {
-                            Ok(Ok(_)) => true,
-                            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
-                            _ => true,
-                        }
-                    }
-                };
-                if granted {
-                    self.held.insert(bucket_key, (name.clone(), value));
-                }
-                let claimed = Inbound::Claimed {
-                    key,
-                    id,
-                    name,
-                    granted,
-                };
-                self.tell(claimed).await;
-            }
-            NameOp::Release(name) => {
-                let bucket_key = name.to_ascii_lowercase();
-                if self.held.remove(&bucket_key).is_some()
-                    && let Some(bucket) = bucket
-                {
-                    let _ = timeout(KV_TIMEOUT, bucket.delete(&bucket_key)).await;
-                }
-            }
-        }
-    }
-
-    /// Back after a loss: each name held here is claimed again; one that another instance holds
-    /// now is lost, and the loop renames its member.
-    async fn reclaim(&mut self, bucket: &Store) {
-        let held: Vec<(String, (String, String))> = self.held.drain().collect();
-        for (key, (name, value)) in held {
-            let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
-                Ok(Ok(Some(entry))) => {
-                    entry.operation == kv::Operation::Put && entry.value != value.as_bytes()
-                }
-                _ => false,
-            };
-            if theirs {
-                self.tell(Inbound::NameLost(name)).await;
-            } else {
-                let _ = timeout(KV_TIMEOUT, bucket.put(&key, value.clone().into())).await;
-                self.held.insert(key, (name, value));
             }
         }
     }
@@ -399,11 +292,6 @@ fn retry_delay(attempts: usize) -> Duration {
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a claimed name lives in the bucket without a refresh: the names of an instance that
-/// died are free again within this.
-const NAME_AGE: Duration = Duration::from_secs(30);
-/// How often the names held here are refreshed.
-const REFRESH: Duration = Duration::from_secs(10);
 /// The longest a bucket operation may take before it is given up.
 const KV_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);

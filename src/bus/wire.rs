@@ -23,6 +23,7 @@
 //! Pure: no I/O, no clock.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// One frame off the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,21 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
         What::Beat => head(&mut out, "beat"),
     }
     out
+}
+
+/// A name's value in the bucket while it is held after a leave: for `from` until `until`
+/// (seconds since 1970).
+pub fn hold(from: IpAddr, until: u64) -> String {
+    format!("held {from} {until}")
+}
+
+/// The address and end of a hold written by `hold`; `None` for any other value (a member's).
+pub fn read_hold(value: &[u8]) -> Option<(IpAddr, u64)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let mut words = value.strip_prefix("held ")?.split(' ');
+    let from = words.next()?.parse().ok()?;
+    let until = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((from, until))
 }
 
 /// Reads one frame; anything not written by `encode` is `Malformed`, never a panic.
@@ -227,6 +243,15 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_hold_reads_back_and_a_members_value_is_no_hold() {
+        let from: IpAddr = "::1".parse().unwrap();
+        assert_eq!(read_hold(hold(from, 99).as_bytes()), Some((from, 99)));
+        assert_eq!(read_hold(b"A 7"), None);
+        assert_eq!(read_hold(b"held 127.0.0.1"), None);
+        assert_eq!(read_hold(b"held 127.0.0.1 5 x"), None);
     }
 
     #[test]

@@ -113,10 +113,10 @@ impl Server {
                     key,
                     id,
                     name,
-                    granted,
+                    refused,
                 } => self
                     .chat
-                    .claimed(&mut self.clients, key, id, &name, granted),
+                    .claimed(&mut self.clients, key, id, &name, refused),
                 Inbound::NameLost(name) => self.chat.name_lost(&mut self.clients, &name),
                 Inbound::SlowConsumer => report::bus_slow_consumer(),
                 Inbound::Malformed(why) => report::bus_malformed(&why),
@@ -133,9 +133,10 @@ impl Server {
         self.chat.take_outbox(&mut span.outbox);
         self.chat.take_name_ops(&mut span.name_ops);
         for op in span.name_ops.drain(..) {
-            if let (false, NameOp::Claim { key, id, name }) = (span.bus.name_op(op.clone()), op) {
+            if let (false, NameOp::Claim { key, id, name, .. }) = (span.bus.name_op(op.clone()), op)
+            {
                 // The thread is that far behind: the name was checked here, and it stands.
-                self.chat.claimed(&mut self.clients, key, id, &name, true);
+                self.chat.claimed(&mut self.clients, key, id, &name, None);
             }
         }
         let online = self.clients.len();
