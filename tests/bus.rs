@@ -207,6 +207,34 @@ fn a_freed_name_is_held_a_minute_across_instances() {
     other.expect("◆ the name alice is taken");
 }
 
+/// An instance that joins the room later lists the members already there, though they said
+/// nothing since: it says `hello` on the bus and the others answer with their roll, so `/who` and
+/// its newcomers' who-line are the whole room.
+#[test]
+fn a_later_instance_lists_members_who_said_nothing_since() {
+    let nats = Nats::start();
+    let a_chatd = instance(&nats, "A");
+    let mut a1 = Member::join(&a_chatd, "◆ nobody else is online");
+    a1.say("/nick alice");
+    a1.expect("◆ you are now alice");
+    let _a2 = Member::join(&a_chatd, "◆ 1 online: alice");
+    a1.expect("◆ #2 joined (2 online)");
+    let b_chatd = instance(&nats, "B");
+    let mut b1 = Member::join_quiet(&b_chatd);
+    b1.read(); // The who-line: whether A's roll came yet.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "B never learnt A's members");
+        b1.say("/who");
+        if b1.read() == "◆ 3 online: #1, alice, #2@A" {
+            break;
+        }
+    }
+    let mut b2 = Member::join(&b_chatd, "◆ 3 online: #1, alice, #2@A");
+    b2.say("/msg alice found you");
+    a1.read_until("#2@B (to you): found you");
+}
+
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
 /// in the order sent (NATS keeps each publisher's order, and chatd numbers its frames), and
 /// `/who` lists all three.

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::Chat;
 use super::private::Ask;
+use crate::bus::wire::MAX_ROLL;
 use crate::bus::{Frame, Member, NameOp, Nodes, Seen, What};
 use crate::clients::Clients;
 use crate::connection::{Connection, Stream};
@@ -81,6 +82,33 @@ impl Chat {
     pub fn share_names(&mut self, on: bool) {
         if let Some(across) = &mut self.across {
             across.names_shared = on;
+        }
+    }
+
+    /// Joined the bus (again): says `hello`, so that the others tell this one who they have, and
+    /// tells them who is here (members who joined while the bus was away too).
+    pub fn hello<S: Stream>(&mut self, clients: &Clients<S>) {
+        self.share(|_| What::Hello);
+        self.roll(clients);
+    }
+
+    /// Tells the other instances who is here, in frames of at most `MAX_ROLL` members.
+    fn roll<S: Stream>(&mut self, clients: &Clients<S>) {
+        let Some(across) = &mut self.across else {
+            return;
+        };
+        let mut members = Vec::new();
+        for (_, conn) in clients.open_ones() {
+            let m = member(conn, &across.node);
+            members.push((m.id, m.name));
+            if members.len() == MAX_ROLL {
+                across
+                    .outbox
+                    .push((What::Roll(std::mem::take(&mut members)), None));
+            }
+        }
+        if !members.is_empty() {
+            across.outbox.push((What::Roll(members), None));
         }
     }
 
@@ -162,7 +190,8 @@ impl Chat {
                 room::from_server(&String::from_utf8_lossy(text))
             }
             What::To(..) => return self.hear_private(clients, &frame, reply),
-            What::Beat => return,
+            What::Hello => return self.roll(clients),
+            What::Roll(_) | What::Beat => return,
         };
         let sent = clients.send_all(None, &line);
         self.relay_deliveries += sent as u64;
@@ -193,7 +222,8 @@ fn frame_is_clean(frame: &Frame) -> bool {
         What::To(m, to, _) => name(&m.name) && name(to),
         What::Left(m, reason) => name(&m.name) && reason.bytes().all(|b| b.is_ascii_lowercase()),
         What::Nick(m, new) => name(&m.name) && name(new),
-        What::All(_) | What::Beat => true,
+        What::Roll(members) => members.iter().all(|(_, m)| name(m)),
+        What::All(_) | What::Beat | What::Hello => true,
     }
 }
 

@@ -85,6 +85,7 @@ impl Server {
                     span.up = true;
                     span.trouble = None;
                     report::bus_connected(unshared + span.bus.take_unshared());
+                    self.chat.hello(&self.clients);
                 }
                 Inbound::Lost => {
                     span.up = false;
