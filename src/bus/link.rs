@@ -1,13 +1,16 @@
 //! The bus thread's side: one NATS connection (async-nats) on a current-thread tokio runtime that
 //! lives in this thread only. It takes numbered frames from the loop and publishes them on the
 //! room's subject, hands what the other instances publish back to the loop, says when the bus
-//! comes and goes, and publishes a `beat` every `BEAT`.
+//! comes and goes, and publishes a `beat` every `BEAT`. A `/msg` for another instance goes out
+//! with a reply subject on this connection's inbox, and the loop is told whether an answer came
+//! within `ASK_TIMEOUT` (`bus/asks.rs`); answers to other instances' `/msg`s go out unnumbered.
+//! The bucket of names is `link/bucket.rs`.
 //!
 //! Everything it tells the loop goes through one bounded channel and the loop's `Waker`; nothing
 //! here touches a client. A frame that cannot be published (no connection) is counted, and the
 //! count goes to the loop with the next `Connected`.
 //!
-//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
+//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat/`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
