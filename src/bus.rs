@@ -9,12 +9,14 @@
 //! drops what comes meanwhile (a dropped frame shows as a gap in the sender's numbers).
 //!
 //! Layout: `wire` (the frames' bytes, pure), `nodes` (what is known of the other instances:
-//! numbers, counts, names; pure), `link` (the thread).
+//! numbers, counts, names; pure), `asks` (`/msg`s waiting for an answer; pure), `link` (the
+//! thread).
 //!
 //! Deliberately not here: what a frame causes in the room (`chat/across.rs`), report text
 //! (`report/bus.rs`).
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
@@ -23,7 +25,9 @@ use mio::Waker;
 use tokio::sync::mpsc;
 
 use crate::ids::ConnId;
+use crate::names::Refused;
 
+pub mod asks;
 mod link;
 pub mod nodes;
 pub mod wire;
@@ -47,13 +51,15 @@ pub struct Settings {
 /// A name asked of, or given back to, the bucket of names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameOp {
-    /// For member `id` in slot `key`.
+    /// For member `id` in slot `key`, connected from `from`.
     Claim {
         key: usize,
         id: ConnId,
         name: String,
+        from: IpAddr,
     },
-    Release(String),
+    /// Given back: on a leave, held for a minute for the address `hold`.
+    Release { name: String, hold: Option<IpAddr> },
 }
 
 /// What the bus thread tells the loop.
@@ -67,28 +73,45 @@ pub enum Inbound {
     Lost,
     /// NATS dropped messages for this subscriber: it read too slowly.
     SlowConsumer,
-    /// A frame another instance published.
-    Frame(Frame),
+    /// A frame another instance published, with the subject to answer it on (a `/msg`).
+    Frame(Frame, Option<String>),
+    /// What became of this instance's `/msg` numbered `ask`: delivered by the instance that has
+    /// the member, or not (no answer within `ASK_TIMEOUT`, or the bus is down).
+    Answered { ask: u64, delivered: bool },
     /// A message on the room's subject that is not a frame.
     Malformed(String),
     /// Names are claimed in the bucket from now on (`None`), or cannot be (why).
     Names(Option<String>),
-    /// The bucket's answer to a `NameOp::Claim`.
+    /// The bucket's answer to a `NameOp::Claim`: granted (`None`), or why not.
     Claimed {
         key: usize,
         id: ConnId,
         name: String,
-        granted: bool,
+        refused: Option<Refused>,
     },
     /// A name held here was claimed elsewhere while the bus was away.
     NameLost(String),
 }
 
-/// One numbered frame for the thread to publish.
+/// One numbered frame for the thread to publish, or an answer to another instance's `/msg`.
 #[derive(Debug)]
 struct Outgoing {
+    /// 0 for an answer: answers are not room lines, and are not numbered.
     seq: u64,
     payload: Vec<u8>,
+    route: Route,
+}
+
+/// Where the thread publishes an `Outgoing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// On the room's subject.
+    Room,
+    /// On the room's subject, with a reply subject the thread waits on: this instance's `/msg`
+    /// numbered so.
+    Ask(u64),
+    /// "Delivered", on another instance's reply subject.
+    Answer(String),
 }
 
 /// Wakes the loop once for however many things the thread queued since the loop last looked.
@@ -160,8 +183,9 @@ impl Bus {
     }
 
     /// Numbers `what` and hands it to the thread; if its queue is full, the frame is counted as
-    /// not shared (the number is used all the same, so receivers see the gap). Never waits.
-    pub fn publish(&mut self, what: &What, online: usize) {
+    /// not shared (the number is used all the same, so receivers see the gap), and false is
+    /// returned. `ask` numbers a `/msg` whose answer the thread will report. Never waits.
+    pub fn publish(&mut self, what: &What, online: usize, ask: Option<u64>) -> bool {
         self.seq += 1;
         let online = online as u64;
         self.online.store(online, Ordering::Relaxed);
@@ -171,10 +195,28 @@ impl Bus {
         // Counted before it is sent, so that the thread never takes off more than was added.
         self.queued.fetch_add(len, Ordering::AcqRel);
         let seq = self.seq;
-        if !room || self.out.try_send(Outgoing { seq, payload }).is_err() {
+        let route = ask.map_or(Route::Room, Route::Ask);
+        let frame = Outgoing {
+            seq,
+            payload,
+            route,
+        };
+        if !room || self.out.try_send(frame).is_err() {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             self.unshared += 1;
+            return false;
         }
+        true
+    }
+
+    /// Tells the instance that sent a `/msg` (its reply subject `to`) that it was delivered here.
+    /// A full queue drops the answer: the sender then tells its member nobody has the name.
+    pub fn answer(&mut self, to: String) {
+        let _ = self.out.try_send(Outgoing {
+            seq: 0,
+            payload: ANSWER.to_vec(),
+            route: Route::Answer(to),
+        });
     }
 
     /// Hands a claim or a release to the thread; false if its queue is full.
@@ -214,6 +256,8 @@ impl Bus {
 const OUTBOUND: usize = 65_536;
 /// And their payload bytes (lines may be up to `--max-line` long).
 const OUTBOUND_BYTES: usize = 32 << 20;
+/// What an instance answers to a `/msg` it delivered.
+const ANSWER: &[u8] = b"delivered";
 /// Claims and releases the loop may queue for the thread.
 const NAME_OPS: usize = 4096;
 /// Frames the thread may queue for the loop before it stops reading the bus.
@@ -246,7 +290,7 @@ mod tests {
     fn a_stuck_bus_counts_lines_past_the_queue_and_never_waits() {
         let (mut bus, _thread_end) = stuck();
         for _ in 0..OUTBOUND + 5 {
-            bus.publish(&What::All(b"x".to_vec()), 1);
+            bus.publish(&What::All(b"x".to_vec()), 1, None);
         }
         assert_eq!(bus.take_unshared(), 5);
         assert_eq!(bus.take_unshared(), 0);
@@ -263,7 +307,7 @@ mod tests {
         let line = vec![b'x'; 64 * 1024];
         let fits = OUTBOUND_BYTES / (line.len() + 40);
         for _ in 0..fits + 10 {
-            bus.publish(&What::All(line.clone()), 1);
+            bus.publish(&What::All(line.clone()), 1, None);
         }
         let unshared = bus.take_unshared();
         assert!((10..=11).contains(&unshared), "{unshared}");
@@ -271,7 +315,7 @@ mod tests {
         // What the thread takes off makes room again.
         let taken = thread_end.try_recv().expect("a queued frame");
         bus.queued.fetch_sub(taken.payload.len(), Ordering::AcqRel);
-        bus.publish(&What::All(line), 1);
+        bus.publish(&What::All(line), 1, None);
         assert_eq!(bus.take_unshared(), 0);
     }
 }

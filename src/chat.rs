@@ -312,7 +312,7 @@ impl Chat {
             let from = gone.peer().0.ip().to_canonical();
             self.names
                 .release(gone.id(), gone.name(), from, Instant::now());
-            self.release(gone.name());
+            self.release(gone.name(), Some(from));
         }
         if self.relay && running {
             clients.send_all(None, &room::left(gone.name(), reason));
@@ -373,6 +373,7 @@ mod across;
 mod claims;
 mod members;
 mod operator;
+mod private;
 mod target;
 
 use across::Across;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{Chatd, Client, WAIT};
 use nats::Nats;
+use socket2::{Domain, Socket, Type};
 
 /// Two instances on one nats-server are one room: lines, names, renames, `/who` and leaves cross
 /// over, each member reads each line once, and nobody hears themselves.
@@ -115,6 +116,123 @@ fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
     loser.expect("◆ you are now #1");
     winner.read_until(&format!("◆ erin is now #1@{loser_node}"));
     assert_eq!(a_chatd.seen_count(lost) + b_chatd.seen_count(lost), 1);
+}
+
+/// `/msg` reaches a member of another instance, by name or as `#<id>@<node>`, as `<from> (to you):
+/// <text>` escaped as a local one, and nobody else; the receiving operator sees it as the sender's
+/// `command`; a name nobody has on any instance gets the one-line error (no answer within 2 s).
+#[test]
+fn msg_reaches_a_member_on_another_instance_and_nobody_else() {
+    let nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let peer_a = a.client.peer();
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    let mut b2 = Member::join(&b_chatd, "◆ 2 online: #1, #1@A");
+    a.expect("◆ #2@B joined (3 online)");
+    b.expect("◆ #2 joined (3 online)");
+    b.say("/nick bob");
+    b.expect("◆ you are now bob");
+    a.expect("◆ #1@B is now bob");
+    b2.expect("◆ #1 is now bob");
+
+    a.say("/msg BOB hi \x1b[2J bob");
+    b.expect("#1@A (to you): hi \\x1b[2J bob");
+    a_chatd.expect_report(&format!("command {peer_a} #1: /msg BOB hi"));
+    b_chatd.expect_body(&format!("command A/{peer_a} #1: /msg BOB hi \\x1b[2J bob"));
+    b2.say("/msg #1@A back to you");
+    a.expect("#2@B (to you): back to you");
+    a.say("/msg #2@B and to you");
+    b2.expect("#1@A (to you): and to you");
+    b2.say("/msg bob hi bob, from here");
+    b.expect("#2 (to you): hi bob, from here");
+
+    let asked = Instant::now();
+    a.say("/msg nobody hello?");
+    a.expect("◆ nobody here is called nobody (try /who)");
+    a.say("/msg #9@B hello?");
+    a.expect("◆ nobody here is called #9@B (try /who)");
+    assert!(asked.elapsed() < WAIT, "{:?}", asked.elapsed());
+    // Nobody else got any of it: the next line each reads is this one.
+    a.say("end");
+    b.expect("#1@A: end");
+    b2.expect("#1@A: end");
+}
+
+/// A name freed by a leave is held a minute across instances (in the bucket's entry): a member
+/// of another instance from another address cannot take it, one from the address it left from
+/// can.
+#[test]
+fn a_freed_name_is_held_a_minute_across_instances() {
+    let nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    a_chatd.expect_report("bus: names are claimed across the room");
+    b_chatd.expect_report("bus: names are claimed across the room");
+    let mut alice = Member::join(&a_chatd, "◆ nobody else is online");
+    alice.say("/nick alice");
+    alice.expect("◆ you are now alice");
+    let mut other = Member {
+        client: connect_from("127.0.0.2", b_chatd.addr()),
+    };
+    other.read(); // The greeting.
+    let mut same = Member::join_quiet(&b_chatd);
+    alice.say("exit");
+    alice.read_until("◆ goodbye");
+    other.read_until("◆ alice left (exit)");
+    same.read_until("◆ alice left (exit)");
+    // Until A's thread has written the hold, the entry is still alice's: taken.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the name was never held");
+        other.say("/nick alice");
+        match other.read().as_str() {
+            "◆ the name alice is taken" => continue,
+            line => {
+                let held = "◆ the name alice was in use until just now: it is kept for its last holder for a minute";
+                assert_eq!(line, held);
+                break;
+            }
+        }
+    }
+    other.say("/nick ALICE");
+    other.expect(
+        "◆ the name ALICE was in use until just now: it is kept for its last holder for a minute",
+    );
+    same.say("/nick alice");
+    same.expect("◆ you are now alice");
+    other.read_until("◆ #2 is now alice");
+    other.say("/nick alice");
+    other.expect("◆ the name alice is taken");
+}
+
+/// An instance that joins the room later lists the members already there, though they said
+/// nothing since: it says `hello` on the bus and the others answer with their roll, so `/who` and
+/// its newcomers' who-line are the whole room.
+#[test]
+fn a_later_instance_lists_members_who_said_nothing_since() {
+    let nats = Nats::start();
+    let a_chatd = instance(&nats, "A");
+    let mut a1 = Member::join(&a_chatd, "◆ nobody else is online");
+    a1.say("/nick alice");
+    a1.expect("◆ you are now alice");
+    let _a2 = Member::join(&a_chatd, "◆ 1 online: alice");
+    a1.expect("◆ #2 joined (2 online)");
+    let b_chatd = instance(&nats, "B");
+    let mut b1 = Member::join_quiet(&b_chatd);
+    b1.read(); // The who-line: whether A's roll came yet.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "B never learnt A's members");
+        b1.say("/who");
+        if b1.read() == "◆ 3 online: #1, alice, #2@A" {
+            break;
+        }
+    }
+    let mut b2 = Member::join(&b_chatd, "◆ 3 online: #1, alice, #2@A");
+    b2.say("/msg alice found you");
+    a1.read_until("#2@B (to you): found you");
 }
 
 /// Three instances: a member's 200 lines reach the members of both other instances once each and
@@ -383,6 +501,16 @@ fn instance(nats: &Nats, node: &str) -> Chatd {
     let mut chatd = Chatd::spawn(&["--relay", "--bus", &url, "--node", node, "--max-rate", "0"]);
     chatd.expect_report("bus connected");
     chatd
+}
+
+/// A client from `local` (an IP address), connected to `addr`, nothing read yet.
+#[track_caller]
+fn connect_from(local: &str, addr: std::net::SocketAddr) -> Client {
+    let local: std::net::SocketAddr = format!("{local}:0").parse().expect("a local address");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    socket.bind(&local.into()).expect("bind the client");
+    socket.connect(&addr.into()).expect("connect to chatd");
+    Client::from_stream(TcpStream::from(socket))
 }
 
 /// Publishes `payload` on the default room's subject with the NATS text protocol over a socket.

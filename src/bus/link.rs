@@ -1,13 +1,16 @@
 //! The bus thread's side: one NATS connection (async-nats) on a current-thread tokio runtime that
 //! lives in this thread only. It takes numbered frames from the loop and publishes them on the
 //! room's subject, hands what the other instances publish back to the loop, says when the bus
-//! comes and goes, and publishes a `beat` every `BEAT`.
+//! comes and goes, and publishes a `beat` every `BEAT`. A `/msg` for another instance goes out
+//! with a reply subject on this connection's inbox, and the loop is told whether an answer came
+//! within `ASK_TIMEOUT` (`bus/asks.rs`); answers to other instances' `/msg`s go out unnumbered.
+//! The bucket of names is `link/bucket.rs`.
 //!
 //! Everything it tells the loop goes through one bounded channel and the loop's `Waker`; nothing
 //! here touches a client. A frame that cannot be published (no connection) is counted, and the
 //! count goes to the loop with the next `Connected`.
 //!
-//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat.rs`).
+//! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat/`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,16 +18,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::kv::{self, CreateErrorKind, Store};
-use async_nats::jetstream::stream;
 use async_nats::{Client, ConnectOptions, Event, Subject};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 
+use super::asks::Asks;
 use super::nodes::BEAT;
 use super::wire::{self, What};
-use super::{Inbound, NameOp, Outgoing, Settings, Wake};
+use super::{Inbound, NameOp, Outgoing, Route, Settings, Wake};
+
+mod bucket;
+
+use bucket::REFRESH;
 
 /// Runs the bus until the loop drops its end of `out`. Never panics: every failure is told to the
 /// loop as a line for the operator.
@@ -44,6 +50,8 @@ pub fn run(
         out,
         names,
         held: HashMap::new(),
+        holds: HashMap::new(),
+        asks: Asks::default(),
         to_loop,
         wake,
         counts,
@@ -74,6 +82,11 @@ struct Link {
     names: mpsc::Receiver<NameOp>,
     /// Names claimed here: bucket key -> (name, the value claimed with).
     held: HashMap<String, (String, String)>,
+    /// Names freed here by a leave and held for their last holder's address: bucket key -> the
+    /// hold, kept in the bucket until it ends (`bucket.rs`).
+    holds: HashMap<String, bucket::Hold>,
+    /// This instance's `/msg`s waiting for the instance that delivers them to say so.
+    asks: Asks,
     to_loop: mpsc::Sender<Inbound>,
     wake: Wake,
     counts: Counts,
@@ -97,6 +110,17 @@ impl Link {
                     .await;
             }
         };
+        // Answers to this instance's `/msg`s come on `<inbox>.<ask>`.
+        let inbox = client.new_inbox();
+        let mut answers = match client.subscribe(format!("{inbox}.*")).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                return self
+                    .tell(Inbound::Unavailable(format!("subscribe: {e}")))
+                    .await;
+            }
+        };
+        let mut expired = Vec::new();
         // A round trip, so that the server has the subscription before anyone is told the room
         // is joined.
         let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
@@ -109,6 +133,7 @@ impl Link {
         let mut beat = interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let due = self.asks.next_due().map(Instant::from_std);
             tokio::select! {
                 got = self.out.recv() => {
                     let Some(frame) = got else {
@@ -118,8 +143,40 @@ impl Link {
                     };
                     self.take(&frame);
                     let connected = up && client.connection_state() == State::Connected;
-                    if !connected || client.publish(subject.clone(), frame.payload.into()).await.is_err() {
-                        self.unshared += 1;
+                    let payload = frame.payload.into();
+                    match frame.route {
+                        Route::Room => {
+                            if !connected || client.publish(subject.clone(), payload).await.is_err() {
+                                self.unshared += 1;
+                            }
+                        }
+                        Route::Ask(ask) => {
+                            let reply = Subject::from(format!("{inbox}.{ask}"));
+                            let sent = connected
+                                && self.asks.start(ask, Instant::now().into_std())
+                                && client.publish_with_reply(subject.clone(), reply, payload).await.is_ok();
+                            if !sent {
+                                self.unshared += 1;
+                                self.asks.end(ask);
+                                self.tell(Inbound::Answered { ask, delivered: false }).await;
+                            }
+                        }
+                        Route::Answer(to) if connected => {
+                            let _ = client.publish(Subject::from(to), payload).await;
+                        }
+                        Route::Answer(_) => {}
+                    }
+                }
+                Some(answer) = answers.next() => {
+                    let ask = answer.subject.rsplit('.').next().and_then(|t| t.parse().ok());
+                    if let Some(ask) = ask && self.asks.end(ask) {
+                        self.tell(Inbound::Answered { ask, delivered: true }).await;
+                    }
+                }
+                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.asks.expire(Instant::now().into_std(), &mut expired);
+                    for ask in expired.drain(..) {
+                        self.tell(Inbound::Answered { ask, delivered: false }).await;
                     }
                 }
                 heard = room.next() => {
@@ -127,7 +184,7 @@ impl Link {
                         return self.tell(Inbound::Unavailable("subscription ended".into())).await;
                     };
                     let inbound = match wire::decode(&message.payload) {
-                        Ok(frame) => Inbound::Frame(frame),
+                        Ok(frame) => Inbound::Frame(frame, message.reply.map(|r| r.to_string())),
                         Err(e) => Inbound::Malformed(e.to_string()),
                     };
                     self.tell(inbound).await;
@@ -156,10 +213,7 @@ impl Link {
                 }
                 _ = refresh.tick() => {
                     if let (true, Some(bucket)) = (up, &bucket) {
-                        for (key, (_, value)) in &self.held {
-                            let put = bucket.put(key, value.clone().into());
-                            let _ = timeout(KV_TIMEOUT, put).await;
-                        }
+                        self.refresh(bucket).await;
                     }
                 }
                 _ = beat.tick() => {
@@ -170,116 +224,6 @@ impl Link {
                         let _ = client.publish(subject.clone(), payload.into()).await;
                     }
                 }
-            }
-        }
-    }
-
-    /// Opens (creating if absent) the bucket of names, and tells the loop whether names are
-    /// claimed there. Without JetStream on the server, names are checked as each instance knows
-    /// them.
-    async fn open_bucket(&mut self, client: &Client) -> Option<Store> {
-        let jetstream = async_nats::jetstream::new(client.clone());
-        // The bucket's stream made by hand, as async-nats's `create_key_value` would make it:
-        // that one first asks for the account's info, whose reply from nats-server 2.9 lacks
-        // fields async-nats 0.51 requires (`reserved_memory`, `reserved_storage`).
-        let bucket = &self.settings.bucket;
-        let config = stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: NAME_AGE,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let open = async {
-            jetstream
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| e.to_string())?;
-            jetstream
-                .get_key_value(bucket.as_str())
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let opened = match timeout(KV_TIMEOUT, open).await {
-            Ok(opened) => opened,
-            Err(_) => Err("JetStream did not answer".to_owned()),
-        };
-        match opened {
-            Ok(store) => {
-                self.tell(Inbound::Names(None)).await;
-                Some(store)
-            }
-            Err(why) => {
-                self.tell(Inbound::Names(Some(why))).await;
-                None
-            }
-        }
-    }
-
-    /// A claim (create-if-absent, keyed by the case-folded name) or a release. A bucket that
-    /// cannot answer grants the claim: the loop checked the name against what it knows, and the
-    /// room goes on.
-    async fn name_op(&mut self, bucket: Option<&Store>, op: NameOp) {
-        match op {
-            NameOp::Claim { key, id, name } => {
-                let bucket_key = name.to_ascii_lowercase();
-                let value = format!("{} {}", self.settings.node, id.0);
-                let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
-                let granted = match bucket {
-                    None => true,
-                    Some(_) if ours => true,
-                    Some(bucket) => {
-                        let create = bucket.create(&bucket_key, value.clone().into());
-                        match timeout(KV_TIMEOUT, create).await {
-                            Ok(Ok(_)) => true,
-                            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
-                            _ => true,
-                        }
-                    }
-                };
-                if granted {
-                    self.held.insert(bucket_key, (name.clone(), value));
-                }
-                let claimed = Inbound::Claimed {
-                    key,
-                    id,
-                    name,
-                    granted,
-                };
-                self.tell(claimed).await;
-            }
-            NameOp::Release(name) => {
-                let bucket_key = name.to_ascii_lowercase();
-                if self.held.remove(&bucket_key).is_some()
-                    && let Some(bucket) = bucket
-                {
-                    let _ = timeout(KV_TIMEOUT, bucket.delete(&bucket_key)).await;
-                }
-            }
-        }
-    }
-
-    /// Back after a loss: each name held here is claimed again; one that another instance holds
-    /// now is lost, and the loop renames its member.
-    async fn reclaim(&mut self, bucket: &Store) {
-        let held: Vec<(String, (String, String))> = self.held.drain().collect();
-        for (key, (name, value)) in held {
-            let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
-                Ok(Ok(Some(entry))) => {
-                    entry.operation == kv::Operation::Put && entry.value != value.as_bytes()
-                }
-                _ => false,
-            };
-            if theirs {
-                self.tell(Inbound::NameLost(name)).await;
-            } else {
-                let _ = timeout(KV_TIMEOUT, bucket.put(&key, value.clone().into())).await;
-                self.held.insert(key, (name, value));
             }
         }
     }
@@ -324,6 +268,9 @@ impl Link {
     /// A frame is off the loop's queue: its number is the last one taken, its bytes no longer
     /// count against the queue's bound.
     fn take(&mut self, frame: &Outgoing) {
+        if let Route::Answer(_) = frame.route {
+            return; // Not numbered, not counted in the queue's bytes.
+        }
         self.last_seq = frame.seq;
         self.counts
             .queued
@@ -348,11 +295,6 @@ fn retry_delay(attempts: usize) -> Duration {
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a claimed name lives in the bucket without a refresh: the names of an instance that
-/// died are free again within this.
-const NAME_AGE: Duration = Duration::from_secs(30);
-/// How often the names held here are refreshed.
-const REFRESH: Duration = Duration::from_secs(10);
 /// The longest a bucket operation may take before it is given up.
 const KV_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);

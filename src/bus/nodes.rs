@@ -91,12 +91,19 @@ impl Nodes {
         node.online = frame.online;
         node.seen = now;
         match &frame.what {
-            What::Message(m, _) | What::Join(m) => remember(&mut node.names, m.id, &m.name),
+            What::Message(m, _) | What::Join(m) | What::To(m, ..) => {
+                remember(&mut node.names, m.id, &m.name)
+            }
             What::Nick(m, new) => remember(&mut node.names, m.id, new),
             What::Left(m, _) => {
                 node.names.remove(&m.id);
             }
-            What::All(_) | What::Beat => {}
+            What::Roll(members) => {
+                for (id, name) in members {
+                    remember(&mut node.names, *id, name);
+                }
+            }
+            What::All(_) | What::Beat | What::Hello => {}
         }
         seen
     }
@@ -206,5 +213,21 @@ mod tests {
         let later = now + NODE_TTL;
         assert_eq!(nodes.online(later), 2);
         assert_eq!(nodes.names(later).collect::<Vec<_>>(), ["#1@b"]);
+    }
+
+    #[test]
+    fn a_roll_tells_the_names_of_members_that_said_nothing() {
+        let now = Instant::now();
+        let mut nodes = Nodes::default();
+        let roll = What::Roll(vec![(1, "alice".into()), (2, "#2@a".into())]);
+        assert_eq!(nodes.see(&frame("a", 1, roll), now), Seen::InOrder);
+        assert_eq!(nodes.names(now).collect::<Vec<_>>(), ["alice", "#2@a"]);
+        let member = Member {
+            id: 1,
+            peer: "p".into(),
+            name: "alice".into(),
+        };
+        nodes.see(&frame("a", 2, What::Left(member, "exit".into())), now);
+        assert_eq!(nodes.names(now).collect::<Vec<_>>(), ["#2@a"]);
     }
 }

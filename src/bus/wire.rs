@@ -7,12 +7,19 @@
 //! chatd1 <node> <seq> <online> left <id> <peer> <name> <reason>
 //! chatd1 <node> <seq> <online> nick <id> <peer> <old> <new>
 //! chatd1 <node> <seq> <online> all\n<text bytes>
+//! chatd1 <node> <seq> <online> to <id> <peer> <name> <to-name>\n<text bytes>
 //! chatd1 <node> <seq> <online> beat
+//! chatd1 <node> <seq> <online> hello
+//! chatd1 <node> <seq> <online> roll\n<id> <name>\n<id> <name>...
 //! ```
 //!
 //! `seq` numbers the frames one instance publishes (from 1, one more each, whether or not the
 //! frame made it onto the bus), so that receivers see what core NATS lost; a `beat` carries the
-//! last number used, so a loss at the end shows too. `online` is the publisher's own member count.
+//! last number used, so a loss at the end shows too. A `to` frame (`/msg`) is for the member called
+//! `<to-name>` alone, and carries a NATS reply subject that the instance delivering it answers.
+//! An instance says `hello` when it joins the bus (and joins again), and every instance answers a
+//! `hello` with its `roll`, its members' ids and names (in frames of at most `MAX_ROLL`), so that
+//! `/who` lists members that said nothing since. `online` is the publisher's own member count.
 //! Names, peers, nodes and reasons never hold a space or a newline (names are checked by the room,
 //! nodes by `--node`), and the text is sent raw: each receiver escapes it as it escapes a local
 //! member's, so the line is the same everywhere.
@@ -21,6 +28,7 @@
 //! Pure: no I/O, no clock.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// One frame off the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +51,14 @@ pub enum What {
     Nick(Member, String),
     /// The operator's `/all`.
     All(Vec<u8>),
+    /// A member's `/msg`: the text for the member called `.1` (a name, or `#<id>@<node>`) alone.
+    To(Member, String, Vec<u8>),
     /// "Still here": the count and the last number used.
     Beat,
+    /// Just joined the bus: every other instance answers with its `Roll`.
+    Hello,
+    /// Some of the publisher's members, by `#id` and name.
+    Roll(Vec<(u64, String)>),
 }
 
 /// A member of another instance, as that instance names it to the room.
@@ -71,7 +85,7 @@ impl fmt::Display for Malformed {
 /// Encodes a frame about to be published by `node` as number `seq`.
 pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
     let text_len = match what {
-        What::Message(_, text) | What::All(text) => text.len(),
+        What::Message(_, text) | What::All(text) | What::To(_, _, text) => text.len(),
         _ => 0,
     };
     let mut out = Vec::with_capacity(64 + text_len);
@@ -102,9 +116,36 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
             out.push(b'\n');
             out.extend_from_slice(text);
         }
+        What::To(m, to, text) => {
+            head(&mut out, &format!("to {} {} {} {to}", m.id, m.peer, m.name));
+            out.push(b'\n');
+            out.extend_from_slice(text);
+        }
         What::Beat => head(&mut out, "beat"),
+        What::Hello => head(&mut out, "hello"),
+        What::Roll(members) => {
+            head(&mut out, "roll");
+            for (id, name) in members {
+                out.extend_from_slice(format!("\n{id} {name}").as_bytes());
+            }
+        }
     }
     out
+}
+
+/// A name's value in the bucket while it is held after a leave: for `from` until `until`
+/// (seconds since 1970).
+pub fn hold(from: IpAddr, until: u64) -> String {
+    format!("held {from} {until}")
+}
+
+/// The address and end of a hold written by `hold`; `None` for any other value (a member's).
+pub fn read_hold(value: &[u8]) -> Option<(IpAddr, u64)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let mut words = value.strip_prefix("held ")?.split(' ');
+    let from = words.next()?.parse().ok()?;
+    let until = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((from, until))
 }
 
 /// Reads one frame; anything not written by `encode` is `Malformed`, never a panic.
@@ -141,7 +182,14 @@ pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
             What::Nick(m, next(words).ok_or(Malformed("no new name"))?.to_owned())
         }
         ("all", Some(text)) => What::All(text.to_vec()),
+        ("to", Some(text)) => {
+            let m = member(words)?;
+            let to = next(words).ok_or(Malformed("no recipient"))?.to_owned();
+            What::To(m, to, text.to_vec())
+        }
         ("beat", None) => What::Beat,
+        ("hello", None) => What::Hello,
+        ("roll", Some(text)) => What::Roll(roll(text)?),
         _ => return Err(Malformed("unknown kind")),
     };
     if next(words).is_some() {
@@ -167,6 +215,23 @@ fn member(words: &mut std::str::Split<'_, char>) -> Result<Member, Malformed> {
     Ok(Member { id, peer, name })
 }
 
+/// The members of a `roll`: lines of `<id> <name>`, names printable ASCII.
+fn roll(text: &[u8]) -> Result<Vec<(u64, String)>, Malformed> {
+    let text = std::str::from_utf8(text).map_err(|_| Malformed("roll is not UTF-8"))?;
+    let mut members = Vec::new();
+    for line in text.split('\n') {
+        let (id, name) = line.split_once(' ').ok_or(Malformed("bad roll line"))?;
+        if members.len() >= MAX_ROLL
+            || name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Malformed("bad roll"));
+        }
+        members.push((number(Some(id))?, name.to_owned()));
+    }
+    Ok(members)
+}
+
 fn number(word: Option<&str>) -> Result<u64, Malformed> {
     word.and_then(|w| w.parse().ok())
         .ok_or(Malformed("bad number"))
@@ -174,6 +239,8 @@ fn number(word: Option<&str>) -> Result<u64, Malformed> {
 
 /// The first word of every frame: the format's name and version.
 const MAGIC: &str = "chatd1";
+/// The most members in one `roll` frame.
+pub const MAX_ROLL: usize = 1000;
 /// The longest header read: nodes, names, peers and reasons are short.
 const MAX_HEADER: usize = 512;
 
@@ -198,7 +265,10 @@ mod tests {
             What::Left(bob(), "closed".into()),
             What::Nick(bob(), "bob".into()),
             What::All(b"hello all".to_vec()),
+            What::To(bob(), "alice".into(), b"psst \x1b".to_vec()),
             What::Beat,
+            What::Hello,
+            What::Roll(vec![(7, "#7@a".into()), (8, "carol".into())]),
         ];
         for what in kinds {
             let frame = decode(&encode("a.1", 42, 3, &what)).unwrap();
@@ -215,6 +285,15 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_reads_back_and_a_members_value_is_no_hold() {
+        let from: IpAddr = "::1".parse().unwrap();
+        assert_eq!(read_hold(hold(from, 99).as_bytes()), Some((from, 99)));
+        assert_eq!(read_hold(b"A 7"), None);
+        assert_eq!(read_hold(b"held 127.0.0.1"), None);
+        assert_eq!(read_hold(b"held 127.0.0.1 5 x"), None);
+    }
+
+    #[test]
     fn junk_is_malformed_not_a_panic() {
         for junk in [
             &b""[..],
@@ -222,6 +301,11 @@ mod tests {
             b"chatd1 a x 1 beat",
             b"chatd1 a 1 1 msg 7 p n",
             b"chatd1 a 1 1 join 7 p",
+            b"chatd1 a 1 1 to 7 p n\nno recipient",
+            b"chatd1 a 1 1 to 7 p n bob",
+            b"chatd1 a 1 1 roll\n7 ev\x1bil",
+            b"chatd1 a 1 1 roll\n7",
+            b"chatd1 a 1 1 roll\nx bob",
             b"chatd1 a 1 1 beat extra",
             b"chatd1 a 1 1 nope",
             b"chatd2 a 1 1 beat",

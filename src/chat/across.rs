@@ -6,9 +6,12 @@
 //! Deliberately not here: the bus itself (`bus.rs`), or when frames are published (the loop drains
 //! `outbox` once a turn).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::Chat;
+use super::private::Ask;
+use crate::bus::wire::MAX_ROLL;
 use crate::bus::{Frame, Member, NameOp, Nodes, Seen, What};
 use crate::clients::Clients;
 use crate::connection::{Connection, Stream};
@@ -19,11 +22,18 @@ use crate::room;
 #[derive(Debug)]
 pub struct Across {
     /// This instance's `--node`.
-    node: String,
+    pub(super) node: String,
     /// What the other instances said of themselves.
     nodes: Nodes,
-    /// Frames to publish, in the order they happened; the loop takes them each turn.
-    outbox: Vec<What>,
+    /// Frames to publish, in the order they happened, each with the number of the `/msg` it
+    /// carries; the loop takes them each turn.
+    pub(super) outbox: Vec<(What, Option<u64>)>,
+    /// This instance's `/msg`s on their way, by number (at most `MAX_ASKS`).
+    pub(super) asks: HashMap<u64, Ask>,
+    /// The number of the last `/msg` sent on.
+    pub(super) next_ask: u64,
+    /// Reply subjects of other instances' `/msg`s delivered here; the loop takes them each turn.
+    pub(super) answers: Vec<String>,
     /// Whether names are claimed in the bus's key-value bucket (connected, with JetStream).
     pub(super) names_shared: bool,
     /// Claims and releases for the bucket, in order; the loop takes them each turn.
@@ -36,6 +46,9 @@ impl Across {
             node: node.to_owned(),
             nodes: Nodes::default(),
             outbox: Vec::new(),
+            asks: HashMap::new(),
+            next_ask: 0,
+            answers: Vec::new(),
             names_shared: false,
             name_ops: Vec::new(),
         }
@@ -44,9 +57,16 @@ impl Across {
 
 impl Chat {
     /// Frames to publish since the last call, in order.
-    pub fn take_outbox(&mut self, into: &mut Vec<What>) {
+    pub fn take_outbox(&mut self, into: &mut Vec<(What, Option<u64>)>) {
         if let Some(across) = &mut self.across {
             into.append(&mut across.outbox);
+        }
+    }
+
+    /// Reply subjects of the `/msg`s delivered here since the last call.
+    pub fn take_answers(&mut self, into: &mut Vec<String>) {
+        if let Some(across) = &mut self.across {
+            into.append(&mut across.answers);
         }
     }
 
@@ -65,11 +85,38 @@ impl Chat {
         }
     }
 
+    /// Joined the bus (again): says `hello`, so that the others tell this one who they have, and
+    /// tells them who is here (members who joined while the bus was away too).
+    pub fn hello<S: Stream>(&mut self, clients: &Clients<S>) {
+        self.share(|_| What::Hello);
+        self.roll(clients);
+    }
+
+    /// Tells the other instances who is here, in frames of at most `MAX_ROLL` members.
+    fn roll<S: Stream>(&mut self, clients: &Clients<S>) {
+        let Some(across) = &mut self.across else {
+            return;
+        };
+        let mut members = Vec::new();
+        for (_, conn) in clients.open_ones() {
+            let m = member(conn, &across.node);
+            members.push((m.id, m.name));
+            if members.len() == MAX_ROLL {
+                across
+                    .outbox
+                    .push((What::Roll(std::mem::take(&mut members)), None));
+            }
+        }
+        if !members.is_empty() {
+            across.outbox.push((What::Roll(members), None));
+        }
+    }
+
     /// Queues `what` for the other instances, if the room has any.
     pub(super) fn share(&mut self, what: impl FnOnce(&str) -> What) {
         if let Some(across) = &mut self.across {
             let what = what(&across.node);
-            across.outbox.push(what);
+            across.outbox.push((what, None));
         }
     }
 
@@ -98,7 +145,12 @@ impl Chat {
 
     /// A frame from another instance: its numbering checked (a gap is reported), reported, and
     /// delivered to every local member as the line would be from a local sender.
-    pub fn hear_across<S: Stream>(&mut self, clients: &mut Clients<S>, frame: Frame) {
+    pub fn hear_across<S: Stream>(
+        &mut self,
+        clients: &mut Clients<S>,
+        frame: Frame,
+        reply: Option<&str>,
+    ) {
         let Some(across) = &mut self.across else {
             return;
         };
@@ -137,7 +189,9 @@ impl Chat {
                 report::remote_all(node, text);
                 room::from_server(&String::from_utf8_lossy(text))
             }
-            What::Beat => return,
+            What::To(..) => return self.hear_private(clients, &frame, reply),
+            What::Hello => return self.roll(clients),
+            What::Roll(_) | What::Beat => return,
         };
         let sent = clients.send_all(None, &line);
         self.relay_deliveries += sent as u64;
@@ -162,21 +216,24 @@ pub(super) fn member<S: Stream>(conn: &Connection<S>, node: &str) -> Member {
 /// Whether a frame's names and reason are ones chatd sends: a frame never puts on a member's
 /// screen what a local member could not (a control character, the server's mark).
 fn frame_is_clean(frame: &Frame) -> bool {
-    let name = |name: &str| {
-        crate::names::valid(name.as_bytes())
-            || name.strip_prefix('#').is_some_and(|rest| {
-                rest.split_once('@').is_some_and(|(id, node)| {
-                    id.bytes().all(|b| b.is_ascii_digit())
-                        && node
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                })
-            })
-    };
+    let name = |name: &str| crate::names::valid(name.as_bytes()) || is_remote_name(name).is_some();
     match &frame.what {
         What::Message(m, _) | What::Join(m) => name(&m.name),
+        What::To(m, to, _) => name(&m.name) && name(to),
         What::Left(m, reason) => name(&m.name) && reason.bytes().all(|b| b.is_ascii_lowercase()),
         What::Nick(m, new) => name(&m.name) && name(new),
-        What::All(_) | What::Beat => true,
+        What::Roll(members) => members.iter().all(|(_, m)| name(m)),
+        What::All(_) | What::Beat | What::Hello => true,
     }
+}
+
+/// The node of `#<id>@<node>`, the name of an unnamed member across instances, if `name` is one.
+pub(super) fn is_remote_name(name: &str) -> Option<&str> {
+    let (id, node) = name.strip_prefix('#')?.split_once('@')?;
+    let id_ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    let node_ok = !node.is_empty()
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    (id_ok && node_ok).then_some(node)
 }

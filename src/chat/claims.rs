@@ -6,6 +6,7 @@
 //!
 //! Deliberately not here: the bucket itself (`bus/link.rs`).
 
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -64,24 +65,31 @@ impl Chat {
         {
             // Held here meanwhile (`names` has it for this member), renamed once granted.
             let name = new.to_owned();
-            across.name_ops.push(NameOp::Claim { key, id, name });
+            across.name_ops.push(NameOp::Claim {
+                key,
+                id,
+                name,
+                from,
+            });
             return;
         }
         self.apply_rename(clients, key, new);
     }
 
-    /// The bucket answered a claim for member `(key, id)`.
+    /// The bucket answered a claim for member `(key, id)`: granted (`None`), taken elsewhere, or
+    /// held for the address its last holder left from.
     pub fn claimed<S: Stream>(
         &mut self,
         clients: &mut Clients<S>,
         key: usize,
         id: ConnId,
         name: &str,
-        granted: bool,
+        refused: Option<Refused>,
     ) {
+        let granted = refused.is_none();
         let Some(conn) = clients.slot(key, id) else {
             if granted {
-                self.release(name);
+                self.release(name, None);
             }
             return;
         };
@@ -96,7 +104,7 @@ impl Chat {
             // Gone meanwhile: the name it waited for is nobody's (its own was released as it left).
             self.names.forget(id, name);
             if granted {
-                self.release(name);
+                self.release(name, None);
             }
             return;
         }
@@ -110,7 +118,11 @@ impl Chat {
             {
                 self.names.forget(id, name);
             }
-            let _ = clients.send(key, room::name_taken(name));
+            let line = match refused {
+                Some(Refused::Held) => room::name_held(name),
+                _ => room::name_taken(name),
+            };
+            let _ = clients.send(key, line);
             return;
         }
         self.apply_rename(clients, key, name);
@@ -140,18 +152,26 @@ impl Chat {
         for (key, conn) in clients.open_ones() {
             if !conn.name().starts_with('#') {
                 let (id, name) = (conn.id(), conn.name().to_string());
-                across.name_ops.push(NameOp::Claim { key, id, name });
+                let from = conn.peer().0.ip().to_canonical();
+                across.name_ops.push(NameOp::Claim {
+                    key,
+                    id,
+                    name,
+                    from,
+                });
             }
         }
     }
 
-    /// Gives a name back to the bucket, if it is one (not `#<id>`) and names are shared.
-    pub(super) fn release(&mut self, name: &str) {
+    /// Gives a name back to the bucket, if it is one (not `#<id>`) and names are shared; on a
+    /// leave, held a minute there for the address `hold` it left from.
+    pub(super) fn release(&mut self, name: &str, hold: Option<IpAddr>) {
         if let Some(across) = &mut self.across
             && across.names_shared
             && !name.starts_with('#')
         {
-            across.name_ops.push(NameOp::Release(name.to_owned()));
+            let name = name.to_owned();
+            across.name_ops.push(NameOp::Release { name, hold });
         }
     }
 
@@ -169,6 +189,6 @@ impl Chat {
         report::renamed(conn.label(), &old, new);
         clients.send_all(Some(key), &room::renamed(&old, new));
         let _ = clients.send(key, room::you_are(new));
-        self.release(&old);
+        self.release(&old, None);
     }
 }

@@ -1,5 +1,5 @@
 //! What members' lines cause in the `--relay` room, once a read is over (`Chat::act`): relayed
-//! text, `/nick`, `/who`, `/msg` and `/help`, and unknown commands, in the order the lines came.
+//! text, `/nick`, `/who`, `/msg` (`chat/private.rs`) and `/help`, and unknown commands, in the order the lines came.
 //!
 //! Deliberately not here: hearing and reporting a line (`chat.rs`), the room's texts
 //! (`room.rs`), or which names may be taken (`names.rs`).
@@ -10,7 +10,6 @@ use super::{Chat, across};
 use crate::bus::What;
 use crate::clients::Clients;
 use crate::connection::Stream;
-use crate::ids::ConnId;
 use crate::room::{self, Said};
 
 impl Chat {
@@ -45,7 +44,7 @@ impl Chat {
                     let line = room::who(local.chain(remote.iter().copied()));
                     let _ = clients.send(key, line);
                 }
-                Said::Msg { to, text } => self.private(clients, key, &name, &to, &text),
+                Said::Msg { to, text } => self.private(clients, (key, id), &name, &to, &text),
                 Said::Help => {
                     let _ = clients.send(key, room::help());
                 }
@@ -58,45 +57,5 @@ impl Chat {
         if self.said.is_empty() {
             self.said = said;
         }
-    }
-
-    /// `/msg NAME text` from client `key`, called `from`: `text` for the member called `to` alone,
-    /// as `<from> (to you): <text>`. The sender hears back only if it could not be delivered.
-    fn private<S: Stream>(
-        &mut self,
-        clients: &mut Clients<S>,
-        key: usize,
-        from: &str,
-        to: &[u8],
-        text: &[u8],
-    ) {
-        if to.is_empty() || text.is_empty() {
-            let _ = clients.send(key, room::msg_usage());
-            return;
-        }
-        let line = room::private(from, text);
-        // A recipient that cannot take it is dropped (`slow`) or failing: leaving, as good as gone.
-        let delivered = match self.recipient(clients, to) {
-            Some(recipient) => clients.send(recipient, line).is_ok(),
-            None => false,
-        };
-        if delivered {
-            self.relay_deliveries += 1;
-        } else {
-            let _ = clients.send(key, room::no_such_name(to));
-        }
-    }
-
-    /// The slot of the open member called `name`: a nickname (in any case), or `#<id>` for a
-    /// member that has none.
-    fn recipient<S: Stream>(&self, clients: &mut Clients<S>, name: &[u8]) -> Option<usize> {
-        let name = std::str::from_utf8(name).ok()?;
-        if let Some((key, id)) = self.names.holder(name) {
-            return clients.slot(key, id).filter(|c| c.is_open()).map(|_| key);
-        }
-        let id = ConnId(name.strip_prefix('#')?.parse().ok()?);
-        let key = clients.find(id)?;
-        // `#7` is only a name while #7 has no other.
-        (**clients.get(key)?.name() == *name).then_some(key)
     }
 }

@@ -18,6 +18,18 @@ pub fn remote_message(node: &str, peer: &str, id: u64, text: &[u8]) {
     info!(event = "message", id = id, peer = peer.as_str(), node = node, text = line.as_str(); "message {peer} #{id}: {line}");
 }
 
+/// A member of another instance's `/msg` delivered here: `command <node>/<peer> #<id>: /msg <to>
+/// <text>`, the remote form of the sender's own `command` report.
+pub fn remote_command(node: &str, peer: &str, id: u64, to: &str, text: &[u8]) {
+    let mut line = String::with_capacity(text.len() + to.len() + 8);
+    line.push_str("/msg ");
+    line.push_str(to);
+    line.push(' ');
+    escape_into(&mut line, text);
+    let peer = format!("{node}/{peer}");
+    info!(event = "command", id = id, peer = peer.as_str(), node = node, text = line.as_str(), dropped = 0; "command {peer} #{id}: {line}");
+}
+
 pub fn remote_join(label: &str, name: &str, online: usize) {
     info!(event = "remote_join", who = label, name = name, online = online; "joined {label} as {name} ({online} online)");
 }

@@ -20,8 +20,11 @@ pub(super) struct Span {
     up: bool,
     /// The last reason the bus was unavailable, reported once until it changes.
     trouble: Option<String>,
-    /// The turn's frames on their way out (kept for its memory).
-    outbox: Vec<What>,
+    /// The turn's frames on their way out, with the number of the `/msg` each carries (kept for
+    /// its memory).
+    outbox: Vec<(What, Option<u64>)>,
+    /// The turn's answers to other instances' `/msg`s.
+    answers: Vec<String>,
     /// The turn's claims and releases of names.
     name_ops: Vec<NameOp>,
     /// What was last reported of the bucket of names: said again only when it changes.
@@ -44,6 +47,7 @@ impl Span {
             up: false,
             trouble: None,
             outbox: Vec::new(),
+            answers: Vec::new(),
             name_ops: Vec::new(),
             names_shared: None,
         }))
@@ -68,15 +72,20 @@ impl Server {
                 break;
             };
             match inbound {
-                Inbound::Frame(frame) => {
+                Inbound::Frame(frame, reply) => {
                     let cost = self.chat.line_cost(self.clients.len());
                     self.work_left = self.work_left.saturating_sub(cost);
-                    self.chat.hear_across(&mut self.clients, frame);
+                    self.chat
+                        .hear_across(&mut self.clients, frame, reply.as_deref());
+                }
+                Inbound::Answered { ask, delivered } => {
+                    self.chat.answered(&mut self.clients, ask, delivered);
                 }
                 Inbound::Connected { unshared } => {
                     span.up = true;
                     span.trouble = None;
                     report::bus_connected(unshared + span.bus.take_unshared());
+                    self.chat.hello(&self.clients);
                 }
                 Inbound::Lost => {
                     span.up = false;
@@ -105,10 +114,10 @@ impl Server {
                     key,
                     id,
                     name,
-                    granted,
+                    refused,
                 } => self
                     .chat
-                    .claimed(&mut self.clients, key, id, &name, granted),
+                    .claimed(&mut self.clients, key, id, &name, refused),
                 Inbound::NameLost(name) => self.chat.name_lost(&mut self.clients, &name),
                 Inbound::SlowConsumer => report::bus_slow_consumer(),
                 Inbound::Malformed(why) => report::bus_malformed(&why),
@@ -125,14 +134,24 @@ impl Server {
         self.chat.take_outbox(&mut span.outbox);
         self.chat.take_name_ops(&mut span.name_ops);
         for op in span.name_ops.drain(..) {
-            if let (false, NameOp::Claim { key, id, name }) = (span.bus.name_op(op.clone()), op) {
+            if let (false, NameOp::Claim { key, id, name, .. }) = (span.bus.name_op(op.clone()), op)
+            {
                 // The thread is that far behind: the name was checked here, and it stands.
-                self.chat.claimed(&mut self.clients, key, id, &name, true);
+                self.chat.claimed(&mut self.clients, key, id, &name, None);
             }
         }
         let online = self.clients.len();
-        for what in span.outbox.drain(..) {
-            span.bus.publish(&what, online);
+        for (what, ask) in span.outbox.drain(..) {
+            if !span.bus.publish(&what, online, ask)
+                && let Some(ask) = ask
+            {
+                // Not on its way: its member is told now.
+                self.chat.answered(&mut self.clients, ask, false);
+            }
+        }
+        self.chat.take_answers(&mut span.answers);
+        for to in span.answers.drain(..) {
+            span.bus.answer(to);
         }
         span.bus.set_online(online);
         if span.up {
