@@ -55,10 +55,10 @@ impl Stream for Socket {
         }
     }
 
-    fn read_lines(&mut self, buf: &mut [u8], lines: usize) -> io::Result<usize> {
+    fn read_lines(&mut self, buf: &mut [u8], lines: usize, nvt: bool) -> io::Result<usize> {
         match self {
-            Socket::Plain(s) => s.read_lines(buf, lines),
-            Socket::Tls(s) => s.read_lines(buf, lines),
+            Socket::Plain(s) => s.read_lines(buf, lines, nvt),
+            Socket::Tls(s) => s.read_lines(buf, lines, nvt),
         }
     }
 

@@ -257,13 +257,13 @@ impl Stream for TlsStream {
 
     /// Plaintext as `read` gives it, but no more than `lines` whole lines: the rest stays in
     /// rustls's plaintext buffer (and, past its 16 KiB, in the socket) for a later read.
-    fn read_lines(&mut self, buf: &mut [u8], lines: usize) -> io::Result<usize> {
+    fn read_lines(&mut self, buf: &mut [u8], lines: usize, nvt: bool) -> io::Result<usize> {
         loop {
             let mut reader = self.tls.reader();
             match reader.fill_buf() {
                 Ok(held) => {
                     let held = &held[..held.len().min(buf.len())];
-                    let end = crate::stream::lines_end(held, lines);
+                    let end = crate::stream::lines_end(held, lines, nvt);
                     buf[..end].copy_from_slice(&held[..end]);
                     reader.consume(end);
                     return Ok(end);

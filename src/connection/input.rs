@@ -57,7 +57,11 @@ impl<S: Stream> Connection<S> {
                             bucket.hold(now);
                             return ReadStatus::Throttled;
                         }
-                        lines => self.stream.read_lines(&mut buf[..want], lines as usize),
+                        lines => {
+                            let nvt = self.telnet.speaks();
+                            self.stream
+                                .read_lines(&mut buf[..want], lines as usize, nvt)
+                        }
                     }
                 }
             };
