@@ -252,6 +252,43 @@ fn a_tls_client_that_never_reads_is_dropped_slow() {
     chatd.expect_report(" #1 slow (0 online)");
 }
 
+/// Clients that close right after their handshake, unread records waiting (the greeting or the
+/// session tickets then fail to go out: their kernel answers with a reset): each is `reset`, and the loop goes on serving. It once went round
+/// forever within a turn, at full CPU and deaf to everyone and to SIGTERM: the write failure was
+/// settled, then rustls's unsent records failed again on the next flush, and so on.
+#[test]
+fn clients_that_reset_after_the_handshake_do_not_stall_the_loop() {
+    let certs = Certs::new("reset-after-handshake");
+    let (mut chatd, tls) = spawn_tls(&certs, &[]);
+    let mut resetter = Tool::spawn("/usr/bin/python3", &["-c", RESETTER, &tls.to_string()]);
+    resetter.expect_line("done");
+    // The loop still serves: a plain client is greeted and heard.
+    let mut plain = Client::connect(chatd.addr());
+    plain.send_line("still served");
+    chatd.expect_report("still served");
+    let resets = chatd.seen_count(" reset (");
+    assert!(resets > 0, "{:?}", chatd.seen());
+}
+
+/// 100 TLS clients in turn that finish the handshake and at once close, unread records waiting
+/// (the kernel answers what chatd sends next with a reset); prints `stuck at <i>` if one of them gets no answer (the server no longer serves), else `done`.
+const RESETTER: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for i in range(100):
+    raw = socket.create_connection((host, int(port)), timeout=3)
+    try:
+        s = ctx.wrap_socket(raw)
+    except OSError:
+        print("stuck at", i, flush=True)
+        sys.exit(1)
+    s.close()
+print("done", flush=True)
+"#;
+
 /// A TLS client that says one line, then writes garbage on the raw socket.
 const CORRUPTER: &str = r#"
 import socket, ssl, sys, time
