@@ -333,6 +333,11 @@ impl Access {
         verdict
     }
 
+    /// A connection let in before was refused after all (a guest at the gate when a `/ban` came).
+    pub fn note_refused(&mut self, refusal: Refusal) {
+        self.refused[refusal.index()] += 1;
+    }
+
     /// Connections refused since start, by reason, in the order of [`Refusal::NAMES`] (each
     /// attempt, reported or not).
     pub fn refused(&self) -> [u64; Refusal::NAMES.len()] {

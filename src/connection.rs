@@ -281,5 +281,6 @@ impl<S: Stream> Connection<S> {
     }
 }
 
-/// How many reads `finish` spends discarding a closing client's input.
-const FINISH_READS: usize = 4;
+/// How many bytes `finish` reads at most, discarding a closing client's input (what four reads of
+/// the loop's 64 KiB buffer take).
+const FINISH_BYTES: usize = 256 * 1024;

@@ -228,14 +228,26 @@ impl Gate {
 
     /// Turns every guest away (shutdown); gives each one's address.
     pub fn close_all(&mut self, registry: &Registry) -> Vec<Peer> {
-        let keys: Vec<usize> = self.guests.iter().map(|(key, _)| key).collect();
+        self.refuse_where(registry, "shutdown", |_| true)
+    }
+
+    /// Turns away every guest whose address `matches` (a `/ban`), for `why`; gives their
+    /// addresses.
+    pub fn refuse_where(
+        &mut self,
+        registry: &Registry,
+        why: &str,
+        matches: impl Fn(&Peer) -> bool,
+    ) -> Vec<Peer> {
+        let keys: Vec<usize> = (self.guests.iter())
+            .filter(|(_, guest)| matches(&guest.peer))
+            .map(|(key, _)| key)
+            .collect();
         keys.into_iter()
-            .filter_map(
-                |key| match self.refuse(key, registry, "shutdown".to_owned()) {
-                    Outcome::Refused(peer, _) => Some(peer),
-                    _ => None,
-                },
-            )
+            .filter_map(|key| match self.refuse(key, registry, why.to_owned()) {
+                Outcome::Refused(peer, _) => Some(peer),
+                _ => None,
+            })
             .collect()
     }
 

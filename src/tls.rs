@@ -84,6 +84,10 @@ pub struct TlsStream {
     tls: ServerConnection,
     /// The most rustls holds for sending (`set_buffer_limit`): taken from `--max-queue`.
     reserved: usize,
+    /// A write to the socket failed (the peer reset it): what rustls still holds will never go
+    /// out, and is not tried again (each try failed anew, and the loop, told of each failure,
+    /// went round settling the client forever).
+    write_failed: bool,
 }
 
 impl TlsStream {
@@ -96,7 +100,12 @@ impl TlsStream {
     ) -> Result<TlsStream, rustls::Error> {
         let mut tls = ServerConnection::new(Arc::clone(config))?;
         tls.set_buffer_limit(Some(reserved));
-        Ok(TlsStream { tcp, tls, reserved })
+        Ok(TlsStream {
+            tcp,
+            tls,
+            reserved,
+            write_failed: false,
+        })
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -125,14 +134,18 @@ impl TlsStream {
         Ok(!self.tls.is_handshaking())
     }
 
-    /// Writes what rustls has to send until it has nothing or the socket would block.
+    /// Writes what rustls has to send until it has nothing or the socket would block. The first
+    /// failure is returned; after it nothing more is written.
     pub fn push(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
+        while self.tls.wants_write() && !self.write_failed {
             match self.tls.write_tls(&mut self.tcp) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.write_failed = true;
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -294,7 +307,7 @@ impl Stream for TlsStream {
     }
 
     fn has_backlog(&self) -> bool {
-        self.tls.wants_write()
+        self.tls.wants_write() && !self.write_failed
     }
 
     fn reserved(&self) -> usize {

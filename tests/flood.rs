@@ -149,6 +149,40 @@ fn a_member_over_its_burst_is_held_back_then_caught_up_not_dropped() {
     assert_eq!(chatd.seen_count(" flood ("), 0);
 }
 
+/// A telnet client ends lines with a bare `CR` or `CR NUL` as well as `LF`: such lines are held
+/// to the rate like any others. 150 lines after a burst of 50 at 100 a second take a second, even
+/// when the telnet command that makes chatd take `CR` as a line end comes in the same packet
+/// (counting `\n` alone let all 150 through at once).
+#[test]
+fn lines_ended_by_a_bare_cr_are_held_to_the_rate_too() {
+    let args = ["--relay", "--max-rate", "100", "--burst", "50"];
+    let chatd = Chatd::spawn(&args);
+    let mut reader = Client::connect(chatd.addr());
+    assert_eq!(reader.read_line(), "◆ nobody else is online");
+    for ending in ["\r", "\r\0"] {
+        let mut paster = Client::connect(chatd.addr());
+        assert!(reader.read_line().ends_with(" joined (2 online)"));
+        // IAC WONT ECHO: it speaks telnet from here on.
+        let mut paste = vec![0xFF, 0xFC, 0x01];
+        for i in 0..150 {
+            paste.extend_from_slice(format!("pasted {i}{ending}").as_bytes());
+        }
+        let started = Instant::now();
+        paster.send(&paste);
+        for i in 0..150 {
+            let line = reader.read_line();
+            assert!(line.ends_with(&format!(": pasted {i}")), "{line:?}");
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{ending:?}: 150 lines in {took:?}"
+        );
+        drop(paster);
+        assert!(reader.read_line().contains(" left ("));
+    }
+}
+
 /// The operator's lines and the server's announcements are not limited: with `--max-rate 1
 /// --burst 1`, 100 `/all` lines and 20 arrivals reach a member within the test's wait (at one a
 /// second they would take minutes), the member held back over its own rate included.

@@ -113,6 +113,30 @@ fn guests_count_against_max_clients() {
     chatd.expect_body(&format!("connect {} #1 (1 online)", guest.peer()));
 }
 
+/// `/ban` refuses the clients of that address still at the gate, at the prompt or in the middle
+/// of their handshake, `refused <peer> (banned)`: they are never seated past the ban (they were
+/// once: the ban kicked only those already seated, and the prompt's right answer then seated it).
+#[test]
+fn a_ban_refuses_guests_at_the_gate() {
+    let certs = Certs::new("ban-guests");
+    let dir = Dir::new("ban");
+    let (mut chatd, tls) = spawn_tls(&certs, &["--password-file", &dir.password("sekret")]);
+    let mut guest = Client::connect_quiet(chatd.addr());
+    assert_eq!(guest.read_line(), "password:");
+    let shaking = std::net::TcpStream::connect(tls).expect("connect to the TLS port");
+    let shaking_peer = shaking.local_addr().expect("local addr").to_string();
+    chatd.send_console("/ban 127.0.0.1");
+    chatd.expect_body("banned 127.0.0.1/32 until /unban (kicking 0 clients)");
+    chatd.expect_body(&format!("refused {} (banned)", guest.peer()));
+    chatd.expect_body(&format!("refused {shaking_peer} (banned)"));
+    assert_eq!(
+        guest.read_to_end(),
+        "",
+        "closed at the ban, told nothing more"
+    );
+    assert_eq!(chatd.seen_count("connect "), 0, "{:?}", chatd.seen());
+}
+
 /// A headless SIGHUP reads the password file again: the new password works and the old one
 /// no longer does; a file that cannot be read then keeps the password in force.
 #[test]

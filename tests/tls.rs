@@ -252,6 +252,99 @@ fn a_tls_client_that_never_reads_is_dropped_slow() {
     chatd.expect_report(" #1 slow (0 online)");
 }
 
+/// Clients that close right after their handshake, unread records waiting (the greeting or the
+/// session tickets then fail to go out: their kernel answers with a reset): each is `reset`, and the loop goes on serving. It once went round
+/// forever within a turn, at full CPU and deaf to everyone and to SIGTERM: the write failure was
+/// settled, then rustls's unsent records failed again on the next flush, and so on.
+#[test]
+fn clients_that_reset_after_the_handshake_do_not_stall_the_loop() {
+    let certs = Certs::new("reset-after-handshake");
+    let (mut chatd, tls) = spawn_tls(&certs, &[]);
+    let mut resetter = Tool::spawn("/usr/bin/python3", &["-c", RESETTER, &tls.to_string()]);
+    resetter.expect_line("done");
+    // The loop still serves: a plain client is greeted and heard.
+    let mut plain = Client::connect(chatd.addr());
+    plain.send_line("still served");
+    chatd.expect_report("still served");
+    let resets = chatd.seen_count(" reset (");
+    assert!(resets > 0, "{:?}", chatd.seen());
+}
+
+/// 100 TLS clients in turn that finish the handshake and at once close, unread records waiting
+/// (the kernel answers what chatd sends next with a reset); prints `stuck at <i>` if one of them gets no answer (the server no longer serves), else `done`.
+const RESETTER: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for i in range(100):
+    raw = socket.create_connection((host, int(port)), timeout=3)
+    try:
+        s = ctx.wrap_socket(raw)
+    except OSError:
+        print("stuck at", i, flush=True)
+        sys.exit(1)
+    s.close()
+print("done", flush=True)
+"#;
+
+/// A TLS member dropped `flood` has every byte it sent accounted for: what was heard plus what is
+/// reported `dropped` is what it wrote (80 KB, all in chatd's socket by then). Counting stopped
+/// after four reads once (a TLS read gives at most a record), and the records rustls had begun to
+/// read were neither heard nor counted.
+#[test]
+fn a_tls_flooder_dropped_has_every_byte_counted() {
+    let certs = Certs::new("tls-flood");
+    let args = [
+        "--relay",
+        "--max-rate",
+        "10",
+        "--burst",
+        "20",
+        "--flood-timeout",
+        "2",
+    ];
+    let (mut chatd, tls) = spawn_tls(&certs, &args);
+    let mut flooder = Tool::spawn("/usr/bin/python3", &["-c", TLS_FLOODER, &tls.to_string()]);
+    flooder.expect_line("sent 82000");
+    let seen = chatd.collect_until(" flood (0 online)");
+    let heard: usize = seen
+        .iter()
+        .map(|line| report_body(line))
+        .filter(|body| body.starts_with("message "))
+        .filter_map(|body| body.split_once(" #1: "))
+        .map(|(_, text)| text.len() + 1)
+        .sum();
+    let dropped: usize = seen
+        .iter()
+        .map(|line| report_body(line))
+        .find(|body| body.starts_with("dropped "))
+        .and_then(|body| body.rsplit(": ").next())
+        .and_then(|rest| rest.strip_suffix(" bytes not heard"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `dropped` report in {seen:?}"));
+    assert_eq!(heard + dropped, 82_000, "heard {heard} + dropped {dropped}");
+}
+
+/// Writes 2 000 lines of 41 bytes (82 000 B) over TLS, says so, then waits to be closed.
+const TLS_FLOODER: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, int(port))))
+data = b"".join(b"flood line %05d padding padding padding\n" % i for i in range(2000))
+s.sendall(data)
+print("sent", len(data), flush=True)
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+"#;
+
 /// A TLS client that says one line, then writes garbage on the raw socket.
 const CORRUPTER: &str = r#"
 import socket, ssl, sys, time

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mio::Interest;
 
-use super::{Connection, FINISH_READS, State};
+use super::{Connection, FINISH_BYTES, State};
 use crate::ids::Reason;
 use crate::stream::Stream;
 
@@ -76,9 +76,16 @@ impl<S: Stream> Connection<S> {
         if self.state != State::Closing(Reason::Closed) {
             self.stream.close_notify();
             let _ = self.stream.shutdown_write();
-            for _ in 0..FINISH_READS {
+            // Bounded in bytes, not reads: a TLS read gives one record's plaintext (16 KiB) at
+            // most, and stopping mid-record would leave ciphertext in rustls that `unread` cannot
+            // see: bytes the client sent, neither heard nor counted.
+            let mut taken = 0;
+            while taken < FINISH_BYTES {
                 match self.stream.read(buf) {
-                    Ok(n) if n > 0 => self.discarded += n,
+                    Ok(n) if n > 0 => {
+                        self.discarded += n;
+                        taken += n;
+                    }
                     _ => break,
                 }
             }

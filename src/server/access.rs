@@ -39,8 +39,8 @@ impl Server {
         None
     }
 
-    /// `/ban`: every client in the block is heard out and kicked, and the block refused until the
-    /// ban ends. A client's id stands for its address (/32 or /128).
+    /// `/ban`: every client in the block is heard out and kicked, every one still at the gate
+    /// refused `banned`, and the block refused until the ban ends. A client's id stands for its address (/32 or /128).
     pub(super) fn ban(&mut self, target: BanTarget, minutes: Option<u64>) {
         let cidr = match target {
             BanTarget::Block(cidr) => cidr,
@@ -59,6 +59,13 @@ impl Server {
             .map(|(_, conn)| conn.id())
             .collect();
         report::banned(cidr, minutes, inside.len());
+        // Those still at the gate (handshake, password) would be seated past the ban.
+        let registry = self.poll.registry();
+        for peer in (self.gate).refuse_where(registry, "banned", |p| cidr.contains(p.0.ip())) {
+            self.access.left(peer.0.ip());
+            self.access.note_refused(Refusal::Banned);
+            report::refused(peer, &Refusal::Banned.to_string());
+        }
         for id in inside {
             self.execute(Command::Kick(id));
         }
