@@ -266,8 +266,10 @@ fn clients_that_reset_after_the_handshake_do_not_stall_the_loop() {
     let mut plain = Client::connect(chatd.addr());
     plain.send_line("still served");
     chatd.expect_report("still served");
-    let resets = chatd.seen_count(" reset (");
-    assert!(resets > 0, "{:?}", chatd.seen());
+    // Every one of them was seated and reported gone (`reset` when its kernel answered the
+    // greeting with a reset, which most runs see a few times; `closed` when the close won the race).
+    let gone = chatd.seen_count(" reset (") + chatd.seen_count(" closed (");
+    assert_eq!(gone, 100, "{:?}", chatd.seen());
 }
 
 /// 100 TLS clients in turn that finish the handshake and at once close, unread records waiting
