@@ -344,7 +344,7 @@ pub const SERVER_FULL: &[u8] = b"server full\n";
 const GOODBYE: &[u8] = b"goodbye";
 /// Why a client that opened with a TLS handshake on the plain port is refused.
 const TLS_ON_PLAIN: &str = "tls on the plain port";
-/// What follows a line the server closed its sender in the middle of.
+
 /// Whether a line someone sent is talking (to the operator, for the reply target): a blank line (a
 /// keepalive, a stray Enter) is not. The first byte decides for nearly every line.
 #[inline]
@@ -360,6 +360,7 @@ fn blank_or_not(text: &[u8]) -> bool {
     !text.iter().all(u8::is_ascii_whitespace)
 }
 
+/// What follows a line the server closed its sender in the middle of.
 const CUT: &[u8] = b" (cut)";
 const KICKED: &[u8] = b"you were disconnected by the operator";
 const SHUTTING_DOWN: &[u8] = b"server shutting down";

@@ -355,19 +355,18 @@ Reports (stdout, and --log-file; --log-format json: one JSON object per line, do
   disconnect <peer> #<id> <reason> (<n> online), reason: exit, closed, reset, kicked,
     shutdown, slow, timeout or flood
   refused <peer> (<why>), why: server full, denied, banned, per-ip limit, connect rate, auth,
-    tls: <reason> or tls on the plain port
+    tls: <reason>, tls on the plain port or shutdown
   dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s, or
     over --max-rate; a flooder's backlog is never heard)
-    shutdown, slow or timeout
-  refused <peer> (server full)
-  dropped <peer> #<id>: <n> bytes not heard    (a closing client: past 4 MiB or 10 s)
+  with --relay: command <peer> #<id>: <text>, nick <peer> #<id>: <old> is now <new>
   with --bus: message <node>/<peer> #<id>: <text>, bus connected, bus lost,
-    bus unavailable: <reason>, bus gap: <n> lines from <node> never arrived
+    bus unavailable: <reason>, bus gap: <n> lines from <node> never arrived,
+    bus: names are (not) claimed across the room, bus: the name <name> was claimed elsewhere
 A line the server closed its client in the middle of ends in (cut).
 Signals: SIGINT, SIGTERM and /quit shut down gracefully; the second SIGINT or SIGTERM (the
 first after /quit) exits at once (code 130 or 143). SIGHUP shuts down when the console is a
-terminal, else reopens the log file, as SIGUSR1 does, and reads --allow-file and --deny-file
-again. SIGALRM and the like are ignored.";
+terminal, else reopens the log file, as SIGUSR1 does, and reads --allow-file, --deny-file and
+--password-file again. SIGALRM and the like are ignored.";
 
 /// The longest timeout taken (ten years): deadlines computed from it cannot overflow an `Instant`.
 const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;

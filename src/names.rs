@@ -49,6 +49,9 @@ pub struct Names {
     /// Every name in use, in lower case, with the seat of the member that has it. At most one
     /// entry per member: a rename releases the old name.
     taken: HashMap<Box<str>, Seat>,
+    /// Names asked for across instances (`--bus`) and not answered yet, with the seat that asked:
+    /// nobody else here may take them meanwhile, and they are nobody's name yet.
+    pending: HashMap<Box<str>, Seat>,
     /// Names freed by a leave, in lower case, with the address that had them and until when only
     /// that address may take them back.
     held: HashMap<Box<str>, Hold>,
@@ -65,7 +68,8 @@ struct Hold {
 
 impl Names {
     /// Member `seat`, from address `from` and called `old`, takes the name `new` at `now`; its old
-    /// name is free from then on. Renaming to one's own name in another case is allowed.
+    /// name is free from then on. Renaming to one's own name in another case is allowed; so is
+    /// taking a name the member has reserved.
     pub fn claim(
         &mut self,
         seat: Seat,
@@ -74,6 +78,52 @@ impl Names {
         from: IpAddr,
         now: Instant,
     ) -> Result<(), Refused> {
+        let key = self.check(seat, new, from, now)?;
+        if !old.eq_ignore_ascii_case(new) {
+            self.free(seat.1, old);
+        }
+        self.pending.remove(&key);
+        self.taken.insert(key, seat);
+        Ok(())
+    }
+
+    /// Member `seat` asks for `new` while other instances are asked too (`--bus`): checked as
+    /// `claim` checks, then kept aside, so that nobody here takes it meanwhile, while the member
+    /// keeps its old name (and `/msg` finds it by that one). `claim` then takes it, or
+    /// `unreserve` lets it go.
+    pub fn reserve(
+        &mut self,
+        seat: Seat,
+        new: &str,
+        from: IpAddr,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        let key = self.check(seat, new, from, now)?;
+        self.pending.insert(key, seat);
+        Ok(())
+    }
+
+    /// Lets go of what member `id` reserved as `name` (refused elsewhere, or the member left).
+    pub fn unreserve(&mut self, id: ConnId, name: &str) {
+        let key = fold(name);
+        if self
+            .pending
+            .get(&key)
+            .is_some_and(|&(_, holder)| holder == id)
+        {
+            self.pending.remove(&key);
+        }
+    }
+
+    /// Whether member `seat`, from `from`, may take `new` at `now`: its folded key if so (a hold
+    /// for its own address ends: the hold has done its work).
+    fn check(
+        &mut self,
+        seat: Seat,
+        new: &str,
+        from: IpAddr,
+        now: Instant,
+    ) -> Result<Box<str>, Refused> {
         if !valid(new.as_bytes()) {
             return Err(Refused::Invalid);
         }
@@ -81,23 +131,18 @@ impl Names {
             return Err(Refused::Taken);
         }
         let key = fold(new);
-        match self.taken.get(&key) {
-            Some(&holder) if holder != seat => return Err(Refused::Taken),
-            _ => {}
+        let other = |holder: Option<&Seat>| holder.is_some_and(|&holder| holder != seat);
+        if other(self.taken.get(&key)) || other(self.pending.get(&key)) {
+            return Err(Refused::Taken);
         }
         self.expire(now);
         if let Some(hold) = self.held.get(&key) {
             if hold.from != from {
                 return Err(Refused::Held);
             }
-            // Its own address takes it back: the hold has done its work.
             self.held.remove(&key);
         }
-        if !old.eq_ignore_ascii_case(new) {
-            self.free(seat.1, old);
-        }
-        self.taken.insert(key, seat);
-        Ok(())
+        Ok(key)
     }
 
     /// Member `id`, called `name`, left from address `from` at `now`: the name is free, but for
@@ -213,6 +258,44 @@ mod tests {
         assert_eq!(names.claim(seat(1), "Alice", "alicia", HOME, now), Ok(()));
         assert_eq!(names.holder("alice"), None);
         assert_eq!(names.claim(seat(2), "#2", "alice", AWAY, now), Ok(()));
+    }
+
+    /// A name asked of the other instances (`--bus`) is nobody's yet, and nobody else's here
+    /// either; granted, it is taken and the old one freed; refused, it is free again.
+    #[test]
+    fn a_reserved_name_waits_for_the_answer() {
+        let (mut names, now) = (Names::default(), Instant::now());
+        assert_eq!(names.claim(seat(1), "#1", "alice", HOME, now), Ok(()));
+        assert_eq!(names.reserve(seat(1), "bob", HOME, now), Ok(()));
+        assert_eq!(names.holder("bob"), None, "not hers until granted");
+        assert_eq!(
+            names.holder("alice"),
+            Some(seat(1)),
+            "still alice meanwhile"
+        );
+        assert_eq!(
+            names.claim(seat(2), "#2", "BOB", HOME, now),
+            Err(Refused::Taken)
+        );
+        assert_eq!(
+            names.reserve(seat(2), "bob", HOME, now),
+            Err(Refused::Taken)
+        );
+        // A second /nick before the first is answered: both wait, each on its own answer.
+        assert_eq!(names.reserve(seat(1), "carol", HOME, now), Ok(()));
+        names.unreserve(seat(1).1, "carol");
+        assert_eq!(names.claim(seat(2), "#2", "carol", HOME, now), Ok(()));
+        // Granted: bob is hers, alice free.
+        assert_eq!(names.claim(seat(1), "alice", "bob", HOME, now), Ok(()));
+        assert_eq!(names.holder("bob"), Some(seat(1)));
+        assert_eq!(names.holder("alice"), None);
+        // Someone else's unreserve does nothing.
+        assert_eq!(names.reserve(seat(1), "dave", HOME, now), Ok(()));
+        names.unreserve(seat(2).1, "dave");
+        assert_eq!(
+            names.reserve(seat(2), "dave", HOME, now),
+            Err(Refused::Taken)
+        );
     }
 
     #[test]

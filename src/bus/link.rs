@@ -121,9 +121,11 @@ impl Link {
             }
         };
         let mut expired = Vec::new();
-        // A round trip, so that the server has the subscription before anyone is told the room
-        // is joined.
-        let _ = timeout(CONNECT_TIMEOUT, client.flush()).await;
+        // A round trip through the server before anyone is told the room is joined: a request it
+        // answers itself (JetStream's account info, or "no responders" without JetStream). It
+        // takes one connection's operations in order, so it has the subscriptions by then (a
+        // flush only writes them out: another instance's line could still overtake them).
+        let _ = timeout(CONNECT_TIMEOUT, client.request("$JS.API.INFO", "".into())).await;
         let unshared = std::mem::take(&mut self.unshared);
         self.tell(Inbound::Connected { unshared }).await;
         let bucket = self.open_bucket(&client).await;

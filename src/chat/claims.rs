@@ -36,18 +36,42 @@ impl Chat {
             return;
         };
         let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
+        let shared = self
+            .across
+            .as_ref()
+            .is_some_and(|across| across.names_shared);
+        let (now, seat) = (Instant::now(), (key, id));
         let claimed = match std::str::from_utf8(new) {
-            Ok(new) if self.remote_has(new) && !old.eq_ignore_ascii_case(new) => {
-                Err(Refused::Taken)
-            }
+            Ok(new) if old.eq_ignore_ascii_case(new) => self
+                .names
+                .claim(seat, &old, new, from, now)
+                .map(|()| (new, false)),
+            Ok(new) if self.remote_has(new) => Err(Refused::Taken),
+            // Reserved here, asked of the other instances, renamed once granted (`claimed`).
+            Ok(new) if shared => self
+                .names
+                .reserve(seat, new, from, now)
+                .map(|()| (new, true)),
             Ok(new) => self
                 .names
-                .claim((key, id), &old, new, from, Instant::now())
-                .map(|()| new),
+                .claim(seat, &old, new, from, now)
+                .map(|()| (new, false)),
             Err(_) => Err(Refused::Invalid),
         };
         let new = match claimed {
-            Ok(new) => new,
+            Ok((new, false)) => new,
+            Ok((new, true)) => {
+                if let Some(across) = &mut self.across {
+                    let name = new.to_owned();
+                    across.name_ops.push(NameOp::Claim {
+                        key,
+                        id,
+                        name,
+                        from,
+                    });
+                }
+                return;
+            }
             Err(refused) => {
                 let name = String::from_utf8_lossy(new);
                 let line = match refused {
@@ -59,20 +83,6 @@ impl Chat {
                 return;
             }
         };
-        if let Some(across) = &mut self.across
-            && across.names_shared
-            && !old.eq_ignore_ascii_case(new)
-        {
-            // Held here meanwhile (`names` has it for this member), renamed once granted.
-            let name = new.to_owned();
-            across.name_ops.push(NameOp::Claim {
-                key,
-                id,
-                name,
-                from,
-            });
-            return;
-        }
         self.apply_rename(clients, key, new);
     }
 
@@ -88,35 +98,37 @@ impl Chat {
     ) {
         let granted = refused.is_none();
         let Some(conn) = clients.slot(key, id) else {
+            // Gone meanwhile: what it waited for is nobody's (its own name was released as it left).
+            self.names.unreserve(id, name);
             if granted {
                 self.release(name, None);
             }
             return;
         };
-        if &**conn.name() == name {
+        if conn.name().eq_ignore_ascii_case(name) {
             // A name taken while the bus was away, claimed now that it is back.
             if !granted {
                 self.name_lost(clients, name);
             }
             return;
         }
+        self.names.unreserve(id, name);
         if !conn.is_open() {
-            // Gone meanwhile: the name it waited for is nobody's (its own was released as it left).
-            self.names.forget(id, name);
             if granted {
                 self.release(name, None);
             }
             return;
         }
-        if !granted {
-            // Another instance has it: this member keeps its name, and is told.
-            let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
-            if self
-                .names
-                .claim((key, id), name, &old, from, Instant::now())
-                .is_err()
-            {
-                self.names.forget(id, name);
+        let (old, from) = (Rc::clone(conn.name()), conn.peer().0.ip().to_canonical());
+        let taken_here = granted
+            && (self.names)
+                .claim((key, id), &old, name, from, Instant::now())
+                .is_err();
+        if !granted || taken_here {
+            // Another instance has it (or, which a reservation prevents, someone here): this
+            // member keeps its name, and is told.
+            if taken_here {
+                self.release(name, None);
             }
             let line = match refused {
                 Some(Refused::Held) => room::name_held(name),
@@ -134,11 +146,11 @@ impl Chat {
         report::bus_name_lost(name);
         let found = clients
             .open_ones()
-            .find(|(_, conn)| &**conn.name() == name)
-            .map(|(key, conn)| (key, conn.id()));
-        if let Some((key, id)) = found {
-            self.names.forget(id, name);
-            let _ = clients.send(key, room::name_lost(name));
+            .find(|(_, conn)| conn.name().eq_ignore_ascii_case(name))
+            .map(|(key, conn)| (key, conn.id(), Rc::clone(conn.name())));
+        if let Some((key, id, name)) = found {
+            self.names.forget(id, &name);
+            let _ = clients.send(key, room::name_lost(&name));
             self.apply_rename(clients, key, &id.to_string());
         }
     }
@@ -163,11 +175,12 @@ impl Chat {
         }
     }
 
-    /// Gives a name back to the bucket, if it is one (not `#<id>`) and names are shared; on a
-    /// leave, held a minute there for the address `hold` it left from.
+    /// Gives a name back to the bucket, if it is one (not `#<id>`); on a leave, held a minute
+    /// there for the address `hold` it left from. Also while names are not shared (the bus
+    /// away): the bus thread, which keeps the names it holds and claims them again on its return,
+    /// must forget this one.
     pub(super) fn release(&mut self, name: &str, hold: Option<IpAddr>) {
         if let Some(across) = &mut self.across
-            && across.names_shared
             && !name.starts_with('#')
         {
             let name = name.to_owned();
@@ -189,6 +202,9 @@ impl Chat {
         report::renamed(conn.label(), &old, new);
         clients.send_all(Some(key), &room::renamed(&old, new));
         let _ = clients.send(key, room::you_are(new));
-        self.release(&old, None);
+        // The same name in another case is still this member's, in the bucket too.
+        if !old.eq_ignore_ascii_case(new) {
+            self.release(&old, None);
+        }
     }
 }
