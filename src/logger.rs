@@ -208,7 +208,8 @@ pub struct Held<'a> {
 impl Held<'_> {
     /// The message report `HH:MM:SS [INFO] message LABEL: TEXT`, `TEXT` being the client's bytes
     /// escaped and `dropped` the bytes cut at `--max-line`: the line `log` would make of it, made
-    /// by copying bytes. This is the per-line hot path.
+    /// by copying bytes. This is the per-line hot path (one call a line, kept out of line).
+    #[inline(never)]
     pub fn message(&mut self, label: &str, text: &[u8], dropped: usize) {
         if self.logger.waiting.load(Ordering::Relaxed) {
             self.take_waiting();

@@ -278,7 +278,8 @@ pub fn messages() -> Messages {
 
 impl Messages {
     /// One message from the client labelled `label`; `dropped` bytes past `--max-line` are
-    /// counted, not shown.
+    /// counted, not shown. Inlined into `Chat::hear`: the per-line hot path.
+    #[inline]
     pub fn message(&mut self, label: &str, text: &[u8], dropped: usize) {
         if let Some(turn) = &mut self.turn {
             turn.message(label, text, dropped);
