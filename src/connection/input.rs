@@ -42,7 +42,10 @@ impl<S: Stream> Connection<S> {
             } else {
                 *budget / (1 + per_line)
             };
-            let mut want = buf.len().min(affordable.max(1));
+            // The first read takes at least two bytes, so that a TLS hello on the plain port is
+            // seen as one whatever the budget left.
+            let least = if self.bytes_in == 0 { 2 } else { 1 };
+            let mut want = buf.len().min(affordable.max(least));
             if discarding {
                 want = buf.len().min(*budget);
             } else if self.hearing {
