@@ -448,6 +448,44 @@ fn frames_chatd_would_not_send_are_refused() {
     a.expect("ok: fine");
 }
 
+/// A frame numbered with the last number there is, and one after it, are heard like any others:
+/// a forged number never stops the instance.
+#[test]
+fn the_last_frame_number_there_is_stops_nothing() {
+    let nats = Nats::start();
+    let a_chatd = instance(&nats, "A");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    publish_raw(&nats, b"chatd1 X 18446744073709551615 1 msg 1 p x\none");
+    a.expect("x: one");
+    publish_raw(&nats, b"chatd1 X 18446744073709551615 1 msg 1 p x\ntwo");
+    a.expect("x: two");
+    publish_raw(&nats, b"chatd1 X 3 1 msg 1 p x\nthree");
+    a.expect("x: three");
+}
+
+/// A frame's text longer than `--max-line` reaches members cut and marked, as a local member's
+/// line would: never longer than a local member could make it (by a forged frame, or an instance
+/// with a larger `--max-line`), so that two such frames cannot make every member `slow`.
+#[test]
+fn a_frame_longer_than_max_line_is_cut_as_a_local_line_is() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let args = ["--relay", "--bus", &url, "--node", "A", "--max-line", "100"];
+    let mut a_chatd = Chatd::spawn(&args);
+    a_chatd.expect_report("bus connected");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut frame = b"chatd1 X 1 1 msg 1 p big\n".to_vec();
+    frame.extend_from_slice(&[b'x'; 1000]);
+    publish_raw(&nats, &frame);
+    a.expect(&format!("big: {}... [+900 bytes]", "x".repeat(100)));
+    // A line that fits (a cut line's mark included) is as it was sent.
+    let mut frame = b"chatd1 X 2 1 msg 1 p big\n".to_vec();
+    frame.extend_from_slice(&[b'y'; 100]);
+    frame.extend_from_slice(b"... [+5 bytes]");
+    publish_raw(&nats, &frame);
+    a.expect(&format!("big: {}... [+5 bytes]", "y".repeat(100)));
+}
+
 /// `--reuse-port`: two chatd processes listen on one port, the kernel spreads connections between
 /// them, and with `--bus` they are one room. Without the flag the second cannot listen there.
 #[test]

@@ -186,7 +186,10 @@ impl Link {
                         return self.tell(Inbound::Unavailable("subscription ended".into())).await;
                     };
                     let inbound = match wire::decode(&message.payload) {
-                        Ok(frame) => Inbound::Frame(frame, message.reply.map(|r| r.to_string())),
+                        Ok(mut frame) => {
+                            wire::cut(&mut frame, self.settings.max_line);
+                            Inbound::Frame(frame, message.reply.map(|r| r.to_string()))
+                        }
                         Err(e) => Inbound::Malformed(e.to_string()),
                     };
                     self.tell(inbound).await;

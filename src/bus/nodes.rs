@@ -59,10 +59,11 @@ impl Nodes {
         let node = self.nodes.entry(frame.node.clone()).or_insert_with(fresh);
         let expired = now.duration_since(node.seen) >= NODE_TTL;
         // A beat repeats the last number used; anything else uses a new one.
+        // (A forged number may be the last there is: the next one saturates, never overflows.)
         let next = if frame.what == What::Beat {
             node.seq
         } else {
-            node.seq + 1
+            node.seq.saturating_add(1)
         };
         // Numbers are checked across a silence too: frames lost while the bus was down show as a
         // gap when the node is heard again.
@@ -78,7 +79,7 @@ impl Nodes {
                 frame.seq - 1
             };
             Seen::Gap {
-                from: node.seq + 1,
+                from: node.seq.saturating_add(1),
                 to,
             }
         } else {
@@ -186,6 +187,30 @@ mod tests {
             Seen::Restarted
         );
         assert_eq!(nodes.see(&frame("b", 1, What::Beat), now), Seen::InOrder);
+    }
+
+    #[test]
+    fn the_last_number_there_is_never_overflows() {
+        let now = Instant::now();
+        let mut nodes = Nodes::default();
+        nodes.see(&frame("a", 1, said(1, "x")), now);
+        let gap = Seen::Gap {
+            from: 2,
+            to: u64::MAX - 1,
+        };
+        assert_eq!(nodes.see(&frame("a", u64::MAX, said(1, "x")), now), gap);
+        assert_eq!(
+            nodes.see(&frame("a", u64::MAX, What::Beat), now),
+            Seen::InOrder
+        );
+        assert_eq!(
+            nodes.see(&frame("a", u64::MAX, said(1, "x")), now),
+            Seen::InOrder
+        );
+        assert_eq!(
+            nodes.see(&frame("a", 1, said(1, "x")), now),
+            Seen::Restarted
+        );
     }
 
     #[test]
