@@ -448,6 +448,47 @@ fn frames_chatd_would_not_send_are_refused() {
     a.expect("ok: fine");
 }
 
+/// A stuck nats-server (SIGSTOP) that a member's burst filled the connection to: the bus thread
+/// waits to publish, and a `/msg` to a name nobody here has is still answered within its time
+/// (the loop keeps the deadline, not the thread alone), and the local room goes on.
+#[test]
+fn a_msg_is_answered_in_time_while_a_stuck_bus_holds_the_bus_thread() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let args = [
+        "--relay",
+        "--bus",
+        &url,
+        "--node",
+        "A",
+        "--max-rate",
+        "0",
+        "--max-queue",
+        "100000000",
+    ];
+    let mut a_chatd = Chatd::spawn(&args);
+    a_chatd.expect_report("bus connected");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut c = Member::join(&a_chatd, "◆ 1 online: #1");
+    nats.pause(true);
+    // Enough to fill async-nats's queue (2 048 messages) and the socket buffers behind it.
+    let line = format!("{}\n", "x".repeat(2000));
+    let burst = line.repeat(6000);
+    a.client.send(burst.as_bytes());
+    while c.read() != format!("#1: {}", "x".repeat(2000)) {}
+    c.say("/msg nobody hello");
+    let sent = Instant::now();
+    c.read_until("◆ nobody here is called nobody (try /who)");
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    c.say("still here");
+    a.read_until("#2: still here");
+    nats.pause(false);
+}
+
 /// A frame numbered with the last number there is, and one after it, are heard like any others:
 /// a forged number never stops the instance.
 #[test]
