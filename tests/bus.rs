@@ -499,6 +499,34 @@ fn a_msg_is_answered_in_time_while_a_stuck_bus_holds_the_bus_thread() {
     nats.pause(false);
 }
 
+/// A stuck nats-server while names are held: the refresh of the held names (every 10 s) takes the
+/// bucket's 2 s at most, not 2 s a name, so a `/nick` meanwhile is answered in time.
+#[test]
+fn a_nick_is_answered_in_time_while_a_stuck_bus_stalls_the_refresh_of_names() {
+    let nats = Nats::start();
+    let mut a_chatd = instance(&nats, "A");
+    a_chatd.expect_report("bus: names are claimed across the room");
+    let mut members: Vec<Member> = (0..30).map(|_| Member::join_quiet(&a_chatd)).collect();
+    for (n, member) in members.iter_mut().enumerate() {
+        member.say(&format!("/nick held{n}"));
+        member.read_until(&format!("◆ you are now held{n}"));
+    }
+    let mut c = Member::join_quiet(&a_chatd);
+    nats.pause(true);
+    // A refresh begins within 10 s of the pause: every /nick until past that is answered in time.
+    let until = Instant::now() + Duration::from_secs(13);
+    let mut n = 0;
+    while Instant::now() < until {
+        c.say(&format!("/nick c{n}"));
+        let sent = Instant::now();
+        c.read_until(&format!("◆ you are now c{n}"));
+        let waited = sent.elapsed();
+        assert!(waited < Duration::from_secs(5), "/nick c{n}: {waited:?}");
+        n += 1;
+    }
+    nats.pause(false);
+}
+
 /// A frame numbered with the last number there is, and one after it, are heard like any others:
 /// a forged number never stops the instance.
 #[test]
