@@ -532,6 +532,37 @@ fn a_nick_is_answered_in_time_while_a_stuck_bus_stalls_the_refresh_of_names() {
     nats.pause(false);
 }
 
+/// Forged rolls of 102 000 names from three nodes: what this instance keeps of other instances'
+/// names is bounded in all (65 536), not per node, so neither memory nor the work of a `/who` (or
+/// a newcomer's who-line) grows with the number of nodes a publisher makes up.
+#[test]
+fn forged_rolls_cannot_make_an_instance_keep_names_without_bound() {
+    let nats = Nats::start();
+    let a_chatd = instance(&nats, "A");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut frames = Vec::new();
+    for node in 0..3 {
+        for part in 0..34u64 {
+            let mut frame = format!("chatd1 N{node} {} 1 roll", part + 1);
+            for id in part * 1000..(part + 1) * 1000 {
+                frame.push_str(&format!("\n{id} n{node}x{id}"));
+            }
+            frames.push(frame.into_bytes());
+        }
+    }
+    frames.push(b"chatd1 N0 35 1 msg 1 p n0x1\ndone".to_vec());
+    publish_raw_all(&nats, &frames);
+    a.expect("n0x1: done");
+    a.say("/who");
+    let who = a.read();
+    let count: usize = who
+        .strip_prefix("◆ ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{who:.80}"));
+    assert_eq!(count, 65_536 + 1, "{who:.80}");
+}
+
 /// A frame numbered with the last number there is, and one after it, are heard like any others:
 /// a forged number never stops the instance.
 #[test]
@@ -637,11 +668,19 @@ fn connect_from(local: &str, addr: std::net::SocketAddr) -> Client {
 
 /// Publishes `payload` on the default room's subject with the NATS text protocol over a socket.
 fn publish_raw(nats: &Nats, payload: &[u8]) {
+    publish_raw_all(nats, &[payload.to_vec()]);
+}
+
+/// Publishes `payloads` in order, on one connection.
+fn publish_raw_all(nats: &Nats, payloads: &[Vec<u8>]) {
     let mut stream = TcpStream::connect(("127.0.0.1", nats.port)).expect("connect nats");
     let mut out = b"CONNECT {\"verbose\":false}\r\n".to_vec();
-    out.extend_from_slice(format!("PUB chatd.room.chatd {}\r\n", payload.len()).as_bytes());
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\nPING\r\n");
+    for payload in payloads {
+        out.extend_from_slice(format!("PUB chatd.room.chatd {}\r\n", payload.len()).as_bytes());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"PING\r\n");
     stream.write_all(&out).expect("publish");
     // PONG: the server has taken the message.
     let mut client = Client::from_stream(stream);
