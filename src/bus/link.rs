@@ -142,7 +142,6 @@ impl Link {
         let mut sending: Option<Sending> = None;
         loop {
             let due = self.asks.next_due().map(Instant::from_std);
-            let connected = up && client.connection_state() == State::Connected;
             tokio::select! {
                 got = self.out.recv(), if sending.is_none() => {
                     let Some(frame) = got else {
@@ -159,6 +158,8 @@ impl Link {
                         }
                         Route::Answer(to) => (Subject::from(to.as_str()), None),
                     };
+                    // Asked as the frame is taken, not as the wait began (which may be long).
+                    let connected = up && client.connection_state() == State::Connected;
                     let started = connected
                         && match frame.route {
                             Route::Ask(ask) => self.asks.start(ask, Instant::now().into_std()),
@@ -236,7 +237,7 @@ impl Link {
                 }
                 _ = beat.tick() => {
                     // A beat waiting behind a stuck send would say nothing new: skipped.
-                    if connected && sending.is_none() {
+                    if up && client.connection_state() == State::Connected && sending.is_none() {
                         let online = self.counts.online.load(Ordering::Relaxed);
                         let node = &self.settings.node;
                         let payload = wire::encode(node, self.last_seq, online, &What::Beat);
