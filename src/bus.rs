@@ -46,6 +46,9 @@ pub struct Settings {
     pub node: String,
     /// The key-value bucket of names: `chatd-names-<--bus-room>`.
     pub bucket: String,
+    /// `--max-line`: a frame's text longer than a local member's line may be is cut
+    /// (`wire::cut`).
+    pub max_line: usize,
 }
 
 /// A name asked of, or given back to, the bucket of names.

@@ -34,6 +34,9 @@ pub enum Due {
     /// The guest (a client not yet admitted: TLS handshake, password) in this slot with this
     /// serial may be past its deadline.
     Guest(usize, u64),
+    /// This instance's `/msg` numbered so has had its time to be answered across the bus (kept by
+    /// the loop too: a stuck bus thread keeps no time).
+    Ask(u64),
 }
 
 #[derive(Debug, Default)]
@@ -63,9 +66,11 @@ impl Timers {
             | Due::Idle(key, id)
             | Due::Linger(key, id)
             | Due::Flood(key, id) => alive(key, id),
-            // A scrape's timer fires within seconds anyway.
+            // A scrape's and a `/msg`'s timer fire within seconds anyway.
             // A guest's fires within its handshake or auth timeout, and guests are few.
-            Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) | Due::Guest(..) => true,
+            Due::AcceptRetry | Due::Watchdog | Due::Scrape(..) | Due::Guest(..) | Due::Ask(_) => {
+                true
+            }
         });
     }
 

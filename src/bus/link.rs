@@ -13,6 +13,8 @@
 //! Deliberately not here: the frame's bytes (`bus/wire.rs`) or what a frame causes (`chat/`).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -134,40 +136,52 @@ impl Link {
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut beat = interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The publish on its way, if any: awaited as one branch among the others, so that a
+        // stuck nats-server (async-nats's queue and the socket full) holds up only the next
+        // frame, never the asks' timeouts, the names or the connection's events.
+        let mut sending: Option<Sending> = None;
         loop {
             let due = self.asks.next_due().map(Instant::from_std);
             tokio::select! {
-                got = self.out.recv() => {
+                got = self.out.recv(), if sending.is_none() => {
                     let Some(frame) = got else {
                         // The loop is shutting down: what was published goes out first.
                         let _ = timeout(FLUSH_AT_EXIT, client.flush()).await;
                         return;
                     };
                     self.take(&frame);
-                    let connected = up && client.connection_state() == State::Connected;
-                    let payload = frame.payload.into();
-                    match frame.route {
-                        Route::Room => {
-                            if !connected || client.publish(subject.clone(), payload).await.is_err() {
-                                self.unshared += 1;
-                            }
-                        }
+                    let payload = frame.payload;
+                    let (to, reply) = match &frame.route {
+                        Route::Room => (subject.clone(), None),
                         Route::Ask(ask) => {
-                            let reply = Subject::from(format!("{inbox}.{ask}"));
-                            let sent = connected
-                                && self.asks.start(ask, Instant::now().into_std())
-                                && client.publish_with_reply(subject.clone(), reply, payload).await.is_ok();
-                            if !sent {
-                                self.unshared += 1;
-                                self.asks.end(ask);
-                                self.tell(Inbound::Answered { ask, delivered: false }).await;
-                            }
+                            (subject.clone(), Some(Subject::from(format!("{inbox}.{ask}"))))
                         }
-                        Route::Answer(to) if connected => {
-                            let _ = client.publish(Subject::from(to), payload).await;
-                        }
-                        Route::Answer(_) => {}
+                        Route::Answer(to) => (Subject::from(to.as_str()), None),
+                    };
+                    // Asked as the frame is taken, not as the wait began (which may be long).
+                    let connected = up && client.connection_state() == State::Connected;
+                    let started = connected
+                        && match frame.route {
+                            Route::Ask(ask) => self.asks.start(ask, Instant::now().into_std()),
+                            _ => true,
+                        };
+                    if started {
+                        let c = client.clone();
+                        sending = Some((Some(frame.route), Box::pin(send(c, to, reply, payload))));
+                    } else {
+                        self.not_sent(&frame.route).await;
                     }
+                }
+                sent = async {
+                    match sending.as_mut() {
+                        Some((_, send)) => send.await,
+                        None => std::future::pending().await,
+                    }
+                }, if sending.is_some() => {
+                    if let (false, Some((Some(route), _))) = (sent, sending.take()) {
+                        self.not_sent(&route).await;
+                    }
+                    sending = None;
                 }
                 Some(answer) = answers.next() => {
                     let ask = answer.subject.rsplit('.').next().and_then(|t| t.parse().ok());
@@ -186,7 +200,10 @@ impl Link {
                         return self.tell(Inbound::Unavailable("subscription ended".into())).await;
                     };
                     let inbound = match wire::decode(&message.payload) {
-                        Ok(frame) => Inbound::Frame(frame, message.reply.map(|r| r.to_string())),
+                        Ok(mut frame) => {
+                            wire::cut(&mut frame, self.settings.max_line);
+                            Inbound::Frame(frame, message.reply.map(|r| r.to_string()))
+                        }
                         Err(e) => Inbound::Malformed(e.to_string()),
                     };
                     self.tell(inbound).await;
@@ -219,11 +236,13 @@ impl Link {
                     }
                 }
                 _ = beat.tick() => {
-                    if up && client.connection_state() == State::Connected {
+                    // A beat waiting behind a stuck send would say nothing new: skipped.
+                    if up && client.connection_state() == State::Connected && sending.is_none() {
                         let online = self.counts.online.load(Ordering::Relaxed);
                         let node = &self.settings.node;
                         let payload = wire::encode(node, self.last_seq, online, &What::Beat);
-                        let _ = client.publish(subject.clone(), payload.into()).await;
+                        let c = client.clone();
+                        sending = Some((None, Box::pin(send(c, subject.clone(), None, payload))));
                     }
                 }
             }
@@ -279,6 +298,20 @@ impl Link {
             .fetch_sub(frame.payload.len(), Ordering::AcqRel);
     }
 
+    /// A frame that could not be published: counted (and a `/msg`'s member told at once).
+    async fn not_sent(&mut self, route: &Route) {
+        match route {
+            Route::Room => self.unshared += 1,
+            Route::Ask(ask) => {
+                self.unshared += 1;
+                self.asks.end(*ask);
+                let (ask, delivered) = (*ask, false);
+                self.tell(Inbound::Answered { ask, delivered }).await;
+            }
+            Route::Answer(_) => {}
+        }
+    }
+
     /// Hands one thing to the loop and wakes it. Waits while the loop's queue is full: the bus
     /// then stops reading, and NATS, not chatd, holds (or drops) what comes meanwhile.
     async fn tell(&mut self, inbound: Inbound) {
@@ -286,6 +319,18 @@ impl Link {
             self.wake.wake();
         }
     }
+}
+
+/// A publish on its way: the frame's route (`None` for a beat) and whether it went.
+type Sending = (Option<Route>, Pin<Box<dyn Future<Output = bool>>>);
+
+/// Publishes `payload` on `to` (with `reply` for a `/msg`); false if async-nats could not.
+async fn send(client: Client, to: Subject, reply: Option<Subject>, payload: Vec<u8>) -> bool {
+    match reply {
+        Some(reply) => client.publish_with_reply(to, reply, payload.into()).await,
+        None => client.publish(to, payload.into()).await,
+    }
+    .is_ok()
 }
 
 /// async-nats's delay before reconnect attempt `attempts`: as the first connection's.

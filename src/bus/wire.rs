@@ -203,6 +203,25 @@ pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
     })
 }
 
+/// Cuts the text of `frame` (a member's line, a `/msg`, an `/all`) to `max_line` bytes and marks
+/// it `... [+N bytes]`, as a local member's longer line is: no frame puts on a member's screen a
+/// line longer than a local member could send (nor makes every queue hold it). A text that an
+/// instance already cut at the same `--max-line` passes as it is: `CUT_MARK_ROOM` is left for its
+/// mark.
+pub fn cut(frame: &mut Frame, max_line: usize) {
+    let (What::Message(_, text) | What::All(text) | What::To(_, _, text)) = &mut frame.what else {
+        return;
+    };
+    if text.len() <= max_line.saturating_add(CUT_MARK_ROOM) {
+        return;
+    }
+    let dropped = text.len() - max_line;
+    text.truncate(max_line);
+    let mut mark = String::new();
+    crate::escape::push_cut_marker(&mut mark, dropped);
+    text.extend_from_slice(mark.as_bytes());
+}
+
 /// The next word; an empty one (two spaces in a row) is none.
 fn next<'a>(words: &mut std::str::Split<'a, char>) -> Option<&'a str> {
     words.next().filter(|w| !w.is_empty())
@@ -243,6 +262,8 @@ const MAGIC: &str = "chatd1";
 pub const MAX_ROLL: usize = 1000;
 /// The longest header read: nodes, names, peers and reasons are short.
 const MAX_HEADER: usize = 512;
+/// What a text may hold past `--max-line`: the longest `... [+N bytes]` mark (20 digits).
+const CUT_MARK_ROOM: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +303,21 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_text_past_max_line_is_cut_and_marked_once() {
+        let mut frame = decode(&encode("a", 1, 1, &What::All(vec![b'x'; 100]))).unwrap();
+        cut(&mut frame, 10);
+        let mut want = vec![b'x'; 10];
+        want.extend_from_slice(b"... [+90 bytes]");
+        assert_eq!(frame.what, What::All(want.clone()));
+        // Cut already (by an instance with the same --max-line): kept as it is.
+        cut(&mut frame, 10);
+        assert_eq!(frame.what, What::All(want));
+        let mut beat = decode(&encode("a", 1, 1, &What::Beat)).unwrap();
+        cut(&mut beat, 0);
+        assert_eq!(beat.what, What::Beat);
     }
 
     #[test]

@@ -13,6 +13,7 @@ impl Config {
             subject: format!("chatd.room.{}", self.bus_room),
             node,
             bucket: format!("chatd-names-{}", self.bus_room),
+            max_line: usize::try_from(self.max_line).unwrap_or(usize::MAX),
         })
     }
 }

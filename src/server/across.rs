@@ -4,14 +4,17 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
 use super::Server;
+use crate::bus::asks::ASK_TIMEOUT;
 use crate::bus::{Bus, Inbound, NameOp, What};
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::report;
+use crate::timers::Due;
 
 /// The room's link to the other instances, as the loop keeps it.
 pub(super) struct Span {
@@ -142,11 +145,16 @@ impl Server {
         }
         let online = self.clients.len();
         for (what, ask) in span.outbox.drain(..) {
-            if !span.bus.publish(&what, online, ask)
-                && let Some(ask) = ask
-            {
+            let sent = span.bus.publish(&what, online, ask);
+            match ask {
                 // Not on its way: its member is told now.
-                self.chat.answered(&mut self.clients, ask, false);
+                Some(ask) if !sent => self.chat.answered(&mut self.clients, ask, false),
+                // The bus thread says what became of it within `ASK_TIMEOUT`, unless it is stuck
+                // (waiting on a stopped nats-server): the member is told by this deadline anyway.
+                Some(ask) => self
+                    .timers
+                    .arm(Instant::now() + ASK_DEADLINE, Due::Ask(ask)),
+                None => {}
             }
         }
         self.chat.take_answers(&mut span.answers);
@@ -162,3 +170,7 @@ impl Server {
         }
     }
 }
+
+/// The loop's own deadline for a `/msg` sent across: the bus thread's `ASK_TIMEOUT`, and a little
+/// more, so that the thread, when it is not stuck, says first.
+const ASK_DEADLINE: Duration = ASK_TIMEOUT.saturating_add(Duration::from_millis(500));

@@ -65,6 +65,8 @@ impl Server {
                     }
                 }
                 Due::Guest(key, serial) => self.guest_timer(key, serial),
+                // Answered already, it is gone: this does nothing.
+                Due::Ask(ask) => self.chat.answered(&mut self.clients, ask, false),
                 Due::Scrape(key, id) => {
                     if let Some(metrics) = &mut self.metrics {
                         metrics.expire(key, id, self.poll.registry());

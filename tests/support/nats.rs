@@ -55,6 +55,20 @@ impl Nats {
         }
     }
 
+    /// Stops the server (SIGSTOP) or lets it go on (SIGCONT): a stuck server, its connections
+    /// open.
+    pub fn pause(&self, paused: bool) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// Starts a killed server again on its port, with its store.
     #[track_caller]
     pub fn restart(&mut self) {
@@ -123,6 +137,7 @@ impl Nats {
 
 impl Drop for Nats {
     fn drop(&mut self) {
+        self.pause(false);
         self.kill();
         if !self.store.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.store);

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::Client;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Store};
 use async_nats::jetstream::stream;
+use futures_util::future::join_all;
 use tokio::time::timeout;
 
 use super::{KV_TIMEOUT, Link};
@@ -134,21 +135,30 @@ impl Link {
     /// Every `REFRESH`: the names held here are written again, so that they outlive `NAME_AGE`
     /// only while this instance lives; and so are the holds not yet over, unless another claim
     /// replaced one (the write is a compare-and-swap on the revision this instance wrote).
+    /// The writes go out together and the whole refresh takes `KV_TIMEOUT` at most, however many
+    /// names are held: a stuck server must not keep the thread from its other work for 2 s a
+    /// name.
     pub(super) async fn refresh(&mut self, bucket: &Store) {
-        for (key, (_, value)) in &self.held {
-            let put = bucket.put(key, value.clone().into());
-            let _ = timeout(KV_TIMEOUT, put).await;
-        }
+        let puts = self.held.iter().map(|(key, (_, value))| async move {
+            let _ = bucket.put(key, value.clone().into()).await;
+        });
         let now = unix_now();
         self.holds.retain(|_, hold| hold.until > now);
-        for (key, hold) in &mut self.holds {
-            let update = bucket.update(key, hold.value.clone().into(), hold.revision);
-            match timeout(KV_TIMEOUT, update).await {
-                Ok(Ok(revision)) => hold.revision = revision,
-                // Claimed meanwhile (or no answer): this instance keeps it no more.
-                _ => hold.until = 0,
+        let updates = self.holds.iter_mut().map(|(key, hold)| async move {
+            match bucket
+                .update(key, hold.value.clone().into(), hold.revision)
+                .await
+            {
+                Ok(revision) => hold.revision = revision,
+                // Claimed meanwhile: this instance keeps it no more.
+                Err(_) => hold.until = 0,
             }
-        }
+        });
+        let all = async {
+            futures_util::future::join(join_all(puts), join_all(updates)).await;
+        };
+        // A hold not answered in time stays as it was, and is written again next time.
+        let _ = timeout(KV_TIMEOUT, all).await;
     }
 
     /// Back after a loss: each name held here is claimed again; one that another instance holds
