@@ -2,18 +2,20 @@
 //! recommends (`nc -N`, `ncat`, `socat -`, `telnet`), both directions at once, and how `exit` ends
 //! a session (bare, before a close, and with lines after it).
 
+#[path = "support/client_commands.rs"]
+mod client_commands;
 mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Shutdown;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use client_commands::{ClientCommand, NC_N, NCAT, SOCAT, TELNET};
 use common::{Chatd, Client, Report, WAIT, report_body, report_lines};
 
 /// Fifty clients sending at once, each in several writes, are each heard exactly once: every
@@ -339,66 +341,6 @@ fn message_texts(lines: &[String], peer: &str, id: u64) -> Vec<String> {
         .collect()
 }
 
-/// A client command README.md's "Run it" tells people to type, as the tests run it.
-struct ClientCommand {
-    /// What failure messages call it.
-    name: &'static str,
-    program: &'static str,
-    /// The arguments that make it connect to `127.0.0.1:PORT`.
-    args: fn(u16) -> Vec<String>,
-    /// The Debian package that has it, for the message when it is missing.
-    package: &'static str,
-    /// Lines it prints before the server's greeting.
-    banner: &'static [&'static str],
-    /// Whether it exits by itself when the server closes the connection, with its stdin still
-    /// open; if not, it exits at the end of its stdin.
-    ends_by_itself: bool,
-}
-
-/// `nc -N 127.0.0.1 PORT`: `-N` shuts the connection down at the end of stdin, so Ctrl-D leaves.
-const NC_N: ClientCommand = ClientCommand {
-    name: "nc -N",
-    program: "/usr/bin/nc",
-    args: |port| vec!["-N".into(), "127.0.0.1".into(), port.to_string()],
-    package: "netcat-openbsd",
-    banner: &[],
-    ends_by_itself: false,
-};
-
-/// `ncat 127.0.0.1 PORT`.
-const NCAT: ClientCommand = ClientCommand {
-    name: "ncat",
-    program: "/usr/bin/ncat",
-    args: |port| vec!["127.0.0.1".into(), port.to_string()],
-    package: "ncat",
-    banner: &[],
-    ends_by_itself: false,
-};
-
-/// `socat - TCP:127.0.0.1:PORT`.
-const SOCAT: ClientCommand = ClientCommand {
-    name: "socat",
-    program: "/usr/bin/socat",
-    args: |port| vec!["-".into(), format!("TCP:127.0.0.1:{port}")],
-    package: "socat",
-    banner: &[],
-    ends_by_itself: true,
-};
-
-/// `telnet 127.0.0.1 PORT`.
-const TELNET: ClientCommand = ClientCommand {
-    name: "telnet",
-    program: "/usr/bin/telnet",
-    args: |port| vec!["127.0.0.1".into(), port.to_string()],
-    package: "telnet",
-    banner: &[
-        "Trying 127.0.0.1...",
-        "Connected to 127.0.0.1.",
-        "Escape character is '^]'.",
-    ],
-    ends_by_itself: true,
-};
-
 /// A client program as a child, its stdin on a pipe and its stdout read by a thread.
 struct ClientProcess {
     name: &'static str,
@@ -412,16 +354,13 @@ struct ClientProcess {
 impl ClientProcess {
     #[track_caller]
     fn spawn(command: &ClientCommand, port: u16) -> ClientProcess {
+        command.require();
         let ClientCommand {
             name,
             program,
             package,
             ..
         } = *command;
-        assert!(
-            Path::new(program).exists(),
-            "{program} is missing: install {package} (apt-get install {package}); CI installs it"
-        );
         let mut child = Command::new(program)
             .args((command.args)(port))
             .stdin(Stdio::piped())

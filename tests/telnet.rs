@@ -3,18 +3,20 @@
 //! reading a reply, and leaving by Ctrl-C or `exit`; a room where they talk to each other; the
 //! telnet answers byte for byte; and clients that type slowly.
 
+#[path = "support/client_commands.rs"]
+mod client_commands;
 mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use client_commands::{ClientCommand, NC_N, NCAT, SOCAT, TELNET};
 use common::{Chatd, Client, Report, WAIT, report_body, report_lines};
 
 /// `telnet` on a terminal: its first line (Chinese, an emoji, and `✓` and `七`, which it mangles
@@ -271,47 +273,6 @@ fn connected_peer(chatd: &mut Chatd, id: usize) -> String {
     peer.to_owned()
 }
 
-/// A client program as README.md tells people to type it.
-struct ClientCommand {
-    name: &'static str,
-    program: &'static str,
-    args: fn(u16) -> Vec<String>,
-    /// The Debian package that has it, for the message when it is missing.
-    package: &'static str,
-}
-
-/// `telnet 127.0.0.1 PORT` (inetutils-telnet).
-const TELNET: ClientCommand = ClientCommand {
-    name: "telnet",
-    program: "/usr/bin/telnet",
-    args: |port| vec!["127.0.0.1".into(), port.to_string()],
-    package: "telnet",
-};
-
-/// `nc -N 127.0.0.1 PORT` (netcat-openbsd).
-const NC_N: ClientCommand = ClientCommand {
-    name: "nc -N",
-    program: "/usr/bin/nc",
-    args: |port| vec!["-N".into(), "127.0.0.1".into(), port.to_string()],
-    package: "netcat-openbsd",
-};
-
-/// `ncat 127.0.0.1 PORT`.
-const NCAT: ClientCommand = ClientCommand {
-    name: "ncat",
-    program: "/usr/bin/ncat",
-    args: |port| vec!["127.0.0.1".into(), port.to_string()],
-    package: "ncat",
-};
-
-/// `socat - TCP:127.0.0.1:PORT`.
-const SOCAT: ClientCommand = ClientCommand {
-    name: "socat",
-    program: "/usr/bin/socat",
-    args: |port| vec!["-".into(), format!("TCP:127.0.0.1:{port}")],
-    package: "socat",
-};
-
 /// A client program running on a pseudo-terminal of its own, as its controlling terminal (so
 /// Ctrl-C is a signal, as for a person), with everything it shows collected by a thread.
 struct Terminal {
@@ -326,16 +287,8 @@ struct Terminal {
 impl Terminal {
     #[track_caller]
     fn run(command: &ClientCommand, port: u16) -> Terminal {
-        let ClientCommand {
-            name,
-            program,
-            package,
-            ..
-        } = *command;
-        assert!(
-            Path::new(program).exists(),
-            "{program} is missing: install {package} (apt-get install {package}); CI installs it"
-        );
+        command.require();
+        let ClientCommand { name, program, .. } = *command;
         let (master, slave) = common::pty(200);
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
         let mut process = Command::new(program);
