@@ -273,11 +273,12 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
     } else {
         (1_000, &[10, 100, 1_000], 5, 30_000_000)
     };
-    let relay = |clients, load| Scenario::Relay {
+    let relay_as = |clients, load, variant| Scenario::Relay {
         clients,
         load,
-        variant: Variant::Default,
+        variant,
     };
+    let relay = |clients, load| relay_as(clients, load, Variant::Default);
     plan.push((relay(seat, RelayLoad::Seat), Chatd));
     plan.push((relay(seat, RelayLoad::Seat), Ncat));
     for &clients in sizes {
@@ -292,38 +293,18 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
             // What JSON reports cost in the room, and what `--bus` costs with no other instance
             // in the room (a nats-server on a free port): the same row with each.
             for variant in [Variant::Json, Variant::Bus] {
-                plan.push((
-                    Scenario::Relay {
-                        clients,
-                        load,
-                        variant,
-                    },
-                    Chatd,
-                ));
+                plan.push((relay_as(clients, load, variant), Chatd));
             }
         }
         if clients == *sizes.last().unwrap_or(&0) {
             // The room over two processes on one port (`--reuse-port --bus`, the kernel splitting
             // the members between them): the cross-instance row beside the single-instance one.
-            let variant = Variant::Pair;
-            plan.push((
-                Scenario::Relay {
-                    clients,
-                    load,
-                    variant,
-                },
-                Chatd,
-            ));
+            plan.push((relay_as(clients, load, Variant::Pair), Chatd));
         }
         if clients == 100 || clients == 1_000 {
             // What flood control costs members under it (10 and 0.1 lines/s each): the same row
             // with `--max-rate` at the room's default instead of 0.
-            let max_rate = Scenario::Relay {
-                clients,
-                load,
-                variant: Variant::MaxRate,
-            };
-            plan.push((max_rate, Chatd));
+            plan.push((relay_as(clients, load, Variant::MaxRate), Chatd));
         }
     }
     // A burst of empty lines in the biggest room: how long newcomers wait for their greeting.
@@ -339,25 +320,10 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         plan.push((relay(clients, load), Chatd));
         plan.push((relay(clients, load), Ncat));
         if clients == 100 {
-            plan.push((
-                Scenario::Relay {
-                    clients,
-                    load,
-                    variant: Variant::Bus,
-                },
-                Chatd,
-            ));
+            plan.push((relay_as(clients, load, Variant::Bus), Chatd));
         }
         if clients == *sizes.last().unwrap_or(&0) {
-            let variant = Variant::Pair;
-            plan.push((
-                Scenario::Relay {
-                    clients,
-                    load,
-                    variant,
-                },
-                Chatd,
-            ));
+            plan.push((relay_as(clients, load, Variant::Pair), Chatd));
         }
     }
     plan
