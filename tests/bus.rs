@@ -463,20 +463,8 @@ fn frames_chatd_would_not_send_are_refused() {
 #[test]
 fn a_msg_is_answered_in_time_while_a_stuck_bus_holds_the_bus_thread() {
     let nats = Nats::start();
-    let url = nats.url();
-    let args = [
-        "--relay",
-        "--bus",
-        &url,
-        "--node",
-        "A",
-        "--max-rate",
-        "0",
-        "--max-queue",
-        "100000000",
-    ];
-    let mut a_chatd = Chatd::spawn(&args);
-    a_chatd.expect_report("bus connected");
+    let args = ["--node", "A", "--max-rate", "0", "--max-queue", "100000000"];
+    let mut a_chatd = instance_with(&nats, &args);
     a_chatd.expect_report("bus: names are claimed across the room");
     let mut a = Member::join(&a_chatd, "◆ nobody else is online");
     let mut c = Member::join(&a_chatd, "◆ 1 online: #1");
@@ -591,10 +579,7 @@ fn the_last_frame_number_there_is_stops_nothing() {
 #[test]
 fn a_frame_longer_than_max_line_is_cut_as_a_local_line_is() {
     let nats = Nats::start();
-    let url = nats.url();
-    let args = ["--relay", "--bus", &url, "--node", "A", "--max-line", "100"];
-    let mut a_chatd = Chatd::spawn(&args);
-    a_chatd.expect_report("bus connected");
+    let a_chatd = instance_with(&nats, &["--node", "A", "--max-line", "100"]);
     let mut a = Member::join(&a_chatd, "◆ nobody else is online");
     let mut frame = b"chatd1 X 1 1 msg 1 p big\n".to_vec();
     frame.extend_from_slice(&[b'x'; 1000]);
@@ -657,8 +642,16 @@ fn reuse_port_spreads_one_room_over_two_processes() {
 /// order and accounting tests send faster than a person, on purpose.
 #[track_caller]
 fn instance(nats: &Nats, node: &str) -> Chatd {
+    instance_with(nats, &["--node", node, "--max-rate", "0"])
+}
+
+/// `chatd --relay --bus URL` with `args` after, once it reports `bus connected`.
+#[track_caller]
+fn instance_with(nats: &Nats, args: &[&str]) -> Chatd {
     let url = nats.url();
-    let mut chatd = Chatd::spawn(&["--relay", "--bus", &url, "--node", node, "--max-rate", "0"]);
+    let mut all = vec!["--relay", "--bus", &url];
+    all.extend_from_slice(args);
+    let mut chatd = Chatd::spawn(&all);
     chatd.expect_report("bus connected");
     chatd
 }
