@@ -32,6 +32,21 @@ pub use report_lines::{Report, body as report_body};
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The lines a child's pipe (a client's stdout, nats-server's stderr) gives, read by a thread; the
+/// sender is dropped when the pipe closes or a line is not UTF-8.
+pub fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// A running `chatd`.
 pub struct Chatd {
     child: Child,

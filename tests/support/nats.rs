@@ -3,11 +3,10 @@
 //! temporary store, optionally a cluster with routes; killed and their store removed on `Drop`.
 //! A killed server can be started again on the same port, as an operator restarting it would.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -116,7 +115,7 @@ impl Nats {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {NATS_SERVER} (apt-get install nats-server): {e}"));
-        let lines = log_lines(child.stderr.take().expect("piped stderr"));
+        let lines = crate::common::lines_of(child.stderr.take().expect("piped stderr"));
         let mut nats = Nats {
             child: Some(child),
             port: 0,
@@ -143,19 +142,6 @@ impl Drop for Nats {
             let _ = std::fs::remove_dir_all(&self.store);
         }
     }
-}
-
-fn log_lines(stderr: std::process::ChildStderr) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 #[track_caller]

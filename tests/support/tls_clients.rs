@@ -5,15 +5,14 @@
 
 #![allow(dead_code)] // Each test binary uses its own part.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::Instant;
 
-use crate::common::{Chatd, WAIT, report_lines};
+use crate::common::{Chatd, WAIT, lines_of, report_lines};
 
 /// Starts chatd with a plain listener and a TLS one; gives the TLS listener's address.
 #[track_caller]
@@ -104,15 +103,7 @@ impl Tool {
             .spawn()
             .unwrap_or_else(|e| panic!("run {program} (install it: .ci/run does): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
         let stdin = child.stdin.take();
         Tool {
             child,
