@@ -182,33 +182,35 @@ pub fn is_open() -> bool {
 static REOPEN: AtomicBool = AtomicBool::new(false);
 static OPENED: AtomicBool = AtomicBool::new(false);
 
-/// The newest trouble with the log file that the operator has not been told of yet, if any.
-pub fn take_trouble() -> Option<String> {
+/// The trouble with the log file that the operator has not been told of yet, oldest first.
+pub fn take_trouble() -> Vec<String> {
     let mut trouble = TROUBLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    trouble.pending.take()
+    std::mem::take(&mut trouble.pending)
 }
 
 /// Notes trouble for the loop to report, unless it is what was noted last: a file that keeps
-/// failing is reported once, not once a turn.
+/// failing is reported once, not once a turn. Every different note is kept until reported: one
+/// turn's reports may fill the file several times over, and each rotation is a warning of its
+/// own (at most one per `--log-max-size` bytes written, so the list is bounded by the turn).
 fn note(message: String) {
     let mut trouble = TROUBLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if trouble.last != message {
         trouble.last.clone_from(&message);
-        trouble.pending = Some(message);
+        trouble.pending.push(message);
     }
 }
 
 struct Trouble {
-    pending: Option<String>,
+    pending: Vec<String>,
     last: String,
 }
 
 static TROUBLE: Mutex<Trouble> = Mutex::new(Trouble {
-    pending: None,
+    pending: Vec::new(),
     last: String::new(),
 });
 

@@ -200,8 +200,11 @@ const ALWAYS: &str = "chatd::always";
 /// Writes out whatever reports are buffered. The loop calls it once per turn and on every exit.
 pub fn flush() {
     log::logger().flush();
-    if let Some(trouble) = logfile::take_trouble() {
-        warn!(event = "log_file_trouble"; "{trouble}");
+    let troubles = logfile::take_trouble();
+    if !troubles.is_empty() {
+        for trouble in troubles {
+            warn!(event = "log_file_trouble"; "{trouble}");
+        }
         log::logger().flush();
     }
 }

@@ -167,6 +167,33 @@ fn sighup_headless_and_sigusr1_reopen_the_log_file() {
     }
 }
 
+/// Every rotation at `--log-max-size` is its own warning, also when one turn's reports fill the
+/// file several times over (a client's burst of lines read in one turn): none is lost.
+#[test]
+fn every_rotation_in_one_turn_is_reported() {
+    let dir = std::env::temp_dir().join(format!("chatd-rotations-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("chatd.log");
+    let path_arg = path.to_str().expect("utf-8 path");
+    let mut chatd = Chatd::spawn(&["--log-file", path_arg, "--log-max-size", "20000"]);
+    let mut client = Client::connect(chatd.addr());
+    // About 60 bytes a report: 2 000 lines in one write fill the 20 000 bytes about six times,
+    // and chatd reads them in few turns, so one turn's reports rotate the file more than once.
+    let burst: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    client.send(burst.as_bytes());
+    chatd.expect_report("line 1999");
+    chatd.expect_report("(rotation 3)");
+    for k in 1..=3 {
+        assert_eq!(
+            chatd.seen_count(&format!("(rotation {k})")),
+            1,
+            "rotation {k}"
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// SIGALRM and the other signals whose default would end the process are reported and ignored:
 /// clients go on being served.
 #[test]
