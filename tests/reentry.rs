@@ -28,7 +28,7 @@ use common::{Chatd, WAIT, report_body, with_listen};
 /// The crash from the issue: thousands of room members, each with its queue full to `--max-queue`,
 /// send a line and reset in one busy turn, so that every relay meets members whose writes fail.
 /// Under a 2 MiB stack (`ulimit -s 2048`) chatd must report every member's disconnect, and a
-/// newcomer must be greeted within a second throughout: the loop is never busy for a second.
+/// newcomer must be greeted within `MAX_BUSY` throughout: the loop is never busy for long.
 ///
 /// (Before the fix, with the release build: 3000 members froze the loop for about 3 s; from about
 /// 4000 on, chatd died of a stack overflow. `REENTRY_MEMBERS=N` runs it with N members.)
@@ -121,7 +121,7 @@ fn members_resetting_in_one_busy_turn_are_all_reported_and_the_loop_never_stalls
     });
     assert!(
         worst.max().is_some_and(|worst| worst < MAX_BUSY),
-        "a newcomer waited a second or more for its greeting: {probes:?}"
+        "a newcomer waited {MAX_BUSY:?} or more for its greeting: {probes:?}"
     );
 }
 
@@ -190,8 +190,17 @@ const BURST_WAIT: Duration = Duration::from_secs(30);
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// Newcomers at most, so the probe stops even if nobody tells it to.
 const MAX_PROBES: usize = 400;
-/// The longest a newcomer may wait for its greeting: the loop's longest busy stretch.
-const MAX_BUSY: Duration = Duration::from_secs(1);
+/// The longest a newcomer may wait for its greeting: the loop's longest busy stretch. The burst's
+/// turn tells each of the 3000 leaves to everyone still there (about 4.5 million queue offers):
+/// about 0.2 s for the release build and 0.6 to 1.2 s for the unoptimized one that `cargo test`
+/// builds, on the 2-core machine with other work running. Before the fix the release build froze
+/// for about 3 s (and an unoptimized one far longer, or overflowed its stack), so the bound for
+/// the debug build is 3 s: it still fails on the bug, and not on a busy machine.
+const MAX_BUSY: Duration = if cfg!(debug_assertions) {
+    Duration::from_secs(3)
+} else {
+    Duration::from_secs(1)
+};
 /// Members in each round of the order test: the relays that find writes failing last long enough
 /// for #2's reset to come in the middle of them.
 const ORDER_MEMBERS: usize = 1000;
