@@ -228,3 +228,21 @@ fn gate_refusals_are_counted_in_metrics() {
         assert!(body.lines().any(|l| l == sample), "{sample} not in {body}");
     }
 }
+
+/// A client still at `password:` when chatd stops is refused `shutdown` (it never had an id, so
+/// no disconnect), and does not hold up the stop.
+#[test]
+fn a_guest_at_the_prompt_is_refused_at_shutdown() {
+    let dir = Dir::new("shutdown");
+    let mut chatd = Chatd::spawn(&["--password-file", &dir.password("sekret")]);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    chatd.signal(libc::SIGTERM);
+    chatd.expect_body(&format!("refused {} (shutdown)", client.peer()));
+    let told = client.read_to_end();
+    assert!(!told.contains("welcome"), "{told:?}");
+    assert!(chatd.wait_exit().success());
+    for kind in ["connect ", "disconnect "] {
+        assert_eq!(chatd.seen_count(kind), 0, "{:?}", chatd.seen());
+    }
+}

@@ -109,7 +109,7 @@ fn garbage_on_the_tls_port_is_refused() {
 }
 
 /// A TLS client on the plain port gets a TLS alert and is refused; its ClientHello is never
-/// reported as a message. Random bytes on the plain port are messages, as ever.
+/// reported as a message, but counted as dropped. Random bytes on the plain port are messages, as ever.
 #[test]
 fn tls_on_the_plain_port_is_refused() {
     let certs = Certs::new("garbage-plain");
@@ -125,6 +125,8 @@ fn tls_on_the_plain_port_is_refused() {
         matches!(peer, Some(report_lines::Report::Refused { .. })),
         "{refused}"
     );
+    // It was seated as a plain client: the hello it sent is counted, not lost without a word.
+    chatd.expect_report(" bytes not heard");
     chatd.expect_report(" reset (0 online)");
     s_client.wait_gone();
     assert_eq!(chatd.seen_count("message "), 0, "{:?}", chatd.seen());
