@@ -131,7 +131,16 @@ impl LineDecoder {
     }
 }
 
+/// The newline search. On x86-64, memchr's SSE2 searcher (SSE2 is in every x86-64 CPU) is called
+/// directly and inlines here; `memchr::memchr` picks AVX2 at run time, through two calls more per
+/// line, and for a 64-byte line those calls cost more than the search (callgrind: 75 instructions a
+/// line through `memchr::memchr`, 35 this way).
+#[inline]
 fn find_newline(bytes: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(newline) = memchr::arch::x86_64::sse2::memchr::One::new(b'\n') {
+        return newline.find(bytes);
+    }
     memchr::memchr(b'\n', bytes)
 }
 
