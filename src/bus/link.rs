@@ -53,6 +53,7 @@ pub fn run(
         names,
         held: HashMap::new(),
         holds: HashMap::new(),
+        unanswered: bucket::Unanswered::default(),
         asks: Asks::default(),
         to_loop,
         wake,
@@ -87,6 +88,8 @@ struct Link {
     /// Names freed here by a leave and held for their last holder's address: bucket key -> the
     /// hold, kept in the bucket until it ends (`bucket.rs`).
     holds: HashMap<String, bucket::Hold>,
+    /// Claims granted and releases kept back while the bucket did not answer (`bucket.rs`).
+    unanswered: bucket::Unanswered,
     /// This instance's `/msg`s waiting for the instance that delivers them to say so.
     asks: Asks,
     to_loop: mpsc::Sender<Inbound>,
@@ -219,6 +222,7 @@ impl Link {
                         self.tell(Inbound::Connected { unshared }).await;
                         if let Some(bucket) = &bucket {
                             self.reclaim(bucket).await;
+                            self.settle(bucket).await;
                             self.tell(Inbound::Names(None)).await;
                         }
                     }
@@ -232,7 +236,18 @@ impl Link {
                 }
                 _ = refresh.tick() => {
                     if let (true, Some(bucket)) = (up, &bucket) {
-                        self.refresh(bucket).await;
+                        let stalled = self.unanswered.waiting();
+                        if stalled {
+                            self.settle(bucket).await;
+                        }
+                        // Still stalled: a refresh would only wait out its time too. Just back:
+                        // each name checked before it is written again, since a long stall may
+                        // have let entries age out and another instance take one.
+                        match (stalled, self.unanswered.waiting()) {
+                            (_, true) => {}
+                            (true, false) => self.reclaim(bucket).await,
+                            (false, false) => self.refresh(bucket).await,
+                        }
                     }
                 }
                 _ = beat.tick() => {

@@ -7,8 +7,16 @@
 //! key from another address is refused until then, one from the same address replaces it
 //! (compare-and-swap on the entry's revision, so two claimants cannot both win).
 //!
+//! A bucket that does not answer in time (a stuck nats-server) grants a claim on the loop's own
+//! check, and from then on the bucket counts as stalled: claims are granted at once and kept as
+//! unconfirmed, releases wait (`Unanswered`), so a stall costs one `KV_TIMEOUT`, not one a name.
+//! At each refresh the unconfirmed claims are made again (`settle`): one that another instance
+//! holds now is lost, and the loop renames its member, as after a reconnect. A release only ever
+//! frees an entry that still holds this instance's value.
+//!
 //! Deliberately not here: the connection, the room's frames (`link.rs`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,7 +81,7 @@ impl Link {
 
     /// A claim (create-if-absent, keyed by the case-folded name) or a release. A bucket that
     /// cannot answer grants the claim: the loop checked the name against what it knows, and the
-    /// room goes on.
+    /// room goes on; the claim is made again once the bucket answers (`settle`).
     pub(super) async fn name_op(&mut self, bucket: Option<&Store>, op: NameOp) {
         match op {
             NameOp::Claim {
@@ -85,11 +93,17 @@ impl Link {
                 let bucket_key = name.to_ascii_lowercase();
                 let value = format!("{} {}", self.settings.node, id.0);
                 let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
-                let refused = match bucket {
-                    None => None,
-                    Some(_) if ours => None,
+                let answer = match bucket {
+                    None => Ok(None),
+                    Some(_) if ours => Ok(None),
+                    Some(_) if self.unanswered.stalled => Err(NoAnswer),
                     Some(bucket) => claim(bucket, &bucket_key, &value, from).await,
                 };
+                let refused = answer.unwrap_or_else(|NoAnswer| {
+                    self.unanswered.stalled = true;
+                    self.unanswered.claims.insert(bucket_key.clone(), from);
+                    None
+                });
                 if refused.is_none() {
                     self.holds.remove(&bucket_key);
                     self.held.insert(bucket_key, (name.clone(), value));
@@ -104,31 +118,99 @@ impl Link {
             }
             NameOp::Release { name, hold } => {
                 let bucket_key = name.to_ascii_lowercase();
-                if self.held.remove(&bucket_key).is_none() {
-                    return;
-                }
-                let Some(bucket) = bucket else {
+                let Some((_, value)) = self.held.remove(&bucket_key) else {
                     return;
                 };
-                let Some(from) = hold else {
-                    let _ = timeout(KV_TIMEOUT, bucket.delete(&bucket_key)).await;
+                // Granted here without the bucket's answer: its entry may be another instance's,
+                // so nothing is freed (`free` would find so too, but a stall would make it wait).
+                let unconfirmed = self.unanswered.claims.remove(&bucket_key).is_some();
+                let (Some(bucket), false) = (bucket, unconfirmed) else {
                     return;
                 };
                 // Held for `from`: written over the member's entry, and kept until it ends.
-                let until = unix_now() + HOLD.as_secs();
-                let value = wire::hold(from, until);
-                let put = bucket.put(&bucket_key, value.clone().into());
-                if let Ok(Ok(revision)) = timeout(KV_TIMEOUT, put).await
-                    && self.holds.len() < MAX_HOLDS
-                {
-                    let hold = Hold {
-                        value,
-                        until,
-                        revision,
-                    };
-                    self.holds.insert(bucket_key, hold);
+                let hold = hold.map(|from| (from, unix_now() + HOLD.as_secs()));
+                let release = Release {
+                    key: bucket_key,
+                    value,
+                    hold,
+                };
+                if self.unanswered.stalled {
+                    self.unanswered.defer(release);
+                    return;
+                }
+                match free(bucket, &release).await {
+                    Ok(kept) => self.keep_hold(kept),
+                    Err(NoAnswer) => {
+                        self.unanswered.stalled = true;
+                        self.unanswered.defer(release);
+                    }
                 }
             }
+        }
+    }
+
+    /// Once the bucket answers again after a stall: the claims granted meanwhile are made again
+    /// (one another instance holds now is lost, and the loop told), then the releases that waited
+    /// are written. Everything at once, within `KV_TIMEOUT`; what is not answered waits for the
+    /// next refresh.
+    pub(super) async fn settle(&mut self, bucket: &Store) {
+        let claims: Vec<(String, String, IpAddr)> = (self.unanswered.claims.iter())
+            .filter_map(|(key, from)| {
+                let (_, value) = self.held.get(key)?;
+                Some((key.clone(), value.clone(), *from))
+            })
+            .collect();
+        let asks = claims
+            .iter()
+            .map(|(key, value, from)| claim(bucket, key, value, *from));
+        let Ok(answers) = timeout(KV_TIMEOUT, join_all(asks)).await else {
+            return;
+        };
+        let mut all_answered = true;
+        for ((key, _, _), answer) in claims.into_iter().zip(answers) {
+            match answer {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    if let Some((name, _)) = self.held.remove(&key) {
+                        self.tell(Inbound::NameLost(name)).await;
+                    }
+                }
+                Err(NoAnswer) => {
+                    all_answered = false;
+                    continue;
+                }
+            }
+            self.unanswered.claims.remove(&key);
+        }
+        // Claims of names released meanwhile (no longer held here) are dropped.
+        let held = &self.held;
+        self.unanswered
+            .claims
+            .retain(|key, _| held.contains_key(key));
+        if !all_answered {
+            return;
+        }
+        let releases = std::mem::take(&mut self.unanswered.releases);
+        let frees = releases.iter().map(|release| free(bucket, release));
+        let Ok(freed) = timeout(KV_TIMEOUT, join_all(frees)).await else {
+            self.unanswered.releases = releases;
+            return;
+        };
+        for (release, answer) in releases.into_iter().zip(freed) {
+            match answer {
+                Ok(kept) => self.keep_hold(kept),
+                Err(NoAnswer) => self.unanswered.defer(release),
+            }
+        }
+        self.unanswered.stalled = !self.unanswered.releases.is_empty();
+    }
+
+    /// A hold written in the bucket, refreshed here until it ends (`MAX_HOLDS` at most).
+    fn keep_hold(&mut self, kept: Option<(String, Hold)>) {
+        if let Some((key, hold)) = kept
+            && self.holds.len() < MAX_HOLDS
+        {
+            self.holds.insert(key, hold);
         }
     }
 
@@ -139,7 +221,10 @@ impl Link {
     /// names are held: a stuck server must not keep the thread from its other work for 2 s a
     /// name.
     pub(super) async fn refresh(&mut self, bucket: &Store) {
-        let puts = self.held.iter().map(|(key, (_, value))| async move {
+        // An unconfirmed claim is not written: the entry may be another instance's (`settle`).
+        let unconfirmed = &self.unanswered.claims;
+        let confirmed = (self.held.iter()).filter(|(key, _)| !unconfirmed.contains_key(*key));
+        let puts = confirmed.map(|(key, (_, value))| async move {
             let _ = bucket.put(key, value.clone().into()).await;
         });
         let now = unix_now();
@@ -164,6 +249,7 @@ impl Link {
     /// Back after a loss: each name held here is claimed again; one that another instance holds
     /// now is lost, and the loop renames its member.
     pub(super) async fn reclaim(&mut self, bucket: &Store) {
+        self.unanswered.claims.clear(); // Each one is claimed again below.
         let held: Vec<(String, (String, String))> = self.held.drain().collect();
         for (key, (name, value)) in held {
             let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
@@ -183,29 +269,116 @@ impl Link {
 }
 
 /// Claims `key` for `value` (a member's `<node> <id>`), asked from address `from`: created if
-/// absent; if the key holds a name freed by a leave, replaced if the hold is over or is `from`'s,
-/// else refused as held. Granted (`None`) if the bucket cannot answer.
-async fn claim(bucket: &Store, key: &str, value: &str, from: IpAddr) -> Option<Refused> {
+/// absent, granted if it holds `value` already (a claim made again); if the key holds a name freed
+/// by a leave, replaced if the hold is over or is `from`'s, else refused as held.
+async fn claim(
+    bucket: &Store,
+    key: &str,
+    value: &str,
+    from: IpAddr,
+) -> Result<Option<Refused>, NoAnswer> {
     let create = bucket.create(key, value.to_owned().into());
     match timeout(KV_TIMEOUT, create).await {
-        Ok(Ok(_)) => return None,
+        Ok(Ok(_)) => return Ok(None),
         Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {}
-        _ => return None,
+        _ => return Err(NoAnswer),
     }
     let entry = match timeout(KV_TIMEOUT, bucket.entry(key)).await {
         Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => entry,
-        _ => return Some(Refused::Taken),
+        Ok(Ok(_)) => return Ok(Some(Refused::Taken)),
+        _ => return Err(NoAnswer),
     };
+    if entry.value == value.as_bytes() {
+        return Ok(None);
+    }
     match wire::read_hold(&entry.value) {
-        None => Some(Refused::Taken),
-        Some((holder, until)) if holder != from && unix_now() < until => Some(Refused::Held),
+        None => Ok(Some(Refused::Taken)),
+        Some((holder, until)) if holder != from && unix_now() < until => Ok(Some(Refused::Held)),
         Some(_) => {
             let update = bucket.update(key, value.to_owned().into(), entry.revision);
             match timeout(KV_TIMEOUT, update).await {
-                Ok(Ok(_)) => None,
+                Ok(Ok(_)) => Ok(None),
                 // Another claim came first.
-                _ => Some(Refused::Taken),
+                Ok(Err(_)) => Ok(Some(Refused::Taken)),
+                Err(_) => Err(NoAnswer),
             }
+        }
+    }
+}
+
+/// Frees `release.key` if its entry still holds this instance's `release.value`: deleted, or
+/// written over with the hold (compare-and-swap on the entry's revision, so another instance's
+/// claim is never freed). The hold written, to refresh until it ends.
+async fn free(bucket: &Store, release: &Release) -> Result<Option<(String, Hold)>, NoAnswer> {
+    let key = &release.key;
+    let entry = match timeout(KV_TIMEOUT, bucket.entry(key.as_str())).await {
+        Ok(Ok(entry)) => entry,
+        _ => return Err(NoAnswer),
+    };
+    let Some(entry) = entry.filter(|entry| {
+        entry.operation == kv::Operation::Put && entry.value == release.value.as_bytes()
+    }) else {
+        return Ok(None); // Not ours (any more): nothing to free.
+    };
+    let Some((from, until)) = release.hold else {
+        let delete = bucket.delete_expect_revision(key, Some(entry.revision));
+        return match timeout(KV_TIMEOUT, delete).await {
+            Ok(_) => Ok(None), // Deleted, or changed meanwhile: not ours to free.
+            Err(_) => Err(NoAnswer),
+        };
+    };
+    let value = wire::hold(from, until);
+    let update = bucket.update(key, value.clone().into(), entry.revision);
+    match timeout(KV_TIMEOUT, update).await {
+        Ok(Ok(revision)) => {
+            let hold = Hold {
+                value,
+                until,
+                revision,
+            };
+            Ok(Some((key.clone(), hold)))
+        }
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err(NoAnswer),
+    }
+}
+
+/// The bucket did not answer in time (or failed).
+struct NoAnswer;
+
+/// A name given back, to free in the bucket.
+#[derive(Debug)]
+pub(super) struct Release {
+    /// The bucket key.
+    key: String,
+    /// The value this instance claimed it with: only an entry that still holds it is freed.
+    value: String,
+    /// Held for this address until then (seconds since 1970), or deleted.
+    hold: Option<(IpAddr, u64)>,
+}
+
+/// What waits for a stalled bucket to answer again.
+#[derive(Debug, Default)]
+pub(super) struct Unanswered {
+    /// A claim went unanswered: claims are granted on the loop's check, releases wait, until a
+    /// `settle` has every answer.
+    stalled: bool,
+    /// Claims granted without the bucket's answer: bucket key -> the claimant's address.
+    claims: HashMap<String, IpAddr>,
+    /// Releases not written yet; past `MAX_HOLDS`, a release is let go (its entry ages out within
+    /// `NAME_AGE`).
+    releases: Vec<Release>,
+}
+
+impl Unanswered {
+    /// Whether a `settle` has anything to do.
+    pub(super) fn waiting(&self) -> bool {
+        self.stalled || !self.claims.is_empty()
+    }
+
+    fn defer(&mut self, release: Release) {
+        if self.releases.len() < MAX_HOLDS {
+            self.releases.push(release);
         }
     }
 }
