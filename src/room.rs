@@ -197,10 +197,16 @@ pub fn unknown_command(line: &[u8]) -> Rc<[u8]> {
 
 /// `bytes` escaped, at most `MAX_ECHO` of them: a reply is the client's alone, not to be made big.
 fn push_echo(text: &mut String, bytes: &[u8]) {
-    escape_into(text, &bytes[..bytes.len().min(MAX_ECHO)]);
-    if bytes.len() > MAX_ECHO {
-        text.push_str("...");
+    if bytes.len() <= MAX_ECHO {
+        return escape_into(text, bytes);
     }
+    // Cut before a character the cut would split (a UTF-8 continuation byte starts the rest).
+    let mut cut = MAX_ECHO;
+    while cut > MAX_ECHO - 3 && bytes[cut] & 0xc0 == 0x80 {
+        cut -= 1;
+    }
+    escape_into(text, &bytes[..cut]);
+    text.push_str("...");
 }
 
 /// The room's commands, as `/help` gives them.
@@ -256,6 +262,19 @@ mod tests {
             .collect::<Vec<u8>>();
         assert!(unknown_command(&long).len() < 250);
         assert!(no_such_name(&long).len() < 250);
+    }
+
+    /// The echo of a long command is cut before a character, never inside one (a cut `é` showed
+    /// as `\xc3`).
+    #[test]
+    fn an_echo_is_cut_between_characters() {
+        let command = format!("/zz{}", "é".repeat(20));
+        let echo = String::from_utf8(unknown_command(command.as_bytes()).to_vec()).unwrap();
+        assert!(
+            echo.contains(&format!("/zz{}... (try", "é".repeat(14))),
+            "{echo}"
+        );
+        assert!(!echo.contains("\\x"), "{echo}");
     }
 
     #[test]

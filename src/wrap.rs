@@ -18,11 +18,15 @@ const TAB: usize = 8;
 /// Rows are filled to one column short of the width, so that the terminal never wraps a row
 /// itself, and broken after a space when one is near the end of the row (else between any two
 /// characters): wherever a row breaks, the next starts with `INDENT`. A
-/// character's width is its East Asian width, ambiguous ones counted as two, so that a row is
-/// never wider on screen than counted.
+/// character's width is its East Asian width, ambiguous ones counted as two, and the Hangul
+/// fillers, which Unicode calls zero-width but terminals draw blank and wide, as two, so that a
+/// row is never wider on screen than counted (counting too much only breaks a row early).
 pub fn wrap(text: &str, lead: usize, width: usize) -> Option<String> {
     let room = width.saturating_sub(1).max(lead + INDENT.len() + 1);
-    let columns = |c: char| c.width_cjk().unwrap_or(0);
+    let columns = |c: char| match c {
+        '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' => 2,
+        _ => c.width_cjk().unwrap_or(0),
+    };
     // A tab moves to the next multiple of 8 columns: counted so, and written as spaces when the
     // line is broken (a tab must not carry text into a row's last column).
     let mut end = lead;
@@ -112,6 +116,26 @@ mod tests {
             for row in &rows[1..] {
                 assert!(row.starts_with(INDENT), "at {width}: {row:?}");
                 assert!(row.chars().count() < width, "at {width}: {row:?}");
+            }
+        }
+    }
+
+    /// U+3164 HANGUL FILLER is zero-width to Unicode and two columns on tmux's screen: 58 of
+    /// them counted as nothing let the terminal wrap the row itself, and the text after them
+    /// started a row like a report.
+    #[test]
+    fn hangul_fillers_count_as_wide() {
+        for filler in ['\u{115f}', '\u{1160}', '\u{3164}', '\u{ffa0}'] {
+            let padding: String = std::iter::repeat_n(filler, 58).collect();
+            let forged = format!("message 1.2.3.4:5 #1: {padding}08:00:00 [INFO] stopped");
+            let rows = rows(&forged, 16, 80);
+            assert!(rows.len() > 1, "{filler:?}");
+            let on_screen =
+                |row: &str| -> usize { row.chars().map(|c| if c == filler { 2 } else { 1 }).sum() };
+            assert!(16 + on_screen(&rows[0]) < 80, "{filler:?}");
+            for row in &rows[1..] {
+                assert!(row.starts_with(INDENT), "{filler:?}: {row:?}");
+                assert!(on_screen(row) < 80, "{filler:?}: {row:?}");
             }
         }
     }

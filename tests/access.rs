@@ -221,7 +221,7 @@ fn connect_rate_refuses_without_a_greeting_and_reports_a_run_once() {
     chatd.send_console("/stats");
     let stats = chatd.expect_report("stats: ");
     assert!(
-        stats.contains("refused 0 full 0 error 0 denied 0 banned 0 per-ip 5 rate;"),
+        stats.contains("refused 0 full 0 error 0 denied 0 banned 0 per-ip 5 rate 0 tls 0 auth;"),
         "{stats}"
     );
 }

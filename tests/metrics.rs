@@ -148,7 +148,7 @@ fn stats_on_the_console_prints_the_same_figures() {
     let body = report_body(&line);
     assert!(
         body.starts_with(
-            "stats: 1 online; 1 accepted, refused 0 full 0 error 0 denied 0 banned 0 per-ip 0 rate;"
+            "stats: 1 online; 1 accepted, refused 0 full 0 error 0 denied 0 banned 0 per-ip 0 rate 0 tls 0 auth;"
         ),
         "{body}"
     );

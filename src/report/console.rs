@@ -28,6 +28,8 @@ pub fn stats(s: &Stats) {
         refused_banned = banned,
         refused_per_ip = per_ip,
         refused_connect_rate = rate,
+        refused_tls = s.refused_tls,
+        refused_auth = s.refused_auth,
         disconnects_exit = exit,
         disconnects_closed = closed,
         disconnects_reset = reset,
@@ -45,7 +47,7 @@ pub fn stats(s: &Stats) {
         timers_armed = s.timers,
         loop_turns = s.turns,
         loop_busy_seconds:% = format_args!("{:.6}", s.busy.as_secs_f64());
-        "stats: {} online; {} accepted, refused {} full {} error {denied} denied {banned} banned {per_ip} per-ip {rate} rate; disconnects exit {exit} closed \
+        "stats: {} online; {} accepted, refused {} full {} error {denied} denied {banned} banned {per_ip} per-ip {rate} rate {} tls {} auth; disconnects exit {exit} closed \
          {closed} reset {reset} kicked {kicked} shutdown {shutdown} slow {slow} timeout {timeout} \
          flood {flood}; \
          in {} messages {} bytes; out {} lines {} bytes; {} relay deliveries; {} bytes queued; \
@@ -54,6 +56,8 @@ pub fn stats(s: &Stats) {
         s.accepted,
         s.refused_full,
         s.refused_error,
+        s.refused_tls,
+        s.refused_auth,
         s.messages_in,
         s.bytes_in,
         s.lines_out,
