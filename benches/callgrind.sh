@@ -27,6 +27,11 @@ valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
 pid=$!
 for _ in $(seq 600); do grep -q 'listening on' "$dir/stdout.log" 2>/dev/null && break; sleep 0.1; done
 port=$(grep -o 'listening on [^ "]*' "$dir/stdout.log" | head -n 1 | sed 's/.*://')
+if [ -z "$port" ]; then
+  echo "callgrind.sh: chatd did not start; its output:" >&2
+  cat "$dir/stdout.log" "$dir/valgrind.log" >&2
+  exit 1
+fi
 
 line=$(printf 'x%.0s' $(seq 63))
 # `yes` ends on SIGPIPE when `head` has enough, which pipefail would count as a failure.
