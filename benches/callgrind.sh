@@ -26,7 +26,7 @@ valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
   < "$dir/console" > "$dir/stdout.log" 2> "$dir/valgrind.log" &
 pid=$!
 for _ in $(seq 600); do grep -q 'listening on' "$dir/stdout.log" 2>/dev/null && break; sleep 0.1; done
-port=$(grep -o 'listening on [^ "]*' "$dir/stdout.log" | head -n 1 | sed 's/.*://')
+port=$(grep -o 'listening on [^ "]*' "$dir/stdout.log" | head -n 1 | sed 's/.*://' || true)
 if [ -z "$port" ]; then
   echo "callgrind.sh: chatd did not start; its output:" >&2
   cat "$dir/stdout.log" "$dir/valgrind.log" >&2
