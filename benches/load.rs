@@ -201,6 +201,18 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
         plan.push((scenario, Chatd));
     }
 
+    // What `--bus` costs ingest with no other instance in the room (issue 13): the bus needs the
+    // room, so one member alone in it sends, with the room and then with the bus.
+    for variant in [Variant::Room, Variant::Bus] {
+        let scenario = Scenario::Ingest {
+            clients: 1,
+            line_len: 64,
+            total_lines: small_total,
+            variant,
+        };
+        plan.push((scenario, Chatd));
+    }
+
     // TLS, beside the plain rows: ingest as the C=100 64 B row, a hold of idle TLS clients (chatd's
     // memory per client), and full handshakes a second from 64 parallel clients.
     let tls_rows = [

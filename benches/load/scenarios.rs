@@ -64,6 +64,9 @@ pub enum Variant {
     /// `--max-rate` at its default (in the room: 20 lines/s, burst 200) rather than 0: what flood
     /// control costs a room whose members stay under it.
     MaxRate,
+    /// `--relay` for an ingest row: one member alone in the room, whose lines go to nobody; the
+    /// baseline of the ` bus` ingest row.
+    Room,
     /// `--bus` to a nats-server with no other instance in the room: what sharing costs.
     Bus,
     /// Two chatd processes with `--reuse-port --bus` on one port, one room: the kernel spreads
@@ -98,6 +101,7 @@ impl Variant {
             Variant::Json => " json",
             Variant::Metrics => " metrics",
             Variant::MaxRate => " max-rate=20",
+            Variant::Room => " relay",
             Variant::Bus => " bus",
             Variant::Pair => " 2 procs",
         }
@@ -223,6 +227,11 @@ impl Scenario {
                 variant: Variant::Metrics,
                 ..
             } => &["--metrics", "127.0.0.1:0", "--max-rate", "0"],
+            // The bus needs the room; `spawn_bus` adds `--bus`.
+            Scenario::Ingest {
+                variant: Variant::Room | Variant::Bus,
+                ..
+            } => &["--relay", "--max-rate", "0"],
             _ => &["--max-rate", "0"],
         }
     }
@@ -272,14 +281,14 @@ pub fn run(scenario: &Scenario, kind: Kind, context: &Context, index: usize) -> 
                     clients,
                     line_len,
                     total_lines,
-                    ..
+                    variant,
                 } => {
                     let load = IngestLoad {
                         clients,
                         line_len,
                         lines_per_client: (total_lines / clients as u64).max(1),
                     };
-                    ingest(target, load, budget, &mut row);
+                    ingest(target, load, variant, budget, &mut row);
                 }
                 Scenario::Hold { clients } => hold(target, clients, budget, &mut row),
                 Scenario::Churn { workers, duration } => {
@@ -347,7 +356,19 @@ fn start(kind: Kind, scenario: &Scenario, context: &Context, dir: &Path) -> Resu
 
 /// Lines/s and MB/s from the first connect until the server has taken the last line (chatd: its
 /// last `message` report is in the log file), and the server's CPU time per million lines.
-fn ingest(mut target: Target, load: IngestLoad, budget: Duration, row: &mut Row) {
+/// The row's note on the bus: its `bus` warnings (lines not shared, gaps), or that there were none.
+fn bus_note(chatd: &Chatd, row: &mut Row) {
+    let warnings = chatd.bus_warnings();
+    match warnings.len() {
+        0 => row.note("bus: no line lost or not shared (no `bus` warning)"),
+        n => row.note(format!(
+            "bus: {n} warnings: {}",
+            warnings[..n.min(4)].join("; ")
+        )),
+    }
+}
+
+fn ingest(mut target: Target, load: IngestLoad, variant: Variant, budget: Duration, row: &mut Row) {
     let expected = load.lines_per_client * load.clients as u64;
     // ncat's listen backlog is 10: more clients than that connecting at once get reset.
     let pace = target.accepted_counter().map(|accepted| Pace {
@@ -388,6 +409,9 @@ fn ingest(mut target: Target, load: IngestLoad, budget: Duration, row: &mut Row)
         Target::Chatd(chatd) => Some(chatd.log.counts.clone()),
         Target::Sink(_) | Target::Ncat(_) => None,
     };
+    if let (Target::Chatd(chatd), Variant::Bus) = (&target, variant) {
+        bus_note(chatd, row);
+    }
     // The server goes before its clients reset their connections: nothing it does from here on
     // is measured.
     drop(target);
@@ -695,14 +719,7 @@ fn relay(
             format!("message reports: {} of {sent} lines sent", counts.messages),
         );
         if matches!(variant, Variant::Bus | Variant::Pair) {
-            let warnings = chatd.bus_warnings();
-            match warnings.len() {
-                0 => row.note("bus: no line lost or not shared (no `bus` warning)"),
-                n => row.note(format!(
-                    "bus: {n} warnings: {}",
-                    warnings[..n.min(4)].join("; ")
-                )),
-            }
+            bus_note(chatd, row);
         }
         row.check(
             counts.slow == 0,

@@ -152,39 +152,52 @@ impl Link {
                         let _ = timeout(FLUSH_AT_EXIT, client.flush()).await;
                         return;
                     };
-                    self.take(&frame);
-                    let payload = frame.payload;
-                    let (to, reply) = match &frame.route {
-                        Route::Room => (subject.clone(), None),
-                        Route::Ask(ask) => {
-                            (subject.clone(), Some(Subject::from(format!("{inbox}.{ask}"))))
+                    // The frames queued behind it go out in the same batch: one turn of this
+                    // loop per batch, not per frame, while a member's lines stream in.
+                    let mut frames = vec![frame];
+                    while frames.len() < BATCH {
+                        match self.out.try_recv() {
+                            Ok(frame) => frames.push(frame),
+                            Err(_) => break,
                         }
-                        Route::Answer(to) => (Subject::from(to.as_str()), None),
-                    };
-                    // Asked as the frame is taken, not as the wait began (which may be long).
+                    }
+                    // Asked as the frames are taken, not as the wait began (which may be long).
                     let connected = up && client.connection_state() == State::Connected;
-                    let started = connected
-                        && match frame.route {
-                            Route::Ask(ask) => self.asks.start(ask, Instant::now().into_std()),
-                            _ => true,
+                    let mut batch = Vec::with_capacity(frames.len());
+                    for frame in frames {
+                        self.take(&frame);
+                        let (to, reply) = match &frame.route {
+                            Route::Room => (subject.clone(), None),
+                            Route::Ask(ask) => {
+                                (subject.clone(), Some(Subject::from(format!("{inbox}.{ask}"))))
+                            }
+                            Route::Answer(to) => (Subject::from(to.as_str()), None),
                         };
-                    if started {
-                        let c = client.clone();
-                        sending = Some((Some(frame.route), Box::pin(send(c, to, reply, payload))));
-                    } else {
-                        self.not_sent(&frame.route).await;
+                        let started = connected
+                            && match frame.route {
+                                Route::Ask(ask) => self.asks.start(ask, Instant::now().into_std()),
+                                _ => true,
+                            };
+                        if started {
+                            batch.push((Some(frame.route), to, reply, frame.payload));
+                        } else {
+                            self.not_sent(&frame.route).await;
+                        }
+                    }
+                    if !batch.is_empty() {
+                        sending = Some(Box::pin(send(client.clone(), batch)));
                     }
                 }
-                sent = async {
+                failed = async {
                     match sending.as_mut() {
-                        Some((_, send)) => send.await,
+                        Some(send) => send.await,
                         None => std::future::pending().await,
                     }
                 }, if sending.is_some() => {
-                    if let (false, Some((Some(route), _))) = (sent, sending.take()) {
+                    sending = None;
+                    for route in failed {
                         self.not_sent(&route).await;
                     }
-                    sending = None;
                 }
                 Some(answer) = answers.next() => {
                     let ask = answer.subject.rsplit('.').next().and_then(|t| t.parse().ok());
@@ -256,8 +269,8 @@ impl Link {
                         let online = self.counts.online.load(Ordering::Relaxed);
                         let node = &self.settings.node;
                         let payload = wire::encode(node, self.last_seq, online, &What::Beat);
-                        let c = client.clone();
-                        sending = Some((None, Box::pin(send(c, subject.clone(), None, payload))));
+                        let beat = vec![(None, subject.clone(), None, payload)];
+                        sending = Some(Box::pin(send(client.clone(), beat)));
                     }
                 }
             }
@@ -336,16 +349,26 @@ impl Link {
     }
 }
 
-/// A publish on its way: the frame's route (`None` for a beat) and whether it went.
-type Sending = (Option<Route>, Pin<Box<dyn Future<Output = bool>>>);
+/// One frame to publish: its route (`None` for a beat), subject, reply subject (a `/msg`'s) and
+/// payload.
+type Publish = (Option<Route>, Subject, Option<Subject>, Vec<u8>);
 
-/// Publishes `payload` on `to` (with `reply` for a `/msg`); false if async-nats could not.
-async fn send(client: Client, to: Subject, reply: Option<Subject>, payload: Vec<u8>) -> bool {
-    match reply {
-        Some(reply) => client.publish_with_reply(to, reply, payload.into()).await,
-        None => client.publish(to, payload.into()).await,
+/// A batch of publishes on its way; it gives the routes of the frames async-nats could not take.
+type Sending = Pin<Box<dyn Future<Output = Vec<Route>>>>;
+
+/// Publishes each frame of `batch` in order; gives the routes of those that could not go.
+async fn send(client: Client, batch: Vec<Publish>) -> Vec<Route> {
+    let mut failed = Vec::new();
+    for (route, to, reply, payload) in batch {
+        let sent = match reply {
+            Some(reply) => client.publish_with_reply(to, reply, payload.into()).await,
+            None => client.publish(to, payload.into()).await,
+        };
+        if let (Err(_), Some(route)) = (sent, route) {
+            failed.push(route);
+        }
     }
-    .is_ok()
+    failed
 }
 
 /// async-nats's delay before reconnect attempt `attempts`: as the first connection's.
@@ -360,5 +383,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a bucket operation may take before it is given up.
 const KV_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+/// The most frames published in one batch.
+const BATCH: usize = 256;
 /// Connection events queued between async-nats's callback and the link.
 const EVENTS: usize = 64;

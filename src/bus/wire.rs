@@ -28,6 +28,7 @@
 //! Pure: no I/O, no clock.
 
 use std::fmt;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// One frame off the bus.
@@ -89,44 +90,48 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
         _ => 0,
     };
     let mut out = Vec::with_capacity(64 + text_len);
-    let head = |out: &mut Vec<u8>, kind: &str| {
-        out.extend_from_slice(format!("{MAGIC} {node} {seq} {online} {kind}").as_bytes());
+    // Written straight into `out` (a write to a Vec cannot fail): a member's line is one frame,
+    // so this is on the room's per-line path.
+    let head = |out: &mut Vec<u8>, kind: std::fmt::Arguments| {
+        let _ = write!(out, "{MAGIC} {node} {seq} {online} {kind}");
     };
     match what {
         What::Message(m, text) => {
-            head(&mut out, &format!("msg {} {} {}", m.id, m.peer, m.name));
+            head(&mut out, format_args!("msg {} {} {}", m.id, m.peer, m.name));
             out.push(b'\n');
             out.extend_from_slice(text);
         }
-        What::Join(m) => head(&mut out, &format!("join {} {} {}", m.id, m.peer, m.name)),
-        What::Left(m, reason) => {
-            head(
-                &mut out,
-                &format!("left {} {} {} {reason}", m.id, m.peer, m.name),
-            );
-        }
-        What::Nick(m, new) => {
-            head(
-                &mut out,
-                &format!("nick {} {} {} {new}", m.id, m.peer, m.name),
-            );
-        }
+        What::Join(m) => head(
+            &mut out,
+            format_args!("join {} {} {}", m.id, m.peer, m.name),
+        ),
+        What::Left(m, reason) => head(
+            &mut out,
+            format_args!("left {} {} {} {reason}", m.id, m.peer, m.name),
+        ),
+        What::Nick(m, new) => head(
+            &mut out,
+            format_args!("nick {} {} {} {new}", m.id, m.peer, m.name),
+        ),
         What::All(text) => {
-            head(&mut out, "all");
+            head(&mut out, format_args!("all"));
             out.push(b'\n');
             out.extend_from_slice(text);
         }
         What::To(m, to, text) => {
-            head(&mut out, &format!("to {} {} {} {to}", m.id, m.peer, m.name));
+            head(
+                &mut out,
+                format_args!("to {} {} {} {to}", m.id, m.peer, m.name),
+            );
             out.push(b'\n');
             out.extend_from_slice(text);
         }
-        What::Beat => head(&mut out, "beat"),
-        What::Hello => head(&mut out, "hello"),
+        What::Beat => head(&mut out, format_args!("beat")),
+        What::Hello => head(&mut out, format_args!("hello")),
         What::Roll(members) => {
-            head(&mut out, "roll");
+            head(&mut out, format_args!("roll"));
             for (id, name) in members {
-                out.extend_from_slice(format!("\n{id} {name}").as_bytes());
+                let _ = write!(out, "\n{id} {name}");
             }
         }
     }
