@@ -9,8 +9,8 @@
 //! drops what comes meanwhile (a dropped frame shows as a gap in the sender's numbers).
 //!
 //! Layout: `wire` (the frames' bytes, pure), `nodes` (what is known of the other instances:
-//! numbers, counts, names; pure), `asks` (`/msg`s waiting for an answer; pure), `link` (the
-//! thread).
+//! numbers, counts, names; pure), `asks` (`/msg`s waiting for an answer; pure), `tally` (a
+//! bursty report said once every few seconds; pure), `link` (the thread).
 //!
 //! Deliberately not here: what a frame causes in the room (`chat/across.rs`), report text
 //! (`report/bus.rs`).
@@ -30,6 +30,7 @@ use crate::names::Refused;
 pub mod asks;
 mod link;
 pub mod nodes;
+mod tally;
 pub mod wire;
 
 pub use nodes::{Nodes, Seen};
@@ -74,8 +75,9 @@ pub enum Inbound {
     Connected { unshared: u64 },
     /// The connection dropped; async-nats is reconnecting.
     Lost,
-    /// NATS dropped messages for this subscriber: it read too slowly.
-    SlowConsumer,
+    /// NATS dropped messages for this subscriber (it read too slowly): so many times since the
+    /// last report (at most one every `SLOW_EVERY`).
+    SlowConsumer(u64),
     /// A frame another instance published, with the subject to answer it on (a `/msg`).
     Frame(Frame, Option<String>),
     /// What became of this instance's `/msg` numbered `ask`: delivered by the instance that has

@@ -177,6 +177,15 @@ pub fn no_such_name(name: &[u8]) -> Rc<[u8]> {
     queue::line(text.as_bytes())
 }
 
+/// `/msg` to a member of another instance that did not answer in time (the bus stuck, or that
+/// instance stopped): not delivered, and never will be (the name escaped, echoed as above).
+pub fn no_answer(name: &[u8]) -> Rc<[u8]> {
+    let mut text = format!("{MARK} no answer for /msg ");
+    push_echo(&mut text, name);
+    text.push_str(": not delivered");
+    queue::line(text.as_bytes())
+}
+
 /// `/msg` without a name or without text.
 pub fn msg_usage() -> Rc<[u8]> {
     queue::line(format!("{MARK} usage: /msg NAME text").as_bytes())

@@ -169,6 +169,98 @@ fn a_nick_is_answered_in_time_after_releases_while_the_bus_is_stuck() {
     nats.pause(false);
 }
 
+/// An instance stopped (SIGSTOP) for longer than the bucket keeps a name without a refresh
+/// (30 s): its entries age out, and a member of another instance takes `alice` meanwhile. When it
+/// goes on, its refresh writes only over the entry it wrote itself (compare-and-swap on the
+/// revision), so it finds `alice` another's: its member loses the name (`#1` again, told), and
+/// the room has one `alice`. The other instance, which had forgotten the silent one, asks for its
+/// roll when it hears it again, so its `/who` lists the silent member too, and both count the
+/// same. (Before: both kept `alice`, and the other instance never listed `carol` again.) Slow on
+/// purpose: the pause must outlast the bucket's 30 s, about 31 s here.
+#[test]
+fn an_instance_stopped_past_the_names_age_loses_a_name_taken_meanwhile_and_is_listed_again() {
+    let nats = Nats::start();
+    let mut east_chatd = instance(&nats, "east");
+    east_chatd.expect_report("bus: names are claimed across the room");
+    let mut alice = Member::join(&east_chatd, "◆ nobody else is online");
+    alice.say("/nick alice");
+    alice.expect("◆ you are now alice");
+    let mut carol = Member::join(&east_chatd, "◆ 1 online: alice");
+    alice.expect("◆ #2 joined (2 online)");
+    carol.say("/nick carol");
+    carol.expect("◆ you are now carol");
+    alice.expect("◆ #2 is now carol");
+    let mut west_chatd = instance(&nats, "west");
+    west_chatd.expect_report("bus: names are claimed across the room");
+    let mut w = Member::join_quiet(&west_chatd);
+    w.read(); // The who-line: whether east's roll came yet.
+    wait_for_who(&mut w, &["#1", "alice", "carol"]);
+    alice.expect("◆ #1@west joined (3 online)");
+
+    east_chatd.signal(libc::SIGSTOP);
+    // West forgets east after 7 s; the bucket forgets east's names after 30 s: until then the
+    // name is taken.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        assert!(Instant::now() < deadline, "alice's entry never aged out");
+        w.say("/nick alice");
+        // Lines before the answer (an earlier `/who`'s) are passed over.
+        let answer = loop {
+            let line = w.read();
+            if line.starts_with("◆ you are now ") || line.starts_with("◆ the name ") {
+                break line;
+            }
+        };
+        if answer == "◆ you are now alice" {
+            break;
+        }
+        assert_eq!(answer, "◆ the name alice is taken");
+        west_chatd.next_report(Duration::from_millis(500));
+    }
+    east_chatd.signal(libc::SIGCONT);
+    alice.read_until("◆ the name alice was taken elsewhere while the room was split");
+    alice.expect("◆ you are now #1");
+    east_chatd.expect_report("bus: the name alice was claimed elsewhere");
+    w.read_until("◆ alice is now #1@east");
+    wait_for_who(&mut w, &["alice", "#1@east", "carol"]);
+    carol.read_until("◆ alice is now #1");
+    wait_for_who(&mut carol, &["#1", "carol", "alice"]);
+}
+
+/// A `/msg` to a member of another instance while nats-server is stuck (SIGSTOP): the sender is
+/// told within the 2 s that no answer came and the line was not delivered, and when nats-server
+/// goes on, the frame that comes late is dropped (and reported) by the instance that has the
+/// member, not delivered: what the sender was told holds. (Before: the sender read `nobody here
+/// is called alice`, and alice got the line anyway once the server went on.)
+#[test]
+fn a_msg_its_sender_was_told_failed_is_never_delivered_later() {
+    let nats = Nats::start();
+    let mut east_chatd = instance(&nats, "east");
+    east_chatd.expect_report("bus: names are claimed across the room");
+    let mut alice = Member::join(&east_chatd, "◆ nobody else is online");
+    alice.say("/nick alice");
+    alice.expect("◆ you are now alice");
+    let west_chatd = instance(&nats, "west");
+    let mut s = Member::join_quiet(&west_chatd);
+    s.read(); // The who-line: whether east's roll came yet.
+    wait_for_who(&mut s, &["#1", "alice"]);
+    alice.expect("◆ #1@west joined (2 online)");
+
+    nats.pause(true);
+    s.say("/msg alice secret");
+    let sent = Instant::now();
+    s.expect("◆ no answer for /msg alice: not delivered");
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    nats.pause(false);
+    east_chatd.expect_report("bus: dropped a /msg from west/");
+    s.say("after");
+    alice.expect("#1@west: after");
+}
+
 /// `/msg` reaches a member of another instance, by name or as `#<id>@<node>`, as `<from> (to you):
 /// <text>` escaped as a local one, and nobody else; the receiving operator sees it as the sender's
 /// `command`; a name nobody has on any instance gets the one-line error (no answer within 2 s).
@@ -771,6 +863,35 @@ fn kept_by_one<'m>(
     winner.read_until(&format!("◆ {name} is now #1@{loser_node}"));
     assert_eq!(a_chatd.seen_count(&lost) + b_chatd.seen_count(&lost), 1);
     (winner, loser)
+}
+
+/// Says `/who` until it lists exactly `names` (in any order), and as many online as names. Lines
+/// other than `/who`'s answer (joins, renames) are passed over; the member's who-line on joining
+/// must have been read.
+#[track_caller]
+fn wait_for_who(member: &mut Member, names: &[&str]) {
+    let want: BTreeSet<&str> = names.iter().copied().collect();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        member.say("/who");
+        let who = loop {
+            let line = member.read();
+            if line.starts_with("◆ ") && line.contains(" online") && !line.ends_with(" online)") {
+                break line;
+            }
+        };
+        let listed = who
+            .strip_prefix(&format!("◆ {} online: ", names.len()))
+            .map(|rest| rest.split(", ").collect::<BTreeSet<&str>>());
+        if listed.as_ref() == Some(&want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/who never listed {names:?}: {who}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until every member has read a join line saying `total` are online.

@@ -6,7 +6,7 @@
 //! caller passes the time.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `/msg`s published and not yet answered.
 #[derive(Debug, Default)]
@@ -52,8 +52,27 @@ impl Asks {
     }
 }
 
+/// The wall clock in unix milliseconds, as a `/msg` frame carries its send time.
+pub fn unix_ms(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether a `/msg` sent at `sent` (unix milliseconds, the sender's clock) and come at `now` (this
+/// instance's) is too late to deliver: its sender may have been told it was not delivered by the
+/// time this instance's answer reaches it. (Instances sharing a room keep their clocks in step.)
+pub fn too_late(sent: u64, now: u64) -> bool {
+    u128::from(now.saturating_sub(sent)) > MSG_FRESH.as_millis()
+}
+
 /// How long a `/msg` waits for the instance that has the member to answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The oldest a `/msg` may be when it comes and still be delivered: half the sender's wait, so
+/// that the answer has the other half to get back (and a clock a little out of step does not
+/// matter). The sender is told "not delivered" `ASK_TIMEOUT` after it sent at the earliest (the
+/// bus thread starts its wait as it takes the frame, and the loop's own deadline is later), so a
+/// `/msg` its sender was told failed is never delivered, unless the answer took over a second.
+pub const MSG_FRESH: Duration = Duration::from_secs(1);
 /// The most `/msg`s waiting at once (the loop keeps no more than this either).
 pub const MAX_ASKS: usize = 1024;
 
@@ -74,6 +93,19 @@ mod tests {
         asks.expire(t + ASK_TIMEOUT, &mut expired);
         assert_eq!(expired, [2]);
         assert_eq!(asks.next_due(), None);
+    }
+
+    #[test]
+    fn a_msg_older_than_half_the_wait_is_too_late() {
+        let sent = 1_764_578_400_000;
+        assert!(!too_late(sent, sent));
+        assert!(!too_late(sent, sent + 1000));
+        assert!(too_late(sent, sent + 1001));
+        assert!(too_late(sent, sent + 11_000));
+        // A receiver's clock a little behind the sender's.
+        assert!(!too_late(sent, sent - 50));
+        let t = UNIX_EPOCH + Duration::from_millis(sent);
+        assert_eq!(unix_ms(t), sent);
     }
 
     #[test]

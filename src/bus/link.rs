@@ -27,6 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 
 use super::asks::Asks;
 use super::nodes::BEAT;
+use super::tally::Tally;
 use super::wire::{self, What};
 use super::{Inbound, NameOp, Outgoing, Route, Settings, Wake};
 
@@ -60,6 +61,7 @@ pub fn run(
         counts,
         unshared: 0,
         last_seq: 0,
+        slow: Tally::new(SLOW_EVERY),
     };
     match runtime {
         Ok(runtime) => runtime.block_on(link.serve()),
@@ -83,8 +85,8 @@ struct Link {
     settings: Settings,
     out: mpsc::Receiver<Outgoing>,
     names: mpsc::Receiver<NameOp>,
-    /// Names claimed here: bucket key -> (name, the value claimed with).
-    held: HashMap<String, (String, String)>,
+    /// Names claimed here, by bucket key (`bucket.rs`).
+    held: HashMap<String, bucket::Held>,
     /// Names freed here by a leave and held for their last holder's address: bucket key -> the
     /// hold, kept in the bucket until it ends (`bucket.rs`).
     holds: HashMap<String, bucket::Hold>,
@@ -99,6 +101,8 @@ struct Link {
     unshared: u64,
     /// The number of the last frame taken from the loop: what a beat repeats.
     last_seq: u64,
+    /// NATS's slow-consumer events (one a message it dropped), told at most once a `SLOW_EVERY`.
+    slow: Tally,
 }
 
 impl Link {
@@ -239,7 +243,11 @@ impl Link {
                             self.tell(Inbound::Names(None)).await;
                         }
                     }
-                    Some(Event::SlowConsumer(_)) => self.tell(Inbound::SlowConsumer).await,
+                    Some(Event::SlowConsumer(_)) => {
+                        if let Some(times) = self.slow.add(Instant::now().into_std()) {
+                            self.tell(Inbound::SlowConsumer(times)).await;
+                        }
+                    }
                     _ => {}
                 },
                 op = self.names.recv() => {
@@ -264,6 +272,10 @@ impl Link {
                     }
                 }
                 _ = beat.tick() => {
+                    // Slow-consumer events counted since the last report, once it is time.
+                    if let Some(times) = self.slow.due(Instant::now().into_std()) {
+                        self.tell(Inbound::SlowConsumer(times)).await;
+                    }
                     // A beat waiting behind a stuck send would say nothing new: skipped.
                     if up && client.connection_state() == State::Connected && sending.is_none() {
                         let online = self.counts.online.load(Ordering::Relaxed);
@@ -385,5 +397,7 @@ const KV_TIMEOUT: Duration = Duration::from_secs(2);
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
 /// The most frames published in one batch.
 const BATCH: usize = 256;
+/// At most one slow-consumer report this often (NATS says it once a message it drops).
+const SLOW_EVERY: Duration = Duration::from_secs(5);
 /// Connection events queued between async-nats's callback and the link.
 const EVENTS: usize = 64;

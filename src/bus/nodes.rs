@@ -3,7 +3,9 @@
 //! from, and the names of its members seen so far.
 //!
 //! A node not heard from for `NODE_TTL` (three of its beats missed) counts no more: its members
-//! leave the global count and `/who`. Pure: the caller passes the time.
+//! leave the global count and `/who`. One heard from again (or first heard from by a frame that is
+//! not its `hello` or `roll`) has members this instance does not know of: the room is asked for
+//! its rolls (`wants_roll`), at most once a `BEAT`. Pure: the caller passes the time.
 //!
 //! Deliberately not here: the connection (`bus/link.rs`) or what a frame says to members.
 
@@ -16,6 +18,8 @@ use super::wire::{Frame, What};
 #[derive(Debug, Default)]
 pub struct Nodes {
     nodes: HashMap<String, Node>,
+    /// When this instance last said `hello` (asked every instance for its roll).
+    hello: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -25,6 +29,9 @@ struct Node {
     seen: Instant,
     /// Its members seen so far (joins, renames, messages), by `#id`, until they leave.
     names: BTreeMap<u64, String>,
+    /// Heard from after it was forgotten (or first by a frame other than its `hello` or `roll`),
+    /// and not asked for its roll since: `names` may lack members that said nothing since.
+    unrolled: bool,
 }
 
 /// How a frame's number follows the node's last one.
@@ -43,7 +50,8 @@ pub enum Seen {
 impl Nodes {
     /// Takes in a frame heard at `now`.
     pub fn see(&mut self, frame: &Frame, now: Instant) -> Seen {
-        if !self.nodes.contains_key(&frame.node) {
+        let new = !self.nodes.contains_key(&frame.node);
+        if new {
             self.nodes
                 .retain(|_, node| now.duration_since(node.seen) < NODE_TTL);
             if self.nodes.len() >= MAX_NODES {
@@ -61,6 +69,7 @@ impl Nodes {
             online: 0,
             seen: now,
             names: BTreeMap::new(),
+            unrolled: false,
         };
         let node = self.nodes.entry(frame.node.clone()).or_insert_with(fresh);
         let expired = now.duration_since(node.seen) >= NODE_TTL;
@@ -94,6 +103,12 @@ impl Nodes {
         if expired {
             node.names.clear();
         }
+        match frame.what {
+            // It says who it has (a `hello` is followed by its roll).
+            What::Roll(_) | What::Hello => node.unrolled = false,
+            _ if new || expired => node.unrolled = true,
+            _ => {}
+        }
         node.seq = frame.seq;
         node.online = frame.online;
         node.seen = now;
@@ -113,6 +128,28 @@ impl Nodes {
             What::All(_) | What::Beat | What::Hello => {}
         }
         seen
+    }
+
+    /// Whether to say `hello` now, so that every instance answers with its roll: `node` was heard
+    /// from again after it was forgotten, and has not been asked since; at most once a `BEAT`
+    /// (one `hello` asks every instance), so a node that comes and goes cannot make a storm of
+    /// rolls. A node still to ask when it is too soon is asked at its next frame (a beat).
+    pub fn wants_roll(&mut self, node: &str, now: Instant) -> bool {
+        let Some(node) = self.nodes.get_mut(node) else {
+            return false;
+        };
+        let recent = (self.hello).is_some_and(|at| now.duration_since(at) < BEAT);
+        if !node.unrolled || recent {
+            return false;
+        }
+        node.unrolled = false;
+        self.hello = Some(now);
+        true
+    }
+
+    /// This instance said `hello` at `now` (joining the bus, or asking as `wants_roll` said).
+    pub fn said_hello(&mut self, now: Instant) {
+        self.hello = Some(now);
     }
 
     /// Members on the other instances still heard from.
@@ -261,6 +298,32 @@ mod tests {
         let later = now + NODE_TTL;
         assert_eq!(nodes.online(later), 2);
         assert_eq!(nodes.names(later).collect::<Vec<_>>(), ["#1@b"]);
+    }
+
+    #[test]
+    fn a_node_heard_again_after_it_was_forgotten_is_asked_for_its_roll_once_a_beat() {
+        let t = Instant::now();
+        let mut nodes = Nodes::default();
+        nodes.said_hello(t);
+        // Its roll answers this instance's hello: nothing to ask.
+        nodes.see(&frame("a", 1, What::Roll(vec![(1, "alice".into())])), t);
+        assert!(!nodes.wants_roll("a", t + BEAT));
+        // First heard by a beat (its roll not come): asked, but not within a beat of the hello.
+        nodes.see(&frame("b", 1, What::Beat), t);
+        assert!(!nodes.wants_roll("b", t));
+        assert!(nodes.wants_roll("b", t + BEAT));
+        assert!(!nodes.wants_roll("b", t + 3 * BEAT), "asked twice");
+        // Silent past its time: forgotten, and asked again when heard, once a beat at most.
+        let back = t + BEAT + NODE_TTL;
+        nodes.see(&frame("a", 1, What::Beat), back);
+        nodes.see(&frame("b", 1, What::Beat), back);
+        assert_eq!(nodes.names(back).count(), 0);
+        assert!(nodes.wants_roll("a", back));
+        assert!(!nodes.wants_roll("b", back), "one hello a beat at most");
+        // That hello asked b too: its roll says who it has, and it is not asked again.
+        nodes.see(&frame("b", 2, What::Roll(vec![(2, "bob".into())])), back);
+        assert!(!nodes.wants_roll("b", back + BEAT));
+        assert_eq!(nodes.names(back).collect::<Vec<_>>(), ["bob"]);
     }
 
     #[test]

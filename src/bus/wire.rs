@@ -7,7 +7,7 @@
 //! chatd1 <node> <seq> <online> left <id> <peer> <name> <reason>
 //! chatd1 <node> <seq> <online> nick <id> <peer> <old> <new>
 //! chatd1 <node> <seq> <online> all\n<text bytes>
-//! chatd1 <node> <seq> <online> to <id> <peer> <name> <to-name>\n<text bytes>
+//! chatd1 <node> <seq> <online> to <id> <peer> <name> <to-name> [<sent>]\n<text bytes>
 //! chatd1 <node> <seq> <online> beat
 //! chatd1 <node> <seq> <online> hello
 //! chatd1 <node> <seq> <online> roll\n<id> <name>\n<id> <name>...
@@ -16,7 +16,11 @@
 //! `seq` numbers the frames one instance publishes (from 1, one more each, whether or not the
 //! frame made it onto the bus), so that receivers see what core NATS lost; a `beat` carries the
 //! last number used, so a loss at the end shows too. A `to` frame (`/msg`) is for the member called
-//! `<to-name>` alone, and carries a NATS reply subject that the instance delivering it answers.
+//! `<to-name>` alone, and carries a NATS reply subject that the instance delivering it answers;
+//! `<sent>` is when its member sent it (unix milliseconds), so that the receiver drops one that
+//! comes after its sender was told it was not delivered (a frame without it, from an older chatd,
+//! is delivered whenever it comes; an older chatd refuses a frame with it as malformed, and its
+//! sender is told so).
 //! An instance says `hello` when it joins the bus (and joins again), and every instance answers a
 //! `hello` with its `roll`, its members' ids and names (in frames of at most `MAX_ROLL`), so that
 //! `/who` lists members that said nothing since. `online` is the publisher's own member count.
@@ -52,8 +56,9 @@ pub enum What {
     Nick(Member, String),
     /// The operator's `/all`.
     All(Vec<u8>),
-    /// A member's `/msg`: the text for the member called `.1` (a name, or `#<id>@<node>`) alone.
-    To(Member, String, Vec<u8>),
+    /// A member's `/msg`: the text for the member called `.1` (a name, or `#<id>@<node>`) alone,
+    /// sent at `.3` (unix milliseconds; `None` from an older chatd).
+    To(Member, String, Vec<u8>, Option<u64>),
     /// "Still here": the count and the last number used.
     Beat,
     /// Just joined the bus: every other instance answers with its `Roll`.
@@ -86,7 +91,7 @@ impl fmt::Display for Malformed {
 /// Encodes a frame about to be published by `node` as number `seq`.
 pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
     let text_len = match what {
-        What::Message(_, text) | What::All(text) | What::To(_, _, text) => text.len(),
+        What::Message(_, text) | What::All(text) | What::To(_, _, text, _) => text.len(),
         _ => 0,
     };
     let mut out = Vec::with_capacity(64 + text_len);
@@ -118,10 +123,11 @@ pub fn encode(node: &str, seq: u64, online: u64, what: &What) -> Vec<u8> {
             out.push(b'\n');
             out.extend_from_slice(text);
         }
-        What::To(m, to, text) => {
+        What::To(m, to, text, sent) => {
+            let sent = sent.map(|ms| format!(" {ms}")).unwrap_or_default();
             head(
                 &mut out,
-                format_args!("to {} {} {} {to}", m.id, m.peer, m.name),
+                format_args!("to {} {} {} {to}{sent}", m.id, m.peer, m.name),
             );
             out.push(b'\n');
             out.extend_from_slice(text);
@@ -190,7 +196,8 @@ pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
         ("to", Some(text)) => {
             let m = member(words)?;
             let to = next(words).ok_or(Malformed("no recipient"))?.to_owned();
-            What::To(m, to, text.to_vec())
+            let sent = next(words).map(|w| number(Some(w))).transpose()?;
+            What::To(m, to, text.to_vec(), sent)
         }
         ("beat", None) => What::Beat,
         ("hello", None) => What::Hello,
@@ -214,7 +221,8 @@ pub fn decode(payload: &[u8]) -> Result<Frame, Malformed> {
 /// instance already cut at the same `--max-line` passes as it is: `CUT_MARK_ROOM` is left for its
 /// mark.
 pub fn cut(frame: &mut Frame, max_line: usize) {
-    let (What::Message(_, text) | What::All(text) | What::To(_, _, text)) = &mut frame.what else {
+    let (What::Message(_, text) | What::All(text) | What::To(_, _, text, _)) = &mut frame.what
+    else {
         return;
     };
     if text.len() <= max_line.saturating_add(CUT_MARK_ROOM) {
@@ -291,7 +299,13 @@ mod tests {
             What::Left(bob(), "closed".into()),
             What::Nick(bob(), "bob".into()),
             What::All(b"hello all".to_vec()),
-            What::To(bob(), "alice".into(), b"psst \x1b".to_vec()),
+            What::To(
+                bob(),
+                "alice".into(),
+                b"psst \x1b".to_vec(),
+                Some(1_764_578_400_123),
+            ),
+            What::To(bob(), "alice".into(), b"from an older chatd".to_vec(), None),
             What::Beat,
             What::Hello,
             What::Roll(vec![(7, "#7@a".into()), (8, "carol".into())]),
@@ -344,6 +358,8 @@ mod tests {
             b"chatd1 a 1 1 join 7 p",
             b"chatd1 a 1 1 to 7 p n\nno recipient",
             b"chatd1 a 1 1 to 7 p n bob",
+            b"chatd1 a 1 1 to 7 p n bob soon\nhi",
+            b"chatd1 a 1 1 to 7 p n bob 1 2\nhi",
             b"chatd1 a 1 1 roll\n7 ev\x1bil",
             b"chatd1 a 1 1 roll\n7",
             b"chatd1 a 1 1 roll\nx bob",

@@ -88,6 +88,9 @@ impl Chat {
     /// Joined the bus (again): says `hello`, so that the others tell this one who they have, and
     /// tells them who is here (members who joined while the bus was away too).
     pub fn hello<S: Stream>(&mut self, clients: &Clients<S>) {
+        if let Some(across) = &mut self.across {
+            across.nodes.said_hello(Instant::now());
+        }
         self.share(|_| What::Hello);
         self.roll(clients);
     }
@@ -157,13 +160,18 @@ impl Chat {
         if !frame_is_clean(&frame) {
             return report::bus_malformed("a name or reason chatd would not send");
         }
-        match across.nodes.see(&frame, Instant::now()) {
+        let now = Instant::now();
+        match across.nodes.see(&frame, now) {
             Seen::InOrder => {}
             Seen::Gap { from, to } => report::bus_gap(&frame.node, from, to),
             Seen::Restarted => report::bus_restarted(&frame.node),
             Seen::TooMany => return report::bus_too_many_nodes(&frame.node),
         }
-        let online = clients.len() + across.nodes.online(Instant::now()) as usize;
+        // Back after a silence (a stopped process, a split): who it has is asked again.
+        if across.nodes.wants_roll(&frame.node, now) {
+            across.outbox.push((What::Hello, None));
+        }
+        let online = clients.len() + across.nodes.online(now) as usize;
         let node = &frame.node;
         let line = match &frame.what {
             What::Message(m, text) => {
@@ -219,7 +227,7 @@ fn frame_is_clean(frame: &Frame) -> bool {
     let name = |name: &str| crate::names::valid(name.as_bytes()) || is_remote_name(name).is_some();
     match &frame.what {
         What::Message(m, _) | What::Join(m) => name(&m.name),
-        What::To(m, to, _) => name(&m.name) && name(to),
+        What::To(m, to, ..) => name(&m.name) && name(to),
         What::Left(m, reason) => name(&m.name) && reason.bytes().all(|b| b.is_ascii_lowercase()),
         What::Nick(m, new) => name(&m.name) && name(new),
         What::Roll(members) => members.iter().all(|(_, m)| name(m)),

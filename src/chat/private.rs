@@ -2,14 +2,15 @@
 //! name no member here has, the line goes out on the bus as a `to` frame with a reply subject, the
 //! instance that has a member of that name delivers it and answers, and the sender is told nobody
 //! has the name when no answer comes (`bus/asks.rs`: within `ASK_TIMEOUT`, or at once while the
-//! bus is down). The loop never waits for it: the sender's side is one entry in `Across::asks`.
+//! bus is down). The frame carries its send time, and the receiver drops one that comes too late
+//! to be answered in time (`asks::too_late`): what the sender was told was not delivered never is. The loop never waits for it: the sender's side is one entry in `Across::asks`.
 //!
 //! Deliberately not here: the frame's bytes (`bus/wire.rs`), or the wait (`bus/link.rs`).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::{Chat, across};
-use crate::bus::asks::{ASK_TIMEOUT, MAX_ASKS};
+use crate::bus::asks::{self, ASK_TIMEOUT, MAX_ASKS};
 use crate::bus::{Frame, What};
 use crate::clients::Clients;
 use crate::connection::Stream;
@@ -55,7 +56,9 @@ impl Chat {
     }
 
     /// The other instance's answer to `ask` (or its absence): a member whose `/msg` reached
-    /// nobody is told so.
+    /// nobody is told so: that nobody has the name, or, for a name this instance knows a member
+    /// of another instance by, that no answer came (a stuck bus, a stopped instance) and the line
+    /// was not delivered (the receiver drops it if it comes later: `asks::too_late`).
     pub fn answered<S: Stream>(&mut self, clients: &mut Clients<S>, ask: u64, delivered: bool) {
         let Some(across) = &mut self.across else {
             return;
@@ -64,7 +67,12 @@ impl Chat {
             return;
         };
         if !delivered && clients.slot(key, id).is_some_and(|c| c.is_open()) {
-            let _ = clients.send(key, room::no_such_name(to.as_bytes()));
+            let line = if self.remote_has(&to) {
+                room::no_answer(to.as_bytes())
+            } else {
+                room::no_such_name(to.as_bytes())
+            };
+            let _ = clients.send(key, line);
         }
     }
 
@@ -76,12 +84,21 @@ impl Chat {
         frame: &Frame,
         reply: Option<&str>,
     ) {
-        let What::To(from, to, text) = &frame.what else {
+        let What::To(from, to, text, sent) = &frame.what else {
             return;
         };
         let Some(key) = self.recipient(clients, to.as_bytes()) else {
             return;
         };
+        // Held up (a stuck nats-server) past the time its sender waits: the sender was, or will
+        // be, told it was not delivered, so it is not, and the operator is told.
+        let now = asks::unix_ms(SystemTime::now());
+        if let Some(sent) = *sent
+            && asks::too_late(sent, now)
+        {
+            let late = now.saturating_sub(sent);
+            return report::bus_msg_late(&frame.node, &from.peer, from.id, to, late);
+        }
         report::remote_command(&frame.node, &from.peer, from.id, to, text);
         if clients.send(key, room::private(&from.name, text)).is_err() {
             return;
@@ -127,10 +144,12 @@ impl Chat {
         across.next_ask += 1;
         let ask = across.next_ask;
         let (key, to) = (key, to.to_owned());
+        let sent = Some(asks::unix_ms(SystemTime::now()));
         let what = What::To(
             across::member(sender, &across.node),
             to.clone(),
             text.to_vec(),
+            sent,
         );
         across.outbox.push((what, Some(ask)));
         let since = now;

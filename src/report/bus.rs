@@ -49,6 +49,14 @@ pub fn remote_all(node: &str, text: &[u8]) {
     info!(event = "remote_all", node = node, text = line.as_str(); "all from {node}: {line}");
 }
 
+/// A `/msg` for a member here came `late_ms` after it was sent, past `asks::MSG_FRESH`: dropped,
+/// since its sender is told it was not delivered.
+pub fn bus_msg_late(node: &str, peer: &str, id: u64, to: &str, late_ms: u64) {
+    let peer = format!("{node}/{peer}");
+    let secs = late_ms as f64 / 1000.0;
+    warn!(event = "bus_msg_late", id = id, peer = peer.as_str(), node = node, to = to, late_ms = late_ms; "bus: dropped a /msg from {peer} #{id} to {to}: it came {secs:.1} s after it was sent, and its sender is told it was not delivered");
+}
+
 pub fn bus_connected(unshared: u64) {
     match unshared {
         0 => info!(event = "bus_connected", unshared = 0; "bus connected"),
@@ -85,8 +93,17 @@ pub fn bus_malformed(why: &str) {
     warn!(event = "bus_malformed", reason = why; "bus: ignored a message that is not a chatd frame ({why})");
 }
 
-pub fn bus_slow_consumer() {
-    warn!(event = "bus_slow_consumer"; "bus: NATS dropped lines for this instance (it read too slowly)");
+/// NATS dropped lines for this instance, `times` times since the last such report (said at most
+/// once every 5 s).
+pub fn bus_slow_consumer(times: u64) {
+    match times {
+        1 => {
+            warn!(event = "bus_slow_consumer", times = 1; "bus: NATS dropped lines for this instance (it read too slowly)")
+        }
+        n => {
+            warn!(event = "bus_slow_consumer", times = n; "bus: NATS dropped lines for this instance {n} times since the last report (it read too slowly)")
+        }
+    }
 }
 
 pub fn bus_too_many_nodes(node: &str) {

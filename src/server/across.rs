@@ -122,7 +122,7 @@ impl Server {
                     .chat
                     .claimed(&mut self.clients, key, id, &name, refused),
                 Inbound::NameLost(name) => self.chat.name_lost(&mut self.clients, &name),
-                Inbound::SlowConsumer => report::bus_slow_consumer(),
+                Inbound::SlowConsumer(times) => report::bus_slow_consumer(times),
                 Inbound::Malformed(why) => report::bus_malformed(&why),
             }
         }

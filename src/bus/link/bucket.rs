@@ -1,6 +1,7 @@
 //! The bus thread's bucket of names (JetStream key-value, `chatd-names-<room>`): claims
-//! (create-if-absent), releases, the one-minute hold on a name freed by a leave, refreshes, and
-//! the claims made again after a reconnect.
+//! (create-if-absent), releases, the one-minute hold on a name freed by a leave, and the claims
+//! made again after a stall; the refreshes, and the check of every name after a reconnect, are
+//! `bucket/keep.rs`.
 //!
 //! A key is the case-folded name; its value is `<node> <id>` while a member has it, and
 //! `held <address> <until>` (`wire::hold`) for `HOLD` after its member left: a claim of a held
@@ -30,6 +31,8 @@ use super::{KV_TIMEOUT, Link};
 use crate::bus::wire;
 use crate::bus::{Inbound, NameOp};
 use crate::names::{HOLD, Refused};
+
+mod keep;
 
 impl Link {
     /// Opens (creating if absent) the bucket of names, and tells the loop whether names are
@@ -92,21 +95,32 @@ impl Link {
             } => {
                 let bucket_key = name.to_ascii_lowercase();
                 let value = format!("{} {}", self.settings.node, id.0);
-                let ours = self.held.get(&bucket_key).is_some_and(|(_, v)| *v == value);
+                let ours = (self.held.get(&bucket_key)).is_some_and(|held| held.value == value);
                 let answer = match bucket {
-                    None => Ok(None),
-                    Some(_) if ours => Ok(None),
+                    None => Ok(Ok(None)),
+                    Some(_) if ours => Ok(Ok(None)),
                     Some(_) if self.unanswered.stalled => Err(NoAnswer),
-                    Some(bucket) => claim(bucket, &bucket_key, &value, from).await,
+                    Some(bucket) => claim(bucket, &bucket_key, &value, from)
+                        .await
+                        .map(|c| c.map(Some)),
                 };
-                let refused = answer.unwrap_or_else(|NoAnswer| {
+                let answer = answer.unwrap_or_else(|NoAnswer| {
                     self.unanswered.stalled = true;
                     self.unanswered.claims.insert(bucket_key.clone(), from);
-                    None
+                    Ok(None)
                 });
-                if refused.is_none() {
+                let refused = answer.err();
+                if let Ok(revision) = answer {
                     self.holds.remove(&bucket_key);
-                    self.held.insert(bucket_key, (name.clone(), value));
+                    // Made again (`ours`): the revision this instance wrote stays.
+                    let revision = revision.or_else(|| self.held.get(&bucket_key)?.revision);
+                    let (name, value) = (name.clone(), value);
+                    let held = Held {
+                        name,
+                        value,
+                        revision,
+                    };
+                    self.held.insert(bucket_key, held);
                 }
                 let claimed = Inbound::Claimed {
                     key,
@@ -118,7 +132,7 @@ impl Link {
             }
             NameOp::Release { name, hold } => {
                 let bucket_key = name.to_ascii_lowercase();
-                let Some((_, value)) = self.held.remove(&bucket_key) else {
+                let Some(Held { value, .. }) = self.held.remove(&bucket_key) else {
                     return;
                 };
                 // Granted here without the bucket's answer: its entry may be another instance's,
@@ -156,8 +170,8 @@ impl Link {
     pub(super) async fn settle(&mut self, bucket: &Store) {
         let claims: Vec<(String, String, IpAddr)> = (self.unanswered.claims.iter())
             .filter_map(|(key, from)| {
-                let (_, value) = self.held.get(key)?;
-                Some((key.clone(), value.clone(), *from))
+                let held = self.held.get(key)?;
+                Some((key.clone(), held.value.clone(), *from))
             })
             .collect();
         let asks = claims
@@ -169,10 +183,14 @@ impl Link {
         let mut all_answered = true;
         for ((key, _, _), answer) in claims.into_iter().zip(answers) {
             match answer {
-                Ok(None) => {}
-                Ok(Some(_)) => {
-                    if let Some((name, _)) = self.held.remove(&key) {
-                        self.tell(Inbound::NameLost(name)).await;
+                Ok(Ok(revision)) => {
+                    if let Some(held) = self.held.get_mut(&key) {
+                        held.revision = Some(revision);
+                    }
+                }
+                Ok(Err(_)) => {
+                    if let Some(held) = self.held.remove(&key) {
+                        self.tell(Inbound::NameLost(held.name)).await;
                     }
                 }
                 Err(NoAnswer) => {
@@ -213,93 +231,41 @@ impl Link {
             self.holds.insert(key, hold);
         }
     }
-
-    /// Every `REFRESH`: the names held here are written again, so that they outlive `NAME_AGE`
-    /// only while this instance lives; and so are the holds not yet over, unless another claim
-    /// replaced one (the write is a compare-and-swap on the revision this instance wrote).
-    /// The writes go out together and the whole refresh takes `KV_TIMEOUT` at most, however many
-    /// names are held: a stuck server must not keep the thread from its other work for 2 s a
-    /// name.
-    pub(super) async fn refresh(&mut self, bucket: &Store) {
-        // An unconfirmed claim is not written: the entry may be another instance's (`settle`).
-        let unconfirmed = &self.unanswered.claims;
-        let confirmed = (self.held.iter()).filter(|(key, _)| !unconfirmed.contains_key(*key));
-        let puts = confirmed.map(|(key, (_, value))| async move {
-            let _ = bucket.put(key, value.clone().into()).await;
-        });
-        let now = unix_now();
-        self.holds.retain(|_, hold| hold.until > now);
-        let updates = self.holds.iter_mut().map(|(key, hold)| async move {
-            match bucket
-                .update(key, hold.value.clone().into(), hold.revision)
-                .await
-            {
-                Ok(revision) => hold.revision = revision,
-                // Claimed meanwhile: this instance keeps it no more.
-                Err(_) => hold.until = 0,
-            }
-        });
-        let all = async {
-            futures_util::future::join(join_all(puts), join_all(updates)).await;
-        };
-        // A hold not answered in time stays as it was, and is written again next time.
-        let _ = timeout(KV_TIMEOUT, all).await;
-    }
-
-    /// Back after a loss: each name held here is claimed again; one that another instance holds
-    /// now is lost, and the loop renames its member.
-    pub(super) async fn reclaim(&mut self, bucket: &Store) {
-        self.unanswered.claims.clear(); // Each one is claimed again below.
-        let held: Vec<(String, (String, String))> = self.held.drain().collect();
-        for (key, (name, value)) in held {
-            let theirs = match timeout(KV_TIMEOUT, bucket.entry(&key)).await {
-                Ok(Ok(Some(entry))) => {
-                    entry.operation == kv::Operation::Put && entry.value != value.as_bytes()
-                }
-                _ => false,
-            };
-            if theirs {
-                self.tell(Inbound::NameLost(name)).await;
-            } else {
-                let _ = timeout(KV_TIMEOUT, bucket.put(&key, value.clone().into())).await;
-                self.held.insert(key, (name, value));
-            }
-        }
-    }
 }
 
 /// Claims `key` for `value` (a member's `<node> <id>`), asked from address `from`: created if
 /// absent, granted if it holds `value` already (a claim made again); if the key holds a name freed
-/// by a leave, replaced if the hold is over or is `from`'s, else refused as held.
+/// by a leave, replaced if the hold is over or is `from`'s, else refused as held. Granted: the
+/// entry's revision, for the refreshes' compare-and-swap.
 async fn claim(
     bucket: &Store,
     key: &str,
     value: &str,
     from: IpAddr,
-) -> Result<Option<Refused>, NoAnswer> {
+) -> Result<Result<u64, Refused>, NoAnswer> {
     let create = bucket.create(key, value.to_owned().into());
     match timeout(KV_TIMEOUT, create).await {
-        Ok(Ok(_)) => return Ok(None),
+        Ok(Ok(revision)) => return Ok(Ok(revision)),
         Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {}
         _ => return Err(NoAnswer),
     }
     let entry = match timeout(KV_TIMEOUT, bucket.entry(key)).await {
         Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => entry,
-        Ok(Ok(_)) => return Ok(Some(Refused::Taken)),
+        Ok(Ok(_)) => return Ok(Err(Refused::Taken)),
         _ => return Err(NoAnswer),
     };
     if entry.value == value.as_bytes() {
-        return Ok(None);
+        return Ok(Ok(entry.revision));
     }
     match wire::read_hold(&entry.value) {
-        None => Ok(Some(Refused::Taken)),
-        Some((holder, until)) if holder != from && unix_now() < until => Ok(Some(Refused::Held)),
+        None => Ok(Err(Refused::Taken)),
+        Some((holder, until)) if holder != from && unix_now() < until => Ok(Err(Refused::Held)),
         Some(_) => {
             let update = bucket.update(key, value.to_owned().into(), entry.revision);
             match timeout(KV_TIMEOUT, update).await {
-                Ok(Ok(_)) => Ok(None),
+                Ok(Ok(revision)) => Ok(Ok(revision)),
                 // Another claim came first.
-                Ok(Err(_)) => Ok(Some(Refused::Taken)),
+                Ok(Err(_)) => Ok(Err(Refused::Taken)),
                 Err(_) => Err(NoAnswer),
             }
         }
@@ -344,7 +310,20 @@ async fn free(bucket: &Store, release: &Release) -> Result<Option<(String, Hold)
 }
 
 /// The bucket did not answer in time (or failed).
-struct NoAnswer;
+pub(super) struct NoAnswer;
+
+/// A name held here: its member's, in the bucket under its case-folded key.
+#[derive(Debug)]
+pub(super) struct Held {
+    /// As its member wrote it.
+    pub(super) name: String,
+    /// `<node> <id>`: what this instance claimed it with.
+    pub(super) value: String,
+    /// The entry's revision as this instance last wrote it (create, update): a refresh writes
+    /// only over that one (`keep.rs`). `None` while not known (granted without the bucket's
+    /// answer, or the answer lost): the refresh then reads the entry first.
+    pub(super) revision: Option<u64>,
+}
 
 /// A name given back, to free in the bucket.
 #[derive(Debug)]
