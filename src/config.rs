@@ -108,13 +108,14 @@ pub struct Config {
     #[arg(long)]
     pub relay: bool,
 
-    /// Flood control: most lines a second a client may send, after --burst at once. Past it chatd
-    /// stops reading that client (TCP makes it wait; nothing is lost); one that stays over it for
-    /// --flood-timeout is disconnected (reason `flood`). Default: 20 with --relay, else off. 0: off.
+    /// Flood control: most lines, and KiB, a second a client may send, after --burst at once
+    /// (bytes of an unfinished or cut line count too). Past it chatd stops reading that client
+    /// (TCP makes it wait; nothing is lost); one that stays over it for --flood-timeout is
+    /// disconnected (reason `flood`). Default: 20 with --relay, else off. 0: off.
     #[arg(long, value_name = "LINES/S", value_parser = clap::value_parser!(u32).range(0..=flood::MAX_RATE as i64))]
     pub max_rate: Option<u32>,
 
-    /// Lines a client may send at once before --max-rate holds it back.
+    /// Lines, and KiB, a client may send at once before --max-rate holds it back.
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: u32,
 
@@ -389,6 +390,7 @@ pub struct Limits {
     pub max_line: usize,
     /// `--max-queue`: the most bytes queued for one client.
     pub max_queue: usize,
-    /// `--max-rate`, `--burst`, `--flood-timeout`: how fast it may send lines, if limited.
+    /// `--max-rate`, `--burst`, `--flood-timeout`: how fast it may send lines and bytes, if
+    /// limited.
     pub flood: Option<Rate>,
 }

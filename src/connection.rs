@@ -225,6 +225,11 @@ impl<S: Stream> Connection<S> {
         self.flood.as_deref()
     }
 
+    /// Whether its bucket holds it back: input may wait unread in its socket.
+    pub fn is_held_back(&self) -> bool {
+        self.flood.as_deref().is_some_and(Bucket::is_held)
+    }
+
     /// Queues a line (ending in `\n`) that may be shared with other clients.
     pub fn queue(&mut self, line: Rc<[u8]>) -> Result<(), NotQueued> {
         if self.write_error.is_some() {

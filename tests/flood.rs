@@ -110,6 +110,130 @@ fn a_flooder_is_slowed_then_dropped_and_a_polite_reader_gets_every_line() {
     assert_eq!(chatd.seen_count(" slow ("), 0);
 }
 
+/// The hostile tester's flood, at the room's defaults: one member sends 200 lines of 64 KiB as
+/// fast as it can (13 MB, yet only its burst in lines) while another reads at 250 KB/s. The burst
+/// bounds bytes too (200 KiB, then 20 KiB a second), so the reader gets every line chatd took, in
+/// order, and is never dropped `slow` (counting lines alone, chatd took the 13 MB at once and
+/// dropped the reader within a second); the flooder is held back and, as it keeps on, dropped
+/// `flood`: the line it was held in the middle of is cut, its backlog counted dropped.
+#[test]
+fn long_lines_are_held_back_by_their_bytes_and_a_polite_reader_is_not_dropped() {
+    let mut chatd = Chatd::spawn(&["--relay"]);
+    let mut polite = Client::connect(chatd.addr());
+    assert_eq!(polite.read_line(), "◆ nobody else is online");
+    let flooder = TcpStream::connect(chatd.addr()).expect("connect the flooder");
+    let flooder_peer = flooder.local_addr().expect("local addr").to_string();
+    chatd.expect_report(&format!("connect {flooder_peer} #2"));
+    assert_eq!(polite.read_line(), "◆ #2 joined (2 online)");
+    let told = read_all(&flooder);
+    let lines: String = (0..LONG_LINES).map(long_line).collect();
+    let started = Instant::now();
+    let writer = write_all(&flooder, lines.into_bytes());
+
+    // The polite reader: 250 KB a second, line by line.
+    let (mut relayed, mut cut, mut received) = (0, 0, 0);
+    loop {
+        let line = polite.read_line();
+        received += line.len() + 1;
+        if line == "◆ #2 left (flood)" {
+            break;
+        }
+        let expected = long_line(relayed);
+        let expected = expected.trim_end();
+        let text = line
+            .strip_prefix("#2: ")
+            .unwrap_or_else(|| panic!("{:?}", head(&line)));
+        if let Some(part) = text.strip_suffix(" (cut)") {
+            // Where it was held when it was dropped.
+            assert!(
+                expected.starts_with(part),
+                "line {relayed} cut: {:?}",
+                head(part)
+            );
+            cut = part.len();
+            continue;
+        }
+        assert!(
+            cut == 0 && text == expected,
+            "line {relayed} missing or out of order: {:?}",
+            head(text)
+        );
+        relayed += 1;
+        let due = started + Duration::from_secs_f64(received as f64 / POLITE_BYTES_PER_S);
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let took = started.elapsed();
+
+    // Held back: 200 KiB at once, then 20 KiB a second for the timeout (and some slack).
+    let taken = relayed * LONG_LINE_LEN + cut;
+    let most = (200 + 20 * (took.as_secs() as usize + 2)) * 1024;
+    assert!(taken <= most, "{taken} bytes relayed in {took:?}");
+    assert!(took >= Duration::from_secs(10), "dropped after {took:?}");
+    let seen = chatd.collect_until(&format!("disconnect {flooder_peer} #2 flood (1 online)"));
+    let heard = seen
+        .iter()
+        .filter_map(|line| report_body(line).strip_prefix(&format!("message {flooder_peer} #2: ")))
+        .filter(|text| !text.ends_with(" (cut)"))
+        .count();
+    assert_eq!(heard, relayed, "what chatd heard is what the room got");
+    let dropped = dropped_bytes(&seen, &flooder_peer, 2);
+    let written = writer.join().expect("the writer");
+    eprintln!("relayed {taken} B in {took:?}; the flooder wrote {written} B, {dropped} B dropped");
+    assert!(dropped > 0);
+    assert!(taken + dropped <= written);
+    assert!(
+        written < LONG_LINES * LONG_LINE_LEN,
+        "nothing held the flooder back"
+    );
+    let told = told.join().expect("the flooder's reader");
+    assert!(told.ends_with("◆ disconnected: flooding\n"), "{told:?}");
+
+    // The polite reader is still there, and was never dropped.
+    polite.send_line("/who");
+    assert_eq!(polite.read_line(), "◆ 1 online: #1");
+    assert_eq!(chatd.seen_count(" slow ("), 0);
+}
+
+/// Bytes without a newline are charged as they are read: a member sending 4 MB of one endless
+/// line is held back to the rate's KiB (it used to be read at once, the line cut at `--max-line`
+/// and the rest thrown away, for free) and dropped `flood`. While it is held in the middle of its
+/// line, the line timeout does not cut the line in pieces: its rest waits unread (here a KiB
+/// comes back every 200 ms, past the 100 ms line timeout). The room sees one line, cut.
+#[test]
+fn an_endless_line_is_held_back_by_its_bytes_not_cut_into_messages() {
+    let args = ["--relay", "--max-rate", "5", "--flood-timeout", "2"];
+    let mut chatd = Chatd::spawn(&args);
+    let mut reader = Client::connect(chatd.addr());
+    assert_eq!(reader.read_line(), "◆ nobody else is online");
+    let flooder = TcpStream::connect(chatd.addr()).expect("connect the flooder");
+    let flooder_peer = flooder.local_addr().expect("local addr").to_string();
+    assert_eq!(reader.read_line(), "◆ #2 joined (2 online)");
+    let told = read_all(&flooder);
+    let started = Instant::now();
+    let writer = write_all(&flooder, vec![b'x'; 4_000_000]);
+
+    let line = reader.read_line();
+    let took = started.elapsed();
+    let (kept, cut) = line
+        .strip_prefix("#2: ")
+        .and_then(|text| text.strip_suffix(" bytes] (cut)"))
+        .and_then(|text| text.split_once("... [+"))
+        .unwrap_or_else(|| panic!("not one cut line: {:?}", head(&line)));
+    assert_eq!(kept, "x".repeat(65_536));
+    let taken = kept.len() + cut.parse::<usize>().expect("a count");
+    assert!(took >= Duration::from_secs(2), "dropped after {took:?}");
+    let most = (200 + 5 * (took.as_secs() as usize + 2)) * 1024;
+    assert!(taken <= most, "{taken} bytes taken in {took:?}");
+    assert_eq!(reader.read_line(), "◆ #2 left (flood)");
+    let seen = chatd.collect_until(&format!("disconnect {flooder_peer} #2 flood (1 online)"));
+    let dropped = dropped_bytes(&seen, &flooder_peer, 2);
+    let written = writer.join().expect("the writer");
+    assert!(dropped > 0);
+    assert!(taken + dropped <= written);
+    let told = told.join().expect("the flooder's reader");
+    assert!(told.ends_with("◆ disconnected: flooding\n"), "{told:?}");
+}
+
 /// A member that sends more than its burst at once, then stops, is held back, not dropped: every
 /// line is relayed, in order, spread over the time the rate takes (here 150 lines at 100 a second
 /// after a burst of 50: about a second).
@@ -324,6 +448,53 @@ fn a_held_member_kicked_is_not_heard_past_its_rate_and_its_backlog_counted_once(
     assert_eq!(heard + dropped, lines.len());
 }
 
+/// Reads what `stream` is sent until it closes, on a thread of its own.
+fn read_all(stream: &TcpStream) -> thread::JoinHandle<String> {
+    let mut inbox = stream.try_clone().expect("clone");
+    thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = inbox.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    })
+}
+
+/// Writes `bytes` to `stream` as fast as it takes them, on a thread of its own, until done or
+/// refused; the thread returns how many it wrote.
+fn write_all(stream: &TcpStream, bytes: Vec<u8>) -> thread::JoinHandle<usize> {
+    let mut outbox = stream.try_clone().expect("clone");
+    thread::spawn(move || {
+        let mut written = 0;
+        while written < bytes.len() {
+            match outbox.write(&bytes[written..]) {
+                Ok(n) if n > 0 => written += n,
+                _ => break,
+            }
+        }
+        written
+    })
+}
+
+/// The bytes reported `dropped` for client `#id` at `peer` in `seen`.
+#[track_caller]
+fn dropped_bytes(seen: &[String], peer: &str, id: usize) -> usize {
+    let prefix = format!("dropped {peer} #{id}: ");
+    seen.iter()
+        .find_map(|line| report_body(line).strip_prefix(&prefix))
+        .and_then(|rest| rest.strip_suffix(" bytes not heard"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `dropped` report for #{id} in {} reports", seen.len()))
+}
+
+/// The start of a long line, for a failure's message.
+fn head(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// One long flood line: numbered, 64 KiB with its newline.
+fn long_line(i: usize) -> String {
+    format!("long {i:03} {}\n", "l".repeat(LONG_LINE_LEN - 10))
+}
+
 /// One flood line: numbered, 64 bytes with its newline.
 fn flood_line(i: usize) -> String {
     format!("flood {i:07} {}\n", "f".repeat(FLOOD_LINE_LEN - 15))
@@ -333,3 +504,7 @@ const FLOOD_LINE_LEN: usize = 64;
 /// 8 MB of flood lines.
 const FLOOD_LINES: usize = 8_000_000 / FLOOD_LINE_LEN;
 const POLITE_LINES_PER_S: f64 = 2000.0;
+const LONG_LINE_LEN: usize = 64 * 1024;
+/// The default burst, in lines.
+const LONG_LINES: usize = 200;
+const POLITE_BYTES_PER_S: f64 = 250_000.0;

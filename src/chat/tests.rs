@@ -408,3 +408,26 @@ fn the_editor_aims_at_a_sticky_target_or_the_last_speaker() {
     room.chat.reply_to(&mut room.clients, Some(a_id), "lost");
     assert_eq!(room.received(a), ["hello"]);
 }
+
+/// Under `--max-rate`, a read takes no more bytes than the bucket holds either: of one long
+/// unfinished line, a burst of 1 takes a KiB and leaves the rest in the socket.
+#[test]
+fn a_read_over_the_rate_takes_no_more_bytes_than_the_allowance() {
+    let rate = crate::flood::Rate::new(1, 1, std::time::Duration::from_secs(10));
+    let limits = Limits {
+        max_clients: 1,
+        max_line: 1 << 20,
+        max_queue: 1 << 20,
+        flood: rate,
+    };
+    let stream = MemStream::default();
+    let peer = Peer(([127, 0, 0, 1], 5000).into());
+    let mut conn = Connection::new(stream.clone(), ConnId(1), peer, Rc::from("label"), &limits);
+    stream.0.borrow_mut().to_server = vec![b'x'; 3000];
+    let mut buf = [0; 64 * 1024];
+    let mut budget = 1 << 20;
+    let status = conn.read(&mut buf, &mut budget, 1, |_| panic!("no line ended"));
+    assert!(matches!(status, ReadStatus::Throttled));
+    assert_eq!(stream.0.borrow().to_server.len(), 3000 - 1024);
+    assert!(conn.has_partial() && conn.is_held_back());
+}

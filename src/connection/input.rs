@@ -20,8 +20,9 @@ impl<S: Stream> Connection<S> {
     /// A closing client that was heard out up to `HEAR_OUT_CAP` is still read to the end, but
     /// what it sends is only counted (`discarded`), so that it is reported, not silently lost.
     ///
-    /// Under `--max-rate` a read takes no more lines than the bucket allows, leaving the rest in
-    /// the socket (`Stream::read_lines`), and stops `Throttled` once the bucket is empty.
+    /// Under `--max-rate` a read takes no more lines, nor bytes, than the bucket allows, leaving
+    /// the rest in the socket (`Stream::read_lines`), and stops `Throttled` once the bucket is
+    /// spent.
     pub fn read(
         &mut self,
         buf: &mut [u8],
@@ -55,17 +56,18 @@ impl<S: Stream> Connection<S> {
                 None => self.stream.read(&mut buf[..want]),
                 Some(bucket) => {
                     let now = Instant::now();
-                    match bucket.allowance(now) {
-                        0 => {
-                            bucket.hold(now);
-                            return ReadStatus::Throttled;
-                        }
-                        // A telnet client's bare `CR` ends a line as its `LF` does.
-                        lines => {
-                            let cr = self.telnet.speaks_or_may();
-                            self.stream.read_lines(&mut buf[..want], lines as usize, cr)
-                        }
+                    let allowance = bucket.allowance(now);
+                    if allowance.is_spent() {
+                        bucket.hold(now);
+                        return ReadStatus::Throttled;
                     }
+                    // Every byte read is charged, whether it ends a line, is cut off a long one
+                    // or waits in an unfinished one. A telnet client's bare `CR` ends a line as
+                    // its `LF` does.
+                    let want = want.min(allowance.bytes);
+                    let cr = self.telnet.speaks_or_may();
+                    self.stream
+                        .read_lines(&mut buf[..want], allowance.lines, cr)
                 }
             };
             if let Ok(n) = read {
@@ -115,7 +117,7 @@ impl<S: Stream> Connection<S> {
                     self.lines_in += lines as u64;
                     self.ends_lines |= lines > 0;
                     if let Some(bucket) = &mut self.flood {
-                        bucket.spend(u32::try_from(lines).unwrap_or(u32::MAX));
+                        bucket.spend(lines, n);
                     }
                     let work = n.saturating_add(per_line.saturating_mul(lines));
                     *budget = budget.saturating_sub(work);
@@ -174,6 +176,10 @@ impl<S: Stream> Connection<S> {
 
     /// Hands out the unfinished line as a message of its own, if there is one.
     pub fn take_partial(&mut self, on_line: impl FnOnce(Line<'_>)) {
+        // A message like any other: it costs a line (its bytes were charged as they were read).
+        if let (Some(bucket), true) = (&mut self.flood, self.decoder.has_partial()) {
+            bucket.spend(1, 0);
+        }
         let lines_in = &mut self.lines_in;
         self.decoder.take_partial(|line| {
             *lines_in += 1;

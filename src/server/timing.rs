@@ -15,17 +15,22 @@ impl Server {
                 Due::Line(key, id) => {
                     // The mark stays set meanwhile, so the read in `silent` arms no second timer.
                     // The read in `silent` may have shown it ends its lines: then it waits.
+                    // A client held back (`--max-rate`, perhaps in the middle of a line) is not
+                    // silent: the rest of its line waits unread in its socket.
                     if self.silent(key, id, self.line_timeout, now)
                         && self
                             .clients
                             .slot(key, id)
-                            .is_some_and(|c| !c.waits_for_newline())
+                            .is_some_and(|c| !c.waits_for_newline() && !c.is_held_back())
                     {
                         self.chat.line_timed_out(&mut self.clients, key);
                     }
                     // Bytes still unfinished (more came since it was armed): wait out the rest.
+                    // Held back, the read its flood timer makes arms the line timer again.
                     self.clients.marks(key, id).map(Marks::disarm_line);
-                    self.arm_line_timer(key, id);
+                    if !self.is_held_back(key, id) {
+                        self.arm_line_timer(key, id);
+                    }
                 }
                 Due::Idle(key, id) => {
                     let idle = self.idle_timeout;
@@ -97,6 +102,13 @@ impl Server {
             self.hear_now(key);
             silent(&mut self.clients)
         }
+    }
+
+    /// Whether client `(key, id)` is held back by its bucket (`--max-rate`).
+    fn is_held_back(&self, key: usize, id: ConnId) -> bool {
+        self.clients
+            .get(key)
+            .is_some_and(|conn| conn.id() == id && conn.is_held_back())
     }
 
     /// Open client `(key, id)` stopped reading at an empty bucket (`--max-rate`): its socket is
