@@ -271,9 +271,11 @@ impl Chat {
         self.act(clients);
     }
 
-    /// Client `key`'s unfinished line waited `--line-timeout` without more bytes: it is a message.
+    /// Client `key`'s unfinished line waited `--line-timeout` without more bytes: it is a message
+    /// (with a 0xFF the telnet filter held, `Connection::line_timed_out`).
     pub fn line_timed_out<S: Stream>(&mut self, clients: &mut Clients<S>, key: usize) {
         if let Some(conn) = clients.get_mut(key) {
+            conn.line_timed_out();
             self.hear_partial(key, conn, false);
             clients.see_to(key);
         }

@@ -91,7 +91,8 @@ pub struct Config {
     pub log_level: LevelFilter,
 
     /// Bytes without a newline become a message after this many milliseconds without more bytes,
-    /// from a client that has never ended a line with a newline (the others wait for it).
+    /// from a client that has never ended a line with a newline (the others wait for it); so
+    /// does a password line (--password-file) sent without one.
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS * 1000))]
     pub line_timeout: u64,
 

@@ -4,13 +4,19 @@
 //! a password line of `MAX_PASSWORD` bytes, and has a deadline (`--handshake-timeout`, then
 //! `--auth-timeout` from the prompt).
 //!
+//! The password line is heard as a seated client's lines are: through the client's telnet filter
+//! (`telnet.rs`: commands taken out and answered, NVT line ends, bytes a 7-bit telnet mangled put
+//! back), and taken after `--line-timeout` from a client that sent no newline (nor a telnet
+//! command). The filter's state and whether the line ended with a newline are handed to the
+//! connection with the client ([`Passed`]), so the session carries on where the gate left it.
+//!
 //! Guest `k` is registered as `Token(GUEST_BASE + k)`, readable and writable (edge-triggered, so
 //! a writable event comes only when the socket takes more).
 //!
 //! Deliberately not here: timers and reports (the loop arms `Due::Guest` with the deadlines given
 //! here and reports what `Outcome` says), or anything after admission.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +26,15 @@ use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::ids::Peer;
-use crate::password::{MAX_PASSWORD, PasswordFile};
+use crate::password::PasswordFile;
 use crate::socket::Socket;
 use crate::stream::Stream;
+use crate::telnet::Telnet;
 use crate::tls::{self, TlsStream};
+
+mod guest;
+
+use guest::{Guest, Heard, Step};
 
 pub struct Gate {
     guests: Slab<Guest>,
@@ -36,39 +47,33 @@ pub struct Gate {
     password: Option<PasswordFile>,
     handshake_timeout: Duration,
     auth_timeout: Duration,
+    /// `--line-timeout`: a password line without a newline is taken after this long.
+    line_timeout: Duration,
     /// rustls's send buffer for each TLS client (part of `--max-queue`).
     tls_reserved: usize,
-}
-
-struct Guest {
-    socket: Socket,
-    peer: Peer,
-    serial: u64,
-    /// Waiting for the TLS handshake, or for the password line.
-    step: Step,
-    deadline: Instant,
-    /// The password line so far (at most `MAX_PASSWORD` + 1 bytes).
-    line: Vec<u8>,
-    /// It is on the gate's pending list.
-    pending: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Handshake,
-    Password,
 }
 
 /// What a guest's event or timer led to.
 pub enum Outcome {
     /// Not done yet.
     Wait,
-    /// A new deadline (the prompt was sent): the loop arms a timer for it (with the serial).
-    Rearm(Instant, u64),
-    /// Done: the loop seats it (its socket is deregistered).
-    Admit(Socket, Peer),
+    /// Not done yet; the loop arms a timer (with the serial) for each instant given: a new
+    /// deadline (the prompt was sent), the line timeout of a password line without a newline.
+    Arm(u64, [Option<Instant>; 2]),
+    /// Done: the loop seats it (its socket is deregistered), carrying on from `Passed`.
+    Admit(Socket, Peer, Passed),
     /// Turned away (its socket is closed); the reason is for the report.
     Refused(Peer, String),
+}
+
+/// What a client admitted takes on to its connection.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// The telnet state its password line left: what was negotiated, a `CR` whose `LF` or `NUL`
+    /// is still to come.
+    pub telnet: Telnet,
+    /// Its password line ended with a newline: it is a client whose lines wait for theirs.
+    pub ended_line: bool,
 }
 
 /// What the loop arms for a new guest: its slot, its serial and its deadline.
@@ -80,6 +85,7 @@ impl Gate {
         password: Option<PasswordFile>,
         handshake_timeout: Duration,
         auth_timeout: Duration,
+        line_timeout: Duration,
         max_queue: usize,
     ) -> Gate {
         Gate {
@@ -90,6 +96,7 @@ impl Gate {
             password,
             handshake_timeout,
             auth_timeout,
+            line_timeout,
             tls_reserved: tls::reserved_for(max_queue),
         }
     }
@@ -166,6 +173,10 @@ impl Gate {
             step,
             deadline,
             line: Vec::new(),
+            input: 0,
+            telnet: Telnet::default(),
+            last_input: now,
+            line_timer: None,
             pending: false,
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -184,19 +195,21 @@ impl Gate {
         let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial) else {
             return Outcome::Wait; // Gone already (the slot perhaps reused): a late event.
         };
-        let mut outcome = Outcome::Wait;
+        let mut deadline = None;
         if guest.step == Step::Handshake {
             let Socket::Tls(stream) = &mut guest.socket else {
                 return Outcome::Wait; // Only a TLS guest shakes hands.
             };
             match stream.handshake() {
                 Ok(false) => return Outcome::Wait,
-                Ok(true) if self.password.is_none() => return self.admit(key, registry),
+                Ok(true) if self.password.is_none() => {
+                    return self.admit(key, registry, false);
+                }
                 Ok(true) => {
                     guest.step = Step::Password;
                     guest.deadline = Instant::now() + self.auth_timeout;
                     guest.prompt();
-                    outcome = Outcome::Rearm(guest.deadline, guest.serial);
+                    deadline = Some(guest.deadline);
                 }
                 Err(e) => return self.refuse(key, registry, format!("tls: {e}")),
             }
@@ -204,19 +217,49 @@ impl Gate {
             let _ = stream.push(); // The prompt, if the socket would not take it before.
         }
         match self.hear_password(key) {
-            Heard::More => outcome,
-            Heard::Right => self.admit(key, registry),
-            Heard::Wrong => self.refuse(key, registry, AUTH.to_owned()),
-            Heard::TlsOnPlain => self.refuse(key, registry, TLS_ON_PLAIN.to_owned()),
+            Heard::More => match (deadline, self.arm_line_timer(key)) {
+                (None, None) => Outcome::Wait,
+                (deadline, line) => Outcome::Arm(serial, [deadline, line]),
+            },
+            heard => self.settle(key, heard, registry),
         }
     }
 
-    /// Guest `(key, serial)`'s timer: refused if its deadline has passed.
+    /// Guest `(key, serial)`'s timer: its password line taken if its line timeout has passed,
+    /// refused if its deadline has.
     pub fn expire(&mut self, key: usize, serial: u64, registry: &Registry) -> Outcome {
-        let Some(guest) = self.guests.get(key).filter(|g| g.serial == serial) else {
+        let now = Instant::now();
+        let Some(guest) = self.guests.get_mut(key).filter(|g| g.serial == serial) else {
             return Outcome::Wait;
         };
-        if guest.deadline > Instant::now() {
+        if guest.line_timer.is_some_and(|at| at <= now) {
+            guest.line_timer = None;
+            // Bytes that came meanwhile are heard first: a timer that measures silence never
+            // fires on them (as for seated clients, `Server::silent`).
+            match self.hear_password(key) {
+                Heard::More => {}
+                heard => return self.settle(key, heard, registry),
+            }
+            let Some(guest) = self.guests.get_mut(key) else {
+                return Outcome::Wait;
+            };
+            if guest.line_is_due(now, self.line_timeout) {
+                // As for a seated client (`Connection::line_timed_out`), a 0xFF held waiting for
+                // a command byte is the line's last byte.
+                guest.line.extend(guest.telnet.take_stray_iac());
+                return match self.judge(key) {
+                    Heard::Right => self.admit(key, registry, false),
+                    heard => self.settle(key, heard, registry),
+                };
+            }
+            if let Some(at) = self.arm_line_timer(key) {
+                return Outcome::Arm(serial, [Some(at), None]);
+            }
+        }
+        let Some(guest) = self.guests.get(key) else {
+            return Outcome::Wait;
+        };
+        if guest.deadline > now {
             return Outcome::Wait; // A later deadline has its own timer.
         }
         let why = match guest.step {
@@ -251,8 +294,8 @@ impl Gate {
             .collect()
     }
 
-    /// Reads guest `key`'s password line, a byte at a time so that nothing after it is taken
-    /// from the socket (it is the client's first message once seated).
+    /// Reads guest `key`'s password line (see `Guest::read_line`) and writes the answers its
+    /// telnet commands are owed, before anything else is written to it.
     fn hear_password(&mut self, key: usize) -> Heard {
         let Some(guest) = self
             .guests
@@ -261,44 +304,68 @@ impl Gate {
         else {
             return Heard::More;
         };
-        let Some(password) = &self.password else {
-            return Heard::More;
-        };
-        let mut byte = [0u8; 1];
-        loop {
-            match guest.socket.read(&mut byte) {
-                Ok(0) => return Heard::Wrong,
-                Ok(_) if byte[0] == b'\n' => {
-                    let line = crate::password::first_line(&guest.line);
-                    return if password.matches(line) {
-                        Heard::Right
-                    } else {
-                        Heard::Wrong
-                    };
-                }
-                Ok(_) => {
-                    guest.line.push(byte[0]);
-                    if !guest.socket.is_tls() && guest.line == [0x16, 0x03] {
-                        return Heard::TlsOnPlain;
-                    }
-                    if guest.line.len() > MAX_PASSWORD + 1 {
-                        return Heard::Wrong;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Heard::More,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Heard::Wrong,
-            }
+        let mut answers = Vec::new();
+        let heard = guest.read_line(&mut answers);
+        if !answers.is_empty() {
+            // Best effort, as the prompt: a guest's socket holds next to nothing yet.
+            let _ = guest.socket.write_all(&answers);
+            let _ = guest.socket.flush();
+        }
+        if guest.telnet.interrupted() {
+            return Heard::Wrong; // Ctrl-C in telnet at the prompt: it leaves.
+        }
+        match heard {
+            Heard::Right => self.judge(key),
+            heard => heard,
         }
     }
 
-    fn admit(&mut self, key: usize, registry: &Registry) -> Outcome {
+    /// Whether guest `key`'s line is the password.
+    fn judge(&self, key: usize) -> Heard {
+        let (Some(guest), Some(password)) = (self.guests.get(key), &self.password) else {
+            return Heard::Wrong;
+        };
+        match password.matches(crate::password::first_line(&guest.line)) {
+            true => Heard::Right,
+            false => Heard::Wrong,
+        }
+    }
+
+    /// What a heard line makes of guest `key`; `Right` means a line ended with a newline.
+    fn settle(&mut self, key: usize, heard: Heard, registry: &Registry) -> Outcome {
+        match heard {
+            Heard::More => Outcome::Wait,
+            Heard::Right => self.admit(key, registry, true),
+            Heard::Wrong => self.refuse(key, registry, AUTH.to_owned()),
+            Heard::TlsOnPlain => self.refuse(key, registry, TLS_ON_PLAIN.to_owned()),
+        }
+    }
+
+    /// Arms guest `key`'s line timer if its line waits for one (a partial line from a client
+    /// that sent no telnet command) and none is armed; gives when it is due.
+    fn arm_line_timer(&mut self, key: usize) -> Option<Instant> {
+        let guest = self.guests.get_mut(key)?;
+        let waits = guest.step == Step::Password
+            && guest.line_timer.is_none()
+            && (!guest.line.is_empty() || guest.telnet.holds_iac())
+            && !guest.telnet.speaks();
+        let at = guest.last_input + self.line_timeout;
+        waits.then(|| *guest.line_timer.insert(at))
+    }
+
+    /// Removes guest `key` and hands it to the loop; `ended_line`: its password line ended with
+    /// a newline.
+    fn admit(&mut self, key: usize, registry: &Registry, ended_line: bool) -> Outcome {
         let Some(mut guest) = self.guests.try_remove(key) else {
             return Outcome::Wait;
         };
         let _ = registry.deregister(&mut guest.socket);
         guest.line.clear();
-        Outcome::Admit(guest.socket, guest.peer)
+        let passed = Passed {
+            telnet: guest.telnet,
+            ended_line,
+        };
+        Outcome::Admit(guest.socket, guest.peer, passed)
     }
 
     /// Removes guest `key` and closes its socket: a line for a password failure, close_notify
@@ -326,22 +393,6 @@ impl Gate {
     }
 }
 
-impl Guest {
-    /// Asks for the password (best effort: a few bytes the new socket takes at once).
-    fn prompt(&mut self) {
-        let _ = self.socket.write(PROMPT);
-        let _ = self.socket.flush();
-    }
-}
-
-/// What reading a password line found.
-enum Heard {
-    More,
-    Right,
-    Wrong,
-    TlsOnPlain,
-}
-
 /// Whether `token` is a guest's.
 pub fn owns(token: Token) -> bool {
     (GUEST_BASE..GUEST_END).contains(&token.0)
@@ -359,7 +410,6 @@ fn token(key: usize) -> Token {
 /// Guests' tokens: far above the clients', below the metrics listener's (`usize::MAX / 2`).
 const GUEST_BASE: usize = usize::MAX / 4;
 const GUEST_END: usize = usize::MAX / 2;
-const PROMPT: &[u8] = b"password:\n";
 const DENIED: &[u8] = b"access denied\n";
 /// The refusal reason for a wrong password or none in time.
 pub const AUTH: &str = "auth";

@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::ids::Peer;
 use crate::report;
+use crate::tls;
 
 /// Why the server could not start: one line for the operator.
 #[derive(Debug)]
@@ -219,9 +220,18 @@ pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_PROBES: u32 = 5;
 
-/// Turns a connection away with one line, `why` in the report.
-pub fn refuse(mut stream: TcpStream, peer: Peer, line: &[u8], buf: &mut [u8], why: &str) {
-    let _ = stream.write(line);
+/// Turns a connection away with one line, `why` in the report; one from a TLS listener with a
+/// TLS alert instead: it reads whatever comes as TLS records, and a plain line would arrive inside
+/// its handshake (openssl: "wrong version number").
+pub fn refuse(
+    mut stream: TcpStream,
+    peer: Peer,
+    line: &[u8],
+    tls: bool,
+    buf: &mut [u8],
+    why: &str,
+) {
+    let _ = stream.write(if tls { tls::ACCESS_DENIED_ALERT } else { line });
     let _ = stream.shutdown(std::net::Shutdown::Write);
     // Closing with unread input sends a reset, which can destroy the line: read what has arrived
     // so far (what comes later may still cause one; the client is gone to us).

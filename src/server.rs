@@ -180,6 +180,7 @@ impl Server {
                 password,
                 config.handshake_timeout(),
                 config.auth_timeout(),
+                config.line_timeout(),
                 limits.max_queue,
             ),
             chat,

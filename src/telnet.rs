@@ -113,6 +113,12 @@ impl Telnet {
         })
     }
 
+    /// Whether its last read ended with a 0xFF that is held, waiting for the byte that says
+    /// whether it starts a command.
+    pub fn holds_iac(&self) -> bool {
+        self.state == State::Iac
+    }
+
     /// Whether the client has sent a telnet command, or its last read ended inside what may be
     /// its first (its next bytes may end lines NVT-style).
     pub fn speaks_or_may(&self) -> bool {

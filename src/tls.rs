@@ -350,6 +350,11 @@ pub fn reserved_for(max_queue: usize) -> usize {
 
 /// A TLS 1.0 record with a fatal handshake_failure alert: what a TLS client on the plain port gets.
 pub const TLS_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28];
+/// A TLS 1.0 record with a fatal access_denied alert (49): what a client of a TLS listener
+/// refused before its handshake (`--max-per-ip`, `--max-clients`) gets instead of the plain line.
+/// An alert before any answer to its ClientHello is legitimate TLS (as `TLS_ALERT`); rustls sends
+/// alerts only from a session whose handshake failed, so it is written by hand.
+pub const ACCESS_DENIED_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x31];
 
 const SEND_BUFFER: usize = 16 * 1024;
 /// Socket reads (rustls reads at most 4 KiB at a time) a read may spend on records without

@@ -55,7 +55,8 @@ fn a_wrong_password_is_refused_and_never_reported() {
     }
 }
 
-/// A client that gives no password within `--auth-timeout` is refused `auth`.
+/// A client that gives no password within `--auth-timeout` is refused `auth` (its half line is
+/// not taken after a `--line-timeout` longer than that).
 #[test]
 fn no_password_in_time_is_refused() {
     let dir = Dir::new("timeout");
@@ -64,6 +65,8 @@ fn no_password_in_time_is_refused() {
         &dir.password("sekret"),
         "--auth-timeout",
         "1",
+        "--line-timeout",
+        "60000",
     ]);
     let mut client = Client::connect_quiet(chatd.addr());
     assert_eq!(client.read_line(), "password:");
@@ -165,6 +168,141 @@ fn sighup_rereads_the_password_file() {
     chatd.signal(libc::SIGHUP);
     chatd.expect_report("the old password stays");
     assert!(try_password(&mut chatd, "new"));
+}
+
+/// A telnet client's password line is heard as its lines are once seated: its commands taken out
+/// and answered before the greeting (`DO BINARY` at its first command, `WILL TIMING-MARK`, an
+/// option refused), `CR LF`, `CR NUL` and a bare `CR` each end it, and the telnet state carries
+/// on: the `NUL` or `LF` after its `CR` is not part of the first message. (They were refused, or
+/// waited for a `LF` until `--auth-timeout`.)
+#[test]
+fn a_telnet_password_line_is_heard_as_lines_are() {
+    let dir = Dir::new("telnet");
+    let password = dir.password("sekrit\n");
+    let mut chatd = Chatd::spawn(&["--password-file", &password, "--line-timeout", "60000"]);
+    let cases: [(&[u8], &[u8], &[u8]); 4] = [
+        // IAC BRK + DO TIMING-MARK (telnet's Ctrl-\), then CR LF.
+        (
+            b"\xff\xf3\xff\xfd\x06sekrit\r\n",
+            b"\xff\xfd\x00\xff\xfb\x06",
+            b"",
+        ),
+        // DO TTYPE, refused.
+        (b"\xff\xfd\x18sekrit\r\n", b"\xff\xfd\x00\xff\xfc\x18", b""),
+        // WILL BINARY (asked for at once: no answer of its own), then CR NUL.
+        (b"\xff\xfb\x00sekrit\r\0", b"\xff\xfd\x00", b""),
+        // A bare CR, its LF in the client's next packet.
+        (b"\xff\xfb\x00sekrit\r", b"\xff\xfd\x00", b"\n"),
+    ];
+    for (id, (sent, answers, after)) in cases.into_iter().enumerate() {
+        let mut client = Client::connect_quiet(chatd.addr());
+        assert_eq!(client.read_line(), "password:");
+        client.send(sent);
+        let received = read_raw_until(&client, b"\n");
+        assert!(
+            received.starts_with(answers) && received.ends_with(b"\n"),
+            "{sent:x?}: {received:x?}"
+        );
+        let greeting = String::from_utf8_lossy(&received[answers.len()..]).into_owned();
+        assert!(greeting.contains("welcome"), "{sent:x?}: {greeting:?}");
+        client.send(after);
+        client.send(b"first words\r\n");
+        let peer = client.peer();
+        chatd.expect_body(&format!("message {peer} #{}: first words", id + 1));
+        assert_eq!(
+            chatd.seen_count(&format!("{peer} #")),
+            2,
+            "{:#?}",
+            chatd.seen()
+        );
+    }
+    assert_eq!(chatd.seen_count("sekrit"), 0, "{:?}", chatd.seen());
+}
+
+/// Over TLS too: `openssl s_client` sending telnet's Ctrl-\ (`IAC BRK IAC DO TIMING-MARK`) before
+/// the password is seated, its commands answered inside the session.
+#[test]
+fn a_telnet_password_line_over_tls() {
+    let certs = Certs::new("telnet-password");
+    let dir = Dir::new("telnet-tls");
+    let (mut chatd, tls) = spawn_tls(&certs, &["--password-file", &dir.password("sekrit")]);
+    let mut client = Tool::s_client(tls);
+    client.expect_line("password:");
+    client.send_bytes(b"\xff\xf3\xff\xfd\x06sekrit\r\0");
+    client.expect_line("welcome");
+    chatd.expect_report("#1 tls (1 online)");
+    client.send_bytes(b"over tls\r\0");
+    chatd.expect_report("#1: over tls");
+    assert_eq!(chatd.seen_count("message "), 1, "{:#?}", chatd.seen());
+}
+
+/// A client whose password line ended with a newline has sent a newline: from the start, its
+/// unfinished line waits for the newline however slowly it is typed (`hello` a letter at a
+/// time was 6 messages through `--line-timeout`).
+#[test]
+fn a_password_line_makes_a_client_that_ends_lines() {
+    let dir = Dir::new("ends-lines");
+    let password = dir.password("sekrit");
+    let mut chatd = Chatd::spawn(&["--password-file", &password, "--line-timeout", "30"]);
+    // The clock: a chatd of its own, with the same line timeout, hears bytes without a newline
+    // after it.
+    let mut clock_chatd = Chatd::spawn(&["--line-timeout", "30"]);
+    let mut clock = Client::connect(clock_chatd.addr());
+    let mut slow = Client::connect_quiet(chatd.addr());
+    assert_eq!(slow.read_line(), "password:");
+    slow.send(b"sekrit\n");
+    assert!(slow.read_line().contains("welcome"));
+    let (peer, clock_peer) = (slow.peer(), clock.peer());
+    for (n, part) in ["h", "e", "l", "l", "o"].iter().enumerate() {
+        slow.send(part.as_bytes());
+        clock.send(format!("tick {n}").as_bytes());
+        clock_chatd.expect_body(&format!("message {clock_peer} #1: tick {n}"));
+        // A loop turn of the slow client's chatd after that: its line timer, if armed, has
+        // fired by then.
+        chatd.send_console("/list");
+        chatd.expect_body("1 online");
+    }
+    slow.send(b"\n");
+    chatd.expect_body(&format!("message {peer} #1: hello"));
+    let count = chatd.seen_count(&format!("message {peer} #1:"));
+    assert_eq!(count, 1, "{:#?}", chatd.seen());
+}
+
+/// The lab's client, which sends `sekrit` without a newline, is seated once `--line-timeout`
+/// passes with nothing more, as its lines are heard once seated; a wrong one is refused then.
+#[test]
+fn a_password_without_a_newline_is_taken_after_the_line_timeout() {
+    let dir = Dir::new("no-newline");
+    let password = dir.password("sekrit");
+    let mut chatd = Chatd::spawn(&["--password-file", &password, "--line-timeout", "50"]);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    client.send(b"sekrit");
+    assert!(client.read_line().contains("welcome"));
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+    client.send(b"hello");
+    chatd.expect_body(&format!("message {} #1: hello", client.peer()));
+    let mut wrong = Client::connect_quiet(chatd.addr());
+    assert_eq!(wrong.read_line(), "password:");
+    wrong.send(b"sekri");
+    assert_eq!(wrong.read_to_end(), "access denied\n");
+    chatd.expect_body(&format!("refused {} (auth)", wrong.peer()));
+}
+
+/// Reads raw bytes from `client` (telnet answers are not UTF-8) until they end with `end`.
+#[track_caller]
+fn read_raw_until(client: &Client, end: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut stream = client.stream().try_clone().expect("clone");
+    let mut received = Vec::new();
+    while !received.ends_with(end) {
+        let mut byte = [0; 1];
+        match stream.read(&mut byte) {
+            Ok(1) => received.push(byte[0]),
+            other => panic!("{other:?} after {received:x?}"),
+        }
+    }
+    received
 }
 
 /// A directory of the test's own for a password file.

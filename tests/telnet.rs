@@ -242,25 +242,65 @@ fn a_last_stray_0xff_before_eof_is_heard() {
     }
 }
 
-/// A 0xFF that ends a read when the line timeout comes is not taken for text yet: the command
-/// byte may still follow (a first command split by the network), and is then a command.
+/// A 0xFF that ends a read when the line timeout comes, from a client that has not shown it speaks
+/// telnet, is the last byte of the line the timeout hands out (`hello\xff`), not the first of
+/// the next message; from a client that speaks telnet it is held: the command byte may follow.
 #[test]
-fn a_command_split_over_the_line_timeout_is_still_a_command() {
+fn a_trailing_0xff_at_the_line_timeout_is_heard_in_its_line() {
     let mut chatd = Chatd::spawn(&["--line-timeout", "30"]);
-    let mut client = Client::connect(chatd.addr());
-    let peer = client.peer();
-    client.send(b"hello\xff");
-    chatd.expect_body(&format!("message {peer} #1: hello"));
-    client.send(b"\xfd\x06x\r\n");
-    chatd.expect_body(&format!("message {peer} #1: x"));
+    let mut plain = Client::connect(chatd.addr());
+    let mut speaker = Client::connect(chatd.addr());
+    let (peer, speaker_peer) = (plain.peer(), speaker.peer());
+    plain.send(b"hello\xff");
+    chatd.expect_body(&format!("message {peer} #1: hello\\xff"));
+    // A telnet NOP first: it speaks telnet, and its lines wait for their newline.
+    speaker.send(b"\xff\xf1split\xff");
+    plain.send(b"world");
+    chatd.expect_body(&format!("message {peer} #1: world"));
+    speaker.send(b"\xfd\x06 command\r\n");
+    chatd.expect_body(&format!("message {speaker_peer} #2: split command"));
     let mut answers = [0; 6];
-    client
+    speaker
         .stream()
         .try_clone()
         .expect("clone")
         .read_exact(&mut answers)
         .expect("the answers");
     assert_eq!(&answers, b"\xff\xfd\x00\xff\xfb\x06");
+    let texts: Vec<&str> = chatd
+        .seen()
+        .iter()
+        .filter_map(|line| report_body(line).strip_prefix("message "))
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+}
+
+/// `--password-file` with the real telnet: Ctrl-\ pressed after connecting, as README advises
+/// (telnet sends `IAC BRK IAC DO TIMING-MARK`), then the password is seated (it was refused
+/// `auth`: the commands were taken for password bytes); and a password with Chinese typed with
+/// no Ctrl-\ (bytes telnet's 7-bit mode turns into commands) is put back and seated too. What
+/// each types next is its first message.
+#[test]
+fn telnet_passes_the_password_prompt() {
+    let dir = std::env::temp_dir().join(format!("chatd-telnet-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("password");
+    std::fs::write(&path, "七 sekrit ✓\n").expect("write the password file");
+    let mut chatd = Chatd::spawn(&["--password-file", path.to_str().expect("UTF-8 path")]);
+    for (id, ctrl_backslash) in [(1, true), (2, false)] {
+        let mut telnet = Terminal::run(&TELNET, chatd.addr().port());
+        telnet.expect("password:");
+        if ctrl_backslash {
+            telnet.type_bytes(b"\x1c");
+        }
+        telnet.type_line("七 sekrit ✓");
+        telnet.expect("welcome");
+        let peer = connected_peer(&mut chatd, id);
+        telnet.type_line("你好 after");
+        chatd.expect_body(&format!("message {peer} #{id}: 你好 after"));
+    }
+    assert_eq!(chatd.seen_count("sekrit"), 0, "{:#?}", chatd.seen());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits for client `#id`'s connect report and returns its address as the server saw it.

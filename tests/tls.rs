@@ -132,6 +132,46 @@ fn tls_on_the_plain_port_is_refused() {
     assert_eq!(chatd.seen_count("message "), 0, "{:?}", chatd.seen());
 }
 
+/// A TLS client refused before its handshake (`--max-per-ip`, `--max-clients`) gets a fatal
+/// access_denied alert, which openssl shows, not the plain line a plain client is told: that
+/// arrived inside its handshake (openssl: `wrong version number`). Reported as ever.
+#[test]
+fn a_tls_client_refused_before_its_handshake_gets_an_alert() {
+    for (flag, why) in [
+        ("--max-per-ip", "per-ip limit"),
+        ("--max-clients", "server full"),
+    ] {
+        let certs = Certs::new("refused-alert");
+        let (mut chatd, tls) = spawn_tls(&certs, &[flag, "1"]);
+        let mut first = Tool::s_client(tls);
+        first.expect_line("welcome");
+        let mut second = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &tls.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run openssl s_client");
+        let mut stderr = second.stderr.take().expect("piped stderr");
+        let (tx, told) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            let _ = tx.send(text);
+        });
+        chatd.expect_report(&format!("({why})"));
+        // Its stdin stays open: s_client ends because the server ended the session.
+        let told = told
+            .recv_timeout(common::WAIT)
+            .expect("s_client ends by itself");
+        let _ = second.kill();
+        let _ = second.wait();
+        assert!(!told.contains("wrong version number"), "{flag}: {told}");
+        assert!(told.contains("alert access denied"), "{flag}: {told}");
+        assert_eq!(chatd.seen_count("connect "), 1, "{:?}", chatd.seen());
+    }
+}
+
 /// A missing or unreadable certificate or key, or one that is not PEM, is one line on stderr
 /// naming the file, and exit code 1, before anything is served.
 #[test]

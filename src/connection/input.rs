@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::{Connection, HEAR_OUT_CAP, ReadStatus, Stream};
 use crate::framing::Line;
+use crate::telnet::Telnet;
 
 impl<S: Stream> Connection<S> {
     /// Reads until the socket would block, the client closes or `budget` is spent, using `buf` as
@@ -157,6 +158,23 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// The line timeout fired for a client that does not speak telnet: a 0xFF that ended its
+    /// last read is the last byte of the line now handed out (a literal 0xFF), not the start of
+    /// a command that would come a timeout later.
+    pub fn line_timed_out(&mut self) {
+        if !self.telnet.speaks() {
+            self.input_ended();
+        }
+    }
+
+    /// Takes over what the gate learnt from the password line (`gate::Passed`): the telnet state
+    /// (what was negotiated, a `CR` whose `LF` or `NUL` is still to come), and whether the line
+    /// ended with a newline, which makes it a client whose lines wait for their newline.
+    pub fn carry_over(&mut self, telnet: Telnet, ends_lines: bool) {
+        self.telnet = telnet;
+        self.ends_lines = ends_lines;
+    }
+
     /// Whether the client pressed Ctrl-C in telnet: it leaves as with `exit`.
     pub fn is_interrupted(&self) -> bool {
         self.telnet.interrupted()
@@ -169,9 +187,10 @@ impl<S: Stream> Connection<S> {
         self.ends_lines || self.telnet.speaks()
     }
 
-    /// Whether bytes of an unfinished line are waiting.
+    /// Whether bytes of an unfinished line are waiting, a 0xFF held by the telnet filter
+    /// included (text, if no command byte follows before the line timeout).
     pub fn has_partial(&self) -> bool {
-        self.decoder.has_partial()
+        self.decoder.has_partial() || self.telnet.holds_iac()
     }
 
     /// Hands out the unfinished line as a message of its own, if there is one.

@@ -16,8 +16,9 @@ use crate::report;
 impl Server {
     /// Checks a connection just accepted against the rules, the bans, the connect rate and the
     /// per-address limit, before anything is allocated for it or read from it. Gives the stream
-    /// back if it may go on to be seated; else it is closed and reported here.
-    pub(super) fn screen(&mut self, stream: TcpStream, peer: Peer) -> Option<TcpStream> {
+    /// back if it may go on to be seated; else it is closed and reported here. `tls`: it came to
+    /// a TLS listener (told with a TLS alert, not a line).
+    pub(super) fn screen(&mut self, stream: TcpStream, peer: Peer, tls: bool) -> Option<TcpStream> {
         let refusal = match self.access.check(peer.0.ip(), Instant::now()) {
             Ok(()) => return Some(stream),
             Err(refusal) => refusal,
@@ -27,7 +28,7 @@ impl Server {
             Refusal::PerIp => {
                 let buf = &mut self.read_buf;
                 let why = &refusal.to_string();
-                listeners::refuse(stream, peer, TOO_MANY, buf, why);
+                listeners::refuse(stream, peer, TOO_MANY, tls, buf, why);
             }
             // Closed at once, unread (the kernel may answer with a reset) and untold.
             Refusal::ConnectRate { report: false } => drop(stream),

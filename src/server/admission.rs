@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use super::Server;
 use crate::chat;
 use crate::escape::escape;
-use crate::gate::{self, Outcome};
+use crate::gate::{self, Outcome, Passed};
 use crate::ids::Peer;
 use crate::listeners::{self, Accepted};
 use crate::report;
@@ -46,31 +46,37 @@ impl Server {
     /// refuses it: access control first (before a byte is read), then `--max-clients` (guests
     /// count). From here on it counts against `--max-per-ip` until it is refused or reaped.
     fn admit(&mut self, stream: TcpStream, peer: Peer, tls: bool) {
-        let Some(stream) = self.screen(stream, peer) else {
+        let Some(stream) = self.screen(stream, peer, tls) else {
             return;
         };
         if self.clients.is_full(self.gate.len()) {
             self.counts.refused_full += 1;
             let buf = &mut self.read_buf;
-            return listeners::refuse(stream, peer, chat::SERVER_FULL, buf, "server full");
+            let full = chat::SERVER_FULL;
+            return listeners::refuse(stream, peer, full, tls, buf, "server full");
         }
         listeners::tune(&stream, self.keepalive);
         self.access.seated(peer.0.ip());
         if tls || self.gate.holds_plain() {
             return self.enter(stream, peer, tls);
         }
-        self.seat(Socket::Plain(stream), peer, false);
+        self.seat(Socket::Plain(stream), peer, None);
     }
 
     /// Gives a client its id, its `connect` report, its greeting and its place in the room.
-    /// `waiting`: it passed the gate, and what it sent after its handshake or password may
-    /// already wait unread (no readiness edge will announce it): it is read next turn.
-    fn seat(&mut self, socket: Socket, peer: Peer, waiting: bool) {
+    /// `passed`: it passed the gate, whose telnet state and line ending it carries on with, and
+    /// what it sent after its handshake or password may already wait unread (no readiness edge
+    /// will announce it): it is read next turn.
+    fn seat(&mut self, socket: Socket, peer: Peer, passed: Option<Passed>) {
         match self.clients.open(socket, peer, self.poll.registry()) {
             Ok((key, id)) => {
                 let cost = self.chat.line_cost(self.clients.len());
                 self.work_left = self.work_left.saturating_sub(cost);
                 self.arm_idle_timer(key, id);
+                let waiting = passed.is_some();
+                if let (Some(passed), Some(conn)) = (passed, self.clients.get_mut(key)) {
+                    conn.carry_over(passed.telnet, passed.ended_line);
+                }
                 self.chat.join(&mut self.clients, key);
                 if waiting {
                     self.clients.pend(key);
@@ -136,8 +142,12 @@ impl Server {
     fn settle_guest(&mut self, key: usize, outcome: Outcome) {
         match outcome {
             Outcome::Wait => {}
-            Outcome::Rearm(at, serial) => self.timers.arm(at, Due::Guest(key, serial)),
-            Outcome::Admit(socket, peer) => self.seat(socket, peer, true),
+            Outcome::Arm(serial, instants) => {
+                for at in instants.into_iter().flatten() {
+                    self.timers.arm(at, Due::Guest(key, serial));
+                }
+            }
+            Outcome::Admit(socket, peer, passed) => self.seat(socket, peer, Some(passed)),
             Outcome::Refused(peer, why) => {
                 self.access.left(peer.0.ip());
                 if why == gate::AUTH {

@@ -5,14 +5,14 @@
 
 #![allow(dead_code)] // Each test binary uses its own part.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
-use crate::common::{Chatd, WAIT, lines_of, report_lines};
+use crate::common::{Chatd, WAIT, report_lines};
 
 /// Starts chatd with a plain listener and a TLS one; gives the TLS listener's address.
 #[track_caller]
@@ -103,7 +103,7 @@ impl Tool {
             .spawn()
             .unwrap_or_else(|e| panic!("run {program} (install it: .ci/run does): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let lines = lines_of(stdout);
+        let lines = lossy_lines_of(stdout);
         let stdin = child.stdin.take();
         Tool {
             child,
@@ -111,6 +111,14 @@ impl Tool {
             lines,
             seen: Vec::new(),
         }
+    }
+
+    /// Sends `bytes` as they are (telnet commands, a `CR NUL`).
+    #[track_caller]
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to the client");
+        stdin.flush().expect("flush");
     }
 
     #[track_caller]
@@ -152,6 +160,26 @@ impl Tool {
     pub fn close_input(&mut self) {
         self.stdin = None;
     }
+}
+
+/// The lines a client's stdout gives, read by a thread, invalid UTF-8 (telnet's answers) made
+/// lossy rather than ending them; the sender is dropped when the pipe closes.
+fn lossy_lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\n')
+                .to_owned();
+            if tx.send(text).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
+    lines
 }
 
 impl Drop for Tool {
