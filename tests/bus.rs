@@ -105,6 +105,45 @@ fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
     );
 }
 
+/// nats-server restarted with an empty store (a new data directory, a recreated container): the
+/// bucket of names is made again as the instances reconnect, so two members asking for one name
+/// at once still cannot both have it. (Before, the bucket was opened at the first connect only:
+/// every claim went unanswered from then on and was granted on each instance's own check.)
+#[test]
+fn names_stay_unique_after_the_server_comes_back_with_an_empty_store() {
+    let mut nats = Nats::start();
+    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
+    a_chatd.expect_report("bus: names are claimed across the room");
+    b_chatd.expect_report("bus: names are claimed across the room");
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    b_chatd.expect_report("joined A/");
+    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    nats.kill();
+    a_chatd.expect_report("bus lost");
+    b_chatd.expect_report("bus lost");
+    nats.restart_empty();
+    a_chatd.expect_report("bus connected");
+    b_chatd.expect_report("bus connected");
+    // Both at once, before either instance can have heard of the other's: each may be granted
+    // on its instance's own check (names are claimed in the bucket again only once it is open),
+    // and then the claims made as names are shared again settle it: one loses the name.
+    a.say("/nick twin");
+    b.say("/nick twin");
+    let deadline = Instant::now() + WAIT;
+    for member in [&mut a, &mut b] {
+        loop {
+            member.say("/who");
+            let who = member.read_starting("◆ 2 online: ");
+            if who.matches("twin").count() == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {who}");
+            thread::sleep(Duration::from_millis(100)); // Between two asks, not a wait for one.
+        }
+    }
+}
+
 /// The same while nats-server is stuck (SIGSTOP, connections open, no `bus lost`): each claim is
 /// granted on its instance's own check within the bucket's time, and once the bucket answers
 /// again, the claims granted meanwhile are made again at the next refresh (every 10 s), and one
@@ -949,5 +988,16 @@ impl Member {
     #[track_caller]
     fn read_until(&mut self, line: &str) {
         while self.read() != line {}
+    }
+
+    /// Reads until a line that starts with `prefix` (passing over others), and gives it.
+    #[track_caller]
+    fn read_starting(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.read();
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
     }
 }

@@ -384,3 +384,31 @@ fn a_guest_at_the_prompt_is_refused_at_shutdown() {
         assert_eq!(chatd.seen_count(kind), 0, "{:?}", chatd.seen());
     }
 }
+
+/// The right password with no newline, then the end of the client's input: the unfinished line is
+/// its password, as an unfinished line is a message once seated. The client is seated, then
+/// leaves `closed`.
+#[test]
+fn a_password_ended_by_the_end_of_input_is_heard() {
+    let dir = Dir::new("eof");
+    let args = [
+        "--password-file",
+        &dir.password("sekret"),
+        "--line-timeout",
+        "60000",
+    ];
+    let mut chatd = Chatd::spawn(&args);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    client.send(b"sekret");
+    client
+        .stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    chatd.expect_body(&format!("connect {} #1 (1 online)", client.peer()));
+    chatd.expect_body(&format!(
+        "disconnect {} #1 closed (0 online)",
+        client.peer()
+    ));
+    assert_eq!(chatd.seen_count("refused"), 0, "{:?}", chatd.seen());
+}

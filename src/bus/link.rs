@@ -137,7 +137,7 @@ impl Link {
         let _ = timeout(CONNECT_TIMEOUT, client.request("$JS.API.INFO", "".into())).await;
         let unshared = std::mem::take(&mut self.unshared);
         self.tell(Inbound::Connected { unshared }).await;
-        let bucket = self.open_bucket(&client).await;
+        let mut bucket = self.open_bucket(&client).await;
         let mut up = true;
         let mut refresh = interval(REFRESH);
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -237,11 +237,15 @@ impl Link {
                         up = true;
                         let unshared = std::mem::take(&mut self.unshared);
                         self.tell(Inbound::Connected { unshared }).await;
-                        if let Some(bucket) = &bucket {
-                            self.reclaim(bucket).await;
-                            self.settle(bucket).await;
-                            self.tell(Inbound::Names(None)).await;
-                        }
+                        // Opened again: a server restarted with an empty store has no bucket
+                        // until one is made (the names held here then go into it).
+                        bucket = match self.try_open_bucket(&client).await {
+                            Ok(store) => Some(self.names_back(store).await),
+                            Err(why) => {
+                                self.tell(Inbound::Names(Some(why))).await;
+                                None
+                            }
+                        };
                     }
                     Some(Event::SlowConsumer(_)) => {
                         if let Some(times) = self.slow.add(Instant::now().into_std()) {
@@ -256,6 +260,13 @@ impl Link {
                     }
                 }
                 _ = refresh.tick() => {
+                    // No bucket yet (JetStream off, or still starting after a restart): asked
+                    // again each refresh.
+                    if up && bucket.is_none()
+                        && let Ok(store) = self.try_open_bucket(&client).await
+                    {
+                        bucket = Some(self.names_back(store).await);
+                    }
                     if let (true, Some(bucket)) = (up, &bucket) {
                         let stalled = self.unanswered.waiting();
                         if stalled {

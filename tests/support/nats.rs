@@ -77,6 +77,14 @@ impl Nats {
         again.store = PathBuf::new(); // Still this one's: not removed as `again` goes.
     }
 
+    /// Starts a killed server again on its port with its store emptied, as a new data directory
+    /// or a recreated container would: JetStream has no streams, so no bucket of names.
+    #[track_caller]
+    pub fn restart_empty(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.store);
+        self.restart();
+    }
+
     #[track_caller]
     fn launch(
         port: Option<u16>,

@@ -39,6 +39,31 @@ impl Link {
     /// claimed there. Without JetStream on the server, names are checked as each instance knows
     /// them.
     pub(super) async fn open_bucket(&mut self, client: &Client) -> Option<Store> {
+        match self.try_open_bucket(client).await {
+            Ok(store) => {
+                self.tell(Inbound::Names(None)).await;
+                Some(store)
+            }
+            Err(why) => {
+                self.tell(Inbound::Names(Some(why))).await;
+                None
+            }
+        }
+    }
+
+    /// The bucket is open again (after a reconnect, or for the first time after it could not
+    /// be): the names held here are checked and written into it, the releases that waited are
+    /// written, and the loop is told names are claimed across the room again (it claims those
+    /// taken meanwhile).
+    pub(super) async fn names_back(&mut self, store: Store) -> Store {
+        self.reclaim(&store).await;
+        self.settle(&store).await;
+        self.tell(Inbound::Names(None)).await;
+        store
+    }
+
+    /// Opens (creating if absent) the bucket of names; why not, if it cannot.
+    pub(super) async fn try_open_bucket(&self, client: &Client) -> Result<Store, String> {
         let jetstream = async_nats::jetstream::new(client.clone());
         // The bucket's stream made by hand, as async-nats's `create_key_value` would make it:
         // that one first asks for the account's info, whose reply from nats-server 2.9 lacks
@@ -66,19 +91,9 @@ impl Link {
                 .await
                 .map_err(|e| e.to_string())
         };
-        let opened = match timeout(KV_TIMEOUT, open).await {
+        match timeout(KV_TIMEOUT, open).await {
             Ok(opened) => opened,
             Err(_) => Err("JetStream did not answer".to_owned()),
-        };
-        match opened {
-            Ok(store) => {
-                self.tell(Inbound::Names(None)).await;
-                Some(store)
-            }
-            Err(why) => {
-                self.tell(Inbound::Names(Some(why))).await;
-                None
-            }
         }
     }
 
