@@ -74,6 +74,8 @@ pub struct Passed {
     pub telnet: Telnet,
     /// Its password line ended with a newline: it is a client whose lines wait for theirs.
     pub ended_line: bool,
+    /// The bytes it sent at the prompt (its first bytes were already looked at for a TLS hello).
+    pub heard: u64,
 }
 
 /// What the loop arms for a new guest: its slot, its serial and its deadline.
@@ -364,6 +366,7 @@ impl Gate {
         let passed = Passed {
             telnet: guest.telnet,
             ended_line,
+            heard: guest.input as u64,
         };
         Outcome::Admit(guest.socket, guest.peer, passed)
     }

@@ -179,6 +179,36 @@ fn a_name_taken_twice_while_the_bus_was_stuck_is_kept_by_one() {
     assert_eq!(names, 1, "{who}");
 }
 
+/// While nats-server is stuck, a member gives up a name and another member of the same instance
+/// takes it: once the bucket answers, the release is written before the new claim is made, so the
+/// new holder keeps the name. (Before, the claim was made first, found the old holder's entry and
+/// was lost: a member lost a name nobody else had.) A window of two refreshes shows it: the
+/// claims are made again at the first refresh after the stall.
+#[test]
+fn a_name_given_up_and_taken_during_a_stall_stays_with_its_new_holder() {
+    let nats = Nats::start();
+    let mut a_chatd = instance(&nats, "A");
+    a_chatd.expect_report("bus: names are claimed across the room");
+    let mut first = Member::join(&a_chatd, "◆ nobody else is online");
+    let mut second = Member::join(&a_chatd, "◆ 1 online: #1");
+    first.say("/nick bob");
+    first.read_until("◆ you are now bob");
+    second.read_until("◆ #1 is now bob");
+    nats.pause(true);
+    first.say("/nick carol");
+    first.read_until("◆ you are now carol");
+    second.say("/nick bob");
+    second.read_until("◆ you are now bob");
+    nats.pause(false);
+    let window = Instant::now() + Duration::from_secs(22);
+    while let Some(line) = a_chatd.next_report(window.saturating_duration_since(Instant::now())) {
+        assert!(!line.contains("was claimed elsewhere"), "{line}");
+    }
+    second.say("/who");
+    let who = second.read_starting("◆ 2 online: ");
+    assert!(who.contains("carol") && who.contains("bob"), "{who}");
+}
+
 /// A stuck nats-server while named members leave and rename: the first write that finds the bucket
 /// stuck waits its 2 s, and every name written after it waits for the bucket no more (granted on
 /// the instance's own check, released later), so a `/nick` is answered in time however many

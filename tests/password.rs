@@ -412,3 +412,19 @@ fn a_password_ended_by_the_end_of_input_is_heard() {
     ));
     assert_eq!(chatd.seen_count("refused"), 0, "{:?}", chatd.seen());
 }
+
+/// The first message after the password is text whatever its first bytes: only a client's very
+/// first bytes are looked at for a TLS hello, and at the gate those were the password's.
+#[test]
+fn a_first_message_after_the_password_is_never_taken_for_tls() {
+    let dir = Dir::new("tls-like");
+    let mut chatd = Chatd::spawn(&["--password-file", &dir.password("sekret")]);
+    let mut client = Client::connect_quiet(chatd.addr());
+    assert_eq!(client.read_line(), "password:");
+    client.send(b"sekret\n\x16\x03 looks like a handshake\n");
+    chatd.expect_body(&format!(
+        "message {} #1: \\x16\\x03 looks like a handshake",
+        client.peer()
+    ));
+    assert_eq!(chatd.seen_count("plain port"), 0, "{:?}", chatd.seen());
+}

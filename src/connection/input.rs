@@ -170,9 +170,12 @@ impl<S: Stream> Connection<S> {
     /// Takes over what the gate learnt from the password line (`gate::Passed`): the telnet state
     /// (what was negotiated, a `CR` whose `LF` or `NUL` is still to come), and whether the line
     /// ended with a newline, which makes it a client whose lines wait for their newline.
-    pub fn carry_over(&mut self, telnet: Telnet, ends_lines: bool) {
+    pub fn carry_over(&mut self, telnet: Telnet, ends_lines: bool, heard: u64) {
         self.telnet = telnet;
         self.ends_lines = ends_lines;
+        // Counted as read from it; and its first bytes are not looked at again for a TLS hello
+        // (a first message starting 0x16 0x03 is text).
+        self.bytes_in = heard;
     }
 
     /// Whether the client pressed Ctrl-C in telnet: it leaves as with `exit`.

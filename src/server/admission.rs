@@ -75,7 +75,7 @@ impl Server {
                 self.arm_idle_timer(key, id);
                 let waiting = passed.is_some();
                 if let (Some(passed), Some(conn)) = (passed, self.clients.get_mut(key)) {
-                    conn.carry_over(passed.telnet, passed.ended_line);
+                    conn.carry_over(passed.telnet, passed.ended_line, passed.heard);
                 }
                 self.chat.join(&mut self.clients, key);
                 if waiting {

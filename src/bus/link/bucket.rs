@@ -56,6 +56,9 @@ impl Link {
     /// written, and the loop is told names are claimed across the room again (it claims those
     /// taken meanwhile).
     pub(super) async fn names_back(&mut self, store: Store) -> Store {
+        // The releases first: they came before the names held now were taken (a member's old
+        // name freed before another member takes it).
+        self.write_releases(&store).await;
         self.reclaim(&store).await;
         self.settle(&store).await;
         self.tell(Inbound::Names(None)).await;
@@ -183,6 +186,11 @@ impl Link {
     /// are written. Everything at once, within `KV_TIMEOUT`; what is not answered waits for the
     /// next refresh.
     pub(super) async fn settle(&mut self, bucket: &Store) {
+        // The releases first: each came before any claim granted after it (`/nick carol` then
+        // another member's `/nick bob` frees `bob` before the new claim of it is made).
+        if !self.write_releases(bucket).await {
+            return;
+        }
         let claims: Vec<(String, String, IpAddr)> = (self.unanswered.claims.iter())
             .filter_map(|(key, from)| {
                 let held = self.held.get(key)?;
@@ -220,14 +228,20 @@ impl Link {
         self.unanswered
             .claims
             .retain(|key, _| held.contains_key(key));
-        if !all_answered {
-            return;
+        self.unanswered.stalled = !all_answered;
+    }
+
+    /// Writes the releases that waited for the bucket, in one go within `KV_TIMEOUT`; whether
+    /// none is left waiting.
+    async fn write_releases(&mut self, bucket: &Store) -> bool {
+        if self.unanswered.releases.is_empty() {
+            return true;
         }
         let releases = std::mem::take(&mut self.unanswered.releases);
         let frees = releases.iter().map(|release| free(bucket, release));
         let Ok(freed) = timeout(KV_TIMEOUT, join_all(frees)).await else {
             self.unanswered.releases = releases;
-            return;
+            return false;
         };
         for (release, answer) in releases.into_iter().zip(freed) {
             match answer {
@@ -235,7 +249,7 @@ impl Link {
                 Err(NoAnswer) => self.unanswered.defer(release),
             }
         }
-        self.unanswered.stalled = !self.unanswered.releases.is_empty();
+        self.unanswered.releases.is_empty()
     }
 
     /// A hold written in the bucket, refreshed here until it ends (`MAX_HOLDS` at most).
