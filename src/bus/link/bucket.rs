@@ -155,10 +155,9 @@ impl Link {
                 };
                 // Granted here without the bucket's answer: its entry may be another instance's,
                 // so nothing is freed (`free` would find so too, but a stall would make it wait).
-                let unconfirmed = self.unanswered.claims.remove(&bucket_key).is_some();
-                let (Some(bucket), false) = (bucket, unconfirmed) else {
+                if self.unanswered.claims.remove(&bucket_key).is_some() {
                     return;
-                };
+                }
                 // Held for `from`: written over the member's entry, and kept until it ends.
                 let hold = hold.map(|from| (from, unix_now() + HOLD.as_secs()));
                 let release = Release {
@@ -166,10 +165,12 @@ impl Link {
                     value,
                     hold,
                 };
-                if self.unanswered.stalled {
+                // No bucket open (a reconnect found none yet) or a stalled one: written once it
+                // answers, so that the entry does not block the name until it ages out.
+                let Some(bucket) = bucket.filter(|_| !self.unanswered.stalled) else {
                     self.unanswered.defer(release);
                     return;
-                }
+                };
                 match free(bucket, &release).await {
                     Ok(kept) => self.keep_hold(kept),
                     Err(NoAnswer) => {
