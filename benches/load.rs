@@ -191,21 +191,17 @@ fn plan(quick: bool, open_files: u64) -> Vec<(Scenario, Kind)> {
     }
 
     // What JSON reports and idle metrics cost: the row that moves most lines, again with each.
-    for variant in [Variant::Json, Variant::Metrics] {
+    // And what `--bus` costs ingest with no other instance in the room (issue 13): the bus needs
+    // the room, so one member alone in it sends, with the room and then with the bus.
+    let priced = [
+        (100, Variant::Json),
+        (100, Variant::Metrics),
+        (1, Variant::Room),
+        (1, Variant::Bus),
+    ];
+    for (clients, variant) in priced {
         let scenario = Scenario::Ingest {
-            clients: 100,
-            line_len: 64,
-            total_lines: small_total,
-            variant,
-        };
-        plan.push((scenario, Chatd));
-    }
-
-    // What `--bus` costs ingest with no other instance in the room (issue 13): the bus needs the
-    // room, so one member alone in it sends, with the room and then with the bus.
-    for variant in [Variant::Room, Variant::Bus] {
-        let scenario = Scenario::Ingest {
-            clients: 1,
+            clients,
             line_len: 64,
             total_lines: small_total,
             variant,

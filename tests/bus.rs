@@ -85,11 +85,7 @@ fn names_are_claimed_across_instances_in_the_bucket() {
 #[test]
 fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
     let mut nats = Nats::start();
-    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
-    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
-    b_chatd.expect_report("joined A/");
-    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
-    a.expect("◆ #1@B joined (2 online)");
+    let (mut a_chatd, mut b_chatd, mut a, mut b) = two_instances(&nats, false);
     nats.kill();
     a_chatd.expect_report("bus lost");
     b_chatd.expect_report("bus lost");
@@ -112,13 +108,7 @@ fn a_name_taken_twice_while_the_bus_was_down_is_kept_by_one() {
 #[test]
 fn names_stay_unique_after_the_server_comes_back_with_an_empty_store() {
     let mut nats = Nats::start();
-    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
-    a_chatd.expect_report("bus: names are claimed across the room");
-    b_chatd.expect_report("bus: names are claimed across the room");
-    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
-    b_chatd.expect_report("joined A/");
-    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
-    a.expect("◆ #1@B joined (2 online)");
+    let (mut a_chatd, mut b_chatd, mut a, mut b) = two_instances(&nats, true);
     nats.kill();
     a_chatd.expect_report("bus lost");
     b_chatd.expect_report("bus lost");
@@ -151,13 +141,7 @@ fn names_stay_unique_after_the_server_comes_back_with_an_empty_store() {
 #[test]
 fn a_name_taken_twice_while_the_bus_was_stuck_is_kept_by_one() {
     let nats = Nats::start();
-    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
-    a_chatd.expect_report("bus: names are claimed across the room");
-    b_chatd.expect_report("bus: names are claimed across the room");
-    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
-    b_chatd.expect_report("joined A/");
-    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
-    a.expect("◆ #1@B joined (2 online)");
+    let (mut a_chatd, mut b_chatd, mut a, mut b) = two_instances(&nats, true);
     nats.pause(true);
     a.say("/nick dup");
     a.expect("◆ you are now dup");
@@ -231,10 +215,7 @@ fn a_nick_is_answered_in_time_after_releases_while_the_bus_is_stuck() {
         a_chatd.expect_report(&format!("#{} exit (", n + 1));
     }
     c.say("/nick late");
-    let sent = Instant::now();
-    c.read_until("◆ you are now late");
-    let waited = sent.elapsed();
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    c.answered_within("◆ you are now late", Duration::from_secs(5));
     nats.pause(false);
 }
 
@@ -336,12 +317,8 @@ fn a_msg_its_sender_was_told_failed_is_never_delivered_later() {
 #[test]
 fn msg_reaches_a_member_on_another_instance_and_nobody_else() {
     let nats = Nats::start();
-    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
-    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    let (mut a_chatd, mut b_chatd, mut a, mut b) = two_instances(&nats, false);
     let peer_a = a.client.peer();
-    b_chatd.expect_report("joined A/");
-    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
-    a.expect("◆ #1@B joined (2 online)");
     let mut b2 = Member::join(&b_chatd, "◆ 2 online: #1, #1@A");
     a.expect("◆ #2@B joined (3 online)");
     b.expect("◆ #2 joined (3 online)");
@@ -558,11 +535,7 @@ fn an_unreachable_bus_at_start_is_retried() {
 #[test]
 fn a_bus_killed_mid_conversation_loses_nothing_silently() {
     let mut nats = Nats::start();
-    let (mut a_chatd, mut b_chatd) = (instance(&nats, "A"), instance(&nats, "B"));
-    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
-    b_chatd.expect_report("joined A/");
-    let mut b = Member::join(&b_chatd, "◆ 1 online: #1@A");
-    a.expect("◆ #1@B joined (2 online)");
+    let (mut a_chatd, mut b_chatd, mut a, mut b) = two_instances(&nats, false);
     a.say("before");
     b.expect("#1@A: before");
 
@@ -697,10 +670,7 @@ fn a_msg_is_answered_in_time_while_a_stuck_bus_holds_the_bus_thread() {
     // The bucket cannot answer (its request waits behind the same queue): the name is checked
     // here, and stands, within the bucket's time.
     c.say("/nick carol");
-    let sent = Instant::now();
-    c.read_until("◆ you are now carol");
-    let waited = sent.elapsed();
-    assert!(waited < Duration::from_secs(4), "{waited:?}");
+    c.answered_within("◆ you are now carol", Duration::from_secs(4));
     c.say("still here");
     a.read_until("carol: still here");
     nats.pause(false);
@@ -728,10 +698,7 @@ fn a_nick_is_answered_in_time_while_a_stuck_bus_stalls_the_refresh_of_names() {
     while Instant::now() < until {
         let mut c = Member::join_quiet(&a_chatd);
         c.say(&format!("/nick c{n}"));
-        let sent = Instant::now();
-        c.read_until(&format!("◆ you are now c{n}"));
-        let waited = sent.elapsed();
-        assert!(waited < Duration::from_secs(5), "/nick c{n}: {waited:?}");
+        c.answered_within(&format!("◆ you are now c{n}"), Duration::from_secs(5));
         kept.push(c);
         n += 1;
     }
@@ -865,6 +832,22 @@ fn instance_with(nats: &Nats, args: &[&str]) -> Chatd {
     let mut chatd = Chatd::spawn(&all);
     chatd.expect_report("bus connected");
     chatd
+}
+
+/// Instances `A` and `B` on `nats` (once each has said that names are claimed in the bucket, if
+/// `claimed`), and a member of each, both seated and seen by the other.
+#[track_caller]
+fn two_instances(nats: &Nats, claimed: bool) -> (Chatd, Chatd, Member, Member) {
+    let (mut a_chatd, mut b_chatd) = (instance(nats, "A"), instance(nats, "B"));
+    if claimed {
+        a_chatd.expect_report("bus: names are claimed across the room");
+        b_chatd.expect_report("bus: names are claimed across the room");
+    }
+    let mut a = Member::join(&a_chatd, "◆ nobody else is online");
+    b_chatd.expect_report("joined A/");
+    let b = Member::join(&b_chatd, "◆ 1 online: #1@A");
+    a.expect("◆ #1@B joined (2 online)");
+    (a_chatd, b_chatd, a, b)
 }
 
 /// A client from `local` (an IP address), connected to `addr`, nothing read yet.
@@ -1018,6 +1001,15 @@ impl Member {
     #[track_caller]
     fn read_until(&mut self, line: &str) {
         while self.read() != line {}
+    }
+
+    /// Reads until `line`, which must come within `limit` (the member has just asked).
+    #[track_caller]
+    fn answered_within(&mut self, line: &str, limit: Duration) {
+        let asked = Instant::now();
+        self.read_until(line);
+        let waited = asked.elapsed();
+        assert!(waited < limit, "{line:?} after {waited:?}");
     }
 
     /// Reads until a line that starts with `prefix` (passing over others), and gives it.

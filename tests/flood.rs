@@ -101,13 +101,7 @@ fn a_flooder_is_slowed_then_dropped_and_a_polite_reader_gets_every_line() {
         "the flooder wrote all its {written} bytes: nothing held it back"
     );
     assert!(relayed * FLOOD_LINE_LEN + dropped <= written);
-    let told = told.join().expect("the flooder's reader");
-    assert!(told.ends_with("◆ disconnected: flooding\n"), "{told:?}");
-
-    // The polite reader is still there, and was never dropped.
-    polite.send_line("/who");
-    assert_eq!(polite.read_line(), "◆ 1 online: #1");
-    assert_eq!(chatd.seen_count(" slow ("), 0);
+    flooder_told_and_reader_kept(told, &mut polite, &chatd);
 }
 
 /// The hostile tester's flood, at the room's defaults: one member sends 200 lines of 64 KiB as
@@ -185,13 +179,7 @@ fn long_lines_are_held_back_by_their_bytes_and_a_polite_reader_is_not_dropped() 
         written < LONG_LINES * LONG_LINE_LEN,
         "nothing held the flooder back"
     );
-    let told = told.join().expect("the flooder's reader");
-    assert!(told.ends_with("◆ disconnected: flooding\n"), "{told:?}");
-
-    // The polite reader is still there, and was never dropped.
-    polite.send_line("/who");
-    assert_eq!(polite.read_line(), "◆ 1 online: #1");
-    assert_eq!(chatd.seen_count(" slow ("), 0);
+    flooder_told_and_reader_kept(told, &mut polite, &chatd);
 }
 
 /// Bytes without a newline are charged as they are read: a member sending 4 MB of one endless
@@ -508,3 +496,18 @@ const LONG_LINE_LEN: usize = 64 * 1024;
 /// The default burst, in lines.
 const LONG_LINES: usize = 200;
 const POLITE_BYTES_PER_S: f64 = 250_000.0;
+
+/// The flooder was told it was dropped for flooding (what its reader thread read), and the polite
+/// reader is still in the room and was never dropped `slow`.
+#[track_caller]
+fn flooder_told_and_reader_kept(
+    told: thread::JoinHandle<String>,
+    polite: &mut Client,
+    chatd: &Chatd,
+) {
+    let told = told.join().expect("the flooder's reader");
+    assert!(told.ends_with("◆ disconnected: flooding\n"), "{told:?}");
+    polite.send_line("/who");
+    assert_eq!(polite.read_line(), "◆ 1 online: #1");
+    assert_eq!(chatd.seen_count(" slow ("), 0);
+}

@@ -32,16 +32,22 @@ pub use report_lines::{Report, body as report_body};
 /// How long a test waits for anything before it fails: generous, since CI machines are busy.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// The lines a child's pipe (a client's stdout, nats-server's stderr) gives, read by a thread; the
-/// sender is dropped when the pipe closes or a line is not UTF-8.
+/// The lines a child's pipe (chatd's or a client's stdout, nats-server's stderr) gives, read by a
+/// thread, invalid UTF-8 (telnet's answers, a client's raw bytes) made lossy rather than ending
+/// them; the sender is dropped when the pipe closes.
 pub fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, lines) = mpsc::channel();
     thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\n')
+                .to_owned();
+            if tx.send(text).is_err() {
                 break;
             }
+            line.clear();
         }
     });
     lines
@@ -88,21 +94,7 @@ impl Chatd {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn chatd");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches('\n')
-                    .to_owned();
-                if tx.send(text).is_err() {
-                    break;
-                }
-                line.clear();
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
         let stdin = child.stdin.take();
         let mut chatd = Chatd {
             child,

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own part.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -103,7 +103,7 @@ impl Tool {
             .spawn()
             .unwrap_or_else(|e| panic!("run {program} (install it: .ci/run does): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let lines = lossy_lines_of(stdout);
+        let lines = crate::common::lines_of(stdout);
         let stdin = child.stdin.take();
         Tool {
             child,
@@ -160,26 +160,6 @@ impl Tool {
     pub fn close_input(&mut self) {
         self.stdin = None;
     }
-}
-
-/// The lines a client's stdout gives, read by a thread, invalid UTF-8 (telnet's answers) made
-/// lossy rather than ending them; the sender is dropped when the pipe closes.
-fn lossy_lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line)
-                .trim_end_matches('\n')
-                .to_owned();
-            if tx.send(text).is_err() {
-                break;
-            }
-            line.clear();
-        }
-    });
-    lines
 }
 
 impl Drop for Tool {
