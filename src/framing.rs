@@ -91,9 +91,11 @@ impl LineDecoder {
         }
     }
 
-    /// Forgets the unfinished line.
-    pub fn discard_partial(&mut self) {
+    /// Forgets the unfinished line; gives how many bytes it had (kept and dropped).
+    pub fn discard_partial(&mut self) -> usize {
+        let bytes = self.partial.len() + self.dropped;
         self.reset();
+        bytes
     }
 
     /// Whether bytes of an unfinished line are waiting for their newline.

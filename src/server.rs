@@ -13,8 +13,7 @@
 //! in `before_sleep` (`settle`), so that writing to one client never leads to reading another.
 //!
 //! The loop's timers are in `server/timing.rs`, and the operator's side (console, signals,
-//! shutdown, metrics scrapes) in `server/control.rs`: more `impl Server`, split by what they
-//! decide.
+//! shutdown, metrics scrapes) in `server/control.rs`: more `impl Server`, split by concern.
 //!
 //! Deliberately not here: what a line or a command causes (`chat.rs`), byte parsing
 //! (`framing.rs`), report text (`report.rs`), or anything that blocks.
@@ -25,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-
 use mio::{Events, Poll, Token, Waker};
 
 use crate::access::Access;
@@ -317,16 +315,20 @@ impl Server {
         let (id, label) = (conn.id(), Rc::clone(conn.label()));
         let chat = &mut self.chat;
         let mut exit = false;
+        let mut after_exit = 0;
         let mut budget = CLIENT_BUDGET;
         // The read's message reports are copied into the turn's buffer, held for the read.
         let mut messages = report::messages();
         let status = conn.read(&mut self.read_buf, &mut budget, per_line, |line| {
-            // Whatever follows `exit` is not heard: the client has left.
-            if !exit {
+            // Whatever follows `exit` is not heard, only counted: the client has left.
+            if exit {
+                after_exit += line.text.len() + line.dropped + 1;
+            } else {
                 exit = chat.hear(&mut messages, key, id, &label, line);
             }
         });
         drop(messages);
+        conn.not_heard(after_exit);
         self.work_left = self.work_left.saturating_sub(CLIENT_BUDGET - budget);
         // Ctrl-C in telnet is leaving, as `exit` is.
         chat.read_ended(key, conn, &status, exit || conn.is_interrupted());

@@ -471,3 +471,19 @@ impl Drop for ClientProcess {
 const CLIENTS: usize = 50;
 const PER_CLIENT: usize = 20;
 const DUPLEX_LINES: usize = 500;
+
+/// Lines a client sends after its `exit`, in the same packet, are not heard (it has left) but
+/// counted: `dropped <peer> #<id>: <n> bytes not heard`, the line after it and the unfinished one.
+#[test]
+fn what_follows_exit_is_counted_not_lost() {
+    let mut chatd = Chatd::spawn(&[]);
+    let mut client = Client::connect(chatd.addr());
+    client.send(b"one\nexit\nafter exit\nunfinished");
+    let peer = client.peer();
+    chatd.expect_body(&format!("message {peer} #1: one"));
+    chatd.expect_body(&format!("message {peer} #1: exit"));
+    // "after exit\n" and "unfinished": 21 bytes.
+    chatd.expect_body(&format!("dropped {peer} #1: 21 bytes not heard"));
+    chatd.expect_body(&format!("disconnect {peer} #1 exit (0 online)"));
+    assert_eq!(chatd.seen_count("after exit"), 0, "{:?}", chatd.seen());
+}

@@ -210,9 +210,14 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Forgets the unfinished line: the client has left, and what it sent after leaving is not
-    /// heard.
+    /// heard, only counted.
     pub fn discard_partial(&mut self) {
-        self.decoder.discard_partial();
+        self.discarded += self.decoder.discard_partial();
+    }
+
+    /// Counts `bytes` it sent as not heard: lines that came after its `exit` in the same read.
+    pub fn not_heard(&mut self, bytes: usize) {
+        self.discarded += bytes;
     }
 }
 
